@@ -1,0 +1,52 @@
+"""auditlog: who changed what, when and from where, for SQLAlchemy applications.
+
+Register models, enable capture on your sessions, and every flush writes ``AuditLog`` rows in the
+same transaction; ``query_history`` reads them back in the shape of the ``GET /history/`` endpoint.
+"""
+
+from __future__ import annotations
+
+from .capture import disable, enable, log_access
+from .context import AuditContext, audit_context, current_context, update_context
+from .exceptions import (
+    AuditLogError,
+    CaptureError,
+    ConfigurationError,
+    ContextError,
+    InvalidQueryError,
+)
+from .models import AuditLog, ContentType, create_tables, metadata
+from .query import query_history
+from .registry import MASKED, is_registered, register, unregister
+from .schemas import AuditLogEntry, HistoryPage
+from .serialize import decode_state, register_type
+
+__all__ = [
+    "MASKED",
+    "AuditContext",
+    "AuditLog",
+    "AuditLogEntry",
+    "AuditLogError",
+    "CaptureError",
+    "ConfigurationError",
+    "ContentType",
+    "ContextError",
+    "HistoryPage",
+    "InvalidQueryError",
+    "audit_context",
+    "create_tables",
+    "current_context",
+    "decode_state",
+    "disable",
+    "enable",
+    "is_registered",
+    "log_access",
+    "metadata",
+    "query_history",
+    "register",
+    "register_type",
+    "unregister",
+    "update_context",
+]
+
+__version__ = "0.1.0"

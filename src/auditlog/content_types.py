@@ -1,0 +1,106 @@
+"""Stable integer ids for audited models, created race-free on first use and cached after commit.
+
+An id is looked up (and if missing, inserted with the dialect's "insert or ignore") on the flush's
+own connection, inside the application's transaction. Until that transaction commits the id is kept
+in ``session.info`` only; ``after_commit`` moves it to the per-engine cache, any rollback drops it,
+so a rolled-back transaction never leaves a cached id without a row.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from weakref import WeakKeyDictionary
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session
+
+from .models import ContentType
+from .registry import Plan
+
+__all__ = ["clear_cache", "content_type_id", "forget_pending", "promote_pending"]
+
+_table = ContentType.__table__
+_committed: WeakKeyDictionary[Engine, dict[str, int]] = WeakKeyDictionary()
+_PENDING = "auditlog.pending_content_types"
+
+
+def _insert_ignoring_duplicates(connection: Connection, plan: Plan) -> None:
+    values = {"name": plan.content_type_name, "table_name": plan.table_name}
+    dialect = connection.dialect.name
+    stmt: Any
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt = pg_insert(_table).values(values).on_conflict_do_nothing(index_elements=["name"])
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(_table).values(values).on_conflict_do_nothing(index_elements=["name"])
+    elif dialect in {"mysql", "mariadb"}:
+        from sqlalchemy.dialects.mysql import insert as mysql_insert
+
+        stmt = mysql_insert(_table).values(values)
+        stmt = stmt.on_duplicate_key_update(name=stmt.inserted.name)
+    else:  # other databases: a savepoint absorbs the duplicate
+        try:
+            with connection.begin_nested():
+                connection.execute(_table.insert().values(values))
+        except sa.exc.IntegrityError:
+            pass
+        return
+    connection.execute(stmt)
+
+
+def _select_id(connection: Connection, name: str, *, locking: bool) -> int | None:
+    query = sa.select(_table.c.id).where(_table.c.name == name)
+    if locking and connection.dialect.name in {"mysql", "mariadb"}:
+        # A locking read sees the newest committed row, not the REPEATABLE READ snapshot.
+        query = query.with_for_update(read=True)
+    return connection.execute(query).scalar_one_or_none()
+
+
+def content_type_id(session: Session, connection: Connection, plan: Plan) -> int:
+    """The id of ``plan``'s model in the database behind ``connection``, created if needed."""
+    engine = connection.engine
+    name = plan.content_type_name
+    committed = _committed.get(engine)
+    if committed is not None and name in committed:
+        return committed[name]
+    pending: dict[tuple[Engine, str], int] = session.info.setdefault(_PENDING, {})
+    found = pending.get((engine, name))
+    if found is not None:
+        return found
+    found = _select_id(connection, name, locking=False)
+    if found is None:
+        _insert_ignoring_duplicates(connection, plan)
+        found = _select_id(connection, name, locking=True)
+        if found is None:  # pragma: no cover - the insert above guarantees a row
+            raise RuntimeError(f"content type {name!r} could not be created")
+    pending[(engine, name)] = found
+    return found
+
+
+def promote_pending(session: Session) -> None:
+    """After a commit: the ids resolved in the transaction are now safe to share."""
+    pending: dict[tuple[Engine, str], int] | None = session.info.pop(_PENDING, None)
+    if pending:
+        for (engine, name), value in pending.items():
+            _committed.setdefault(engine, {})[name] = value
+
+
+def forget_pending(session: Session) -> None:
+    """After any rollback (savepoints included): resolve again next time."""
+    session.info.pop(_PENDING, None)
+
+
+def clear_cache() -> None:
+    """Forget every cached id (the table was dropped or rebuilt)."""
+    _committed.clear()
+
+
+@event.listens_for(_table, "after_drop")
+@event.listens_for(_table, "after_create")
+def _table_rebuilt(*_args: Any, **_kw: Any) -> None:
+    clear_cache()

@@ -1,0 +1,159 @@
+"""The two tables: ``audit_log`` (one row per entry) and ``audit_content_type`` (one row per model).
+
+Storage choices, portable across SQLite, PostgreSQL and MariaDB:
+
+- ``id`` is a ULID kept as 16 raw bytes (``BYTEA`` / ``BINARY(16)`` / ``BLOB``): half the size of its
+  26-character text, and byte order is time order, so ``ORDER BY id`` is creation order. Python sees
+  the 26-character string.
+- ``timestamp`` is always UTC with microseconds; MariaDB and SQLite have no time zone in the column,
+  so the value is stored as naive UTC and handed back timezone-aware.
+- the states are ``JSONB`` on PostgreSQL and ``JSON`` elsewhere.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql
+from sqlalchemy.engine import Connection, Dialect, Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from ulid import ULID
+
+__all__ = ["ACTION_TYPES", "AuditLog", "ContentType", "create_tables", "metadata"]
+
+ACTION_TYPES = ("create", "update", "delete", "access")
+
+metadata = sa.MetaData()
+
+
+class ULIDType(sa.types.TypeDecorator[str]):
+    """A ULID stored as 16 bytes, read back as its 26-character Crockford base32 string."""
+
+    impl = sa.types.BINARY(16)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(postgresql.BYTEA())
+        return dialect.type_descriptor(sa.types.BINARY(16))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> bytes | None:
+        if value is None:
+            return None
+        if isinstance(value, ULID):
+            return value.bytes
+        if isinstance(value, bytes):
+            return value
+        return ULID.from_str(str(value)).bytes
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        return str(ULID.from_bytes(bytes(value)))
+
+
+class UTCDateTime(sa.types.TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC datetimes with microseconds on every backend."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name in {"mysql", "mariadb"}:
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(sa.DateTime(timezone=True))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, dt.datetime):
+            raise TypeError(f"expected a datetime, got {type(value).__name__}")
+        if value.tzinfo is None:
+            raise ValueError("audit timestamps must be timezone-aware")
+        value = value.astimezone(dt.timezone.utc)
+        if dialect.name != "postgresql":
+            value = value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.timezone.utc)  # type: ignore[no-any-return]
+        return value.astimezone(dt.timezone.utc)  # type: ignore[no-any-return]
+
+
+#: JSON on every backend, JSONB on PostgreSQL.
+JSONState = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+class _Base(DeclarativeBase):
+    metadata = metadata
+
+
+class ContentType(_Base):
+    """One stable integer per audited model, shared by every process using the database."""
+
+    __tablename__ = "audit_content_type"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    #: the model's identity: ``module.QualifiedName`` of the mapped class
+    name: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    #: the table the model maps to (informative)
+    table_name: Mapped[str | None] = mapped_column(sa.String(255))
+
+    def __repr__(self) -> str:
+        return f"ContentType(id={self.id!r}, name={self.name!r})"
+
+
+class AuditLog(_Base):
+    """One audit entry: who did which action to which object, when, from where, before and after."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[str] = mapped_column(ULIDType(), primary_key=True)
+    tenant_id: Mapped[str | None] = mapped_column(sa.String(64))
+    user_id: Mapped[str | None] = mapped_column(sa.String(255))
+    action_type: Mapped[str] = mapped_column(sa.String(16))
+    timestamp: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    ip_address: Mapped[str | None] = mapped_column(sa.String(45))
+    user_agent: Mapped[str] = mapped_column(sa.String(512), default="")
+    object_id: Mapped[str] = mapped_column(sa.String(255))
+    content_type: Mapped[int] = mapped_column(sa.ForeignKey(ContentType.id))
+    before_state: Mapped[dict[str, Any] | None] = mapped_column(JSONState, nullable=True)
+    after_state: Mapped[dict[str, Any] | None] = mapped_column(JSONState, nullable=True)
+    #: the recorded attributes an update changed (null for other actions)
+    changed_fields: Mapped[list[str] | None] = mapped_column(JSONState, nullable=True)
+    #: ULID shared by every entry written in the same database transaction
+    transaction_id: Mapped[str | None] = mapped_column(ULIDType())
+    #: extra keyword values given to audit_context(), or null
+    extra: Mapped[dict[str, Any] | None] = mapped_column(JSONState, nullable=True)
+
+    __table_args__ = (
+        sa.CheckConstraint(
+            "action_type IN ('create', 'update', 'delete', 'access')",
+            name="ck_audit_log_action_type",
+        ),
+        # Each seed filter, scoped by tenant, read newest first (timestamp, then id).
+        sa.Index("ix_audit_log_tenant_time", "tenant_id", "timestamp", "id"),
+        sa.Index("ix_audit_log_tenant_user", "tenant_id", "user_id", "timestamp", "id"),
+        sa.Index("ix_audit_log_tenant_ip", "tenant_id", "ip_address", "timestamp", "id"),
+        sa.Index("ix_audit_log_tenant_action", "tenant_id", "action_type", "timestamp", "id"),
+        sa.Index("ix_audit_log_tenant_object", "tenant_id", "object_id", "timestamp", "id"),
+        sa.Index("ix_audit_log_tenant_ctype", "tenant_id", "content_type", "timestamp", "id"),
+        # Unscoped lookups of one object's history.
+        sa.Index("ix_audit_log_object", "object_id", "content_type", "timestamp", "id"),
+    )
+
+    def __repr__(self) -> str:
+        return (
+            f"AuditLog(id={self.id!r}, action_type={self.action_type!r}, "
+            f"object_id={self.object_id!r}, user_id={self.user_id!r})"
+        )
+
+
+def create_tables(bind: Engine | Connection) -> None:
+    """Create ``audit_log`` and ``audit_content_type`` with their indexes; harmless when they exist."""
+    metadata.create_all(bind, checkfirst=True)

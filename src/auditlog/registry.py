@@ -1,0 +1,210 @@
+"""Which models are audited, and how: ``include`` / ``exclude`` / ``mask`` per registered class.
+
+A registration covers the class and its mapped subclasses. For each mapper met at flush time a
+:class:`Plan` is compiled once (recorded keys, their encoders, primary key attributes) and cached,
+so the flush path only does dictionary lookups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar, overload
+
+import sqlalchemy as sa
+from sqlalchemy.exc import NoInspectionAvailable
+from sqlalchemy.orm import ColumnProperty, Mapper
+from sqlalchemy.schema import Column
+
+from .exceptions import ConfigurationError
+from .serialize import Encoder, encoder_for
+
+__all__ = ["MASKED", "ModelConfig", "Plan", "clear", "default_plan", "is_registered", "plan_for", "register",
+           "unregister"]
+
+#: What a masked attribute's value is replaced with, on both sides of an entry.
+MASKED = "********"
+
+T = TypeVar("T", bound=type)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The options a class was registered with."""
+
+    model: type
+    include: frozenset[str] | None
+    exclude: frozenset[str]
+    mask: frozenset[str]
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """What to record for one mapper, compiled once."""
+
+    mapper: Mapper[Any]
+    content_type_name: str
+    table_name: str | None
+    #: (attribute key, encoder, masked) in mapper order
+    fields: tuple[tuple[str, Encoder, bool], ...]
+    keys: frozenset[str]
+    pk_keys: tuple[str, ...]
+    #: attribute key -> Column, for batched loads of values SQLAlchemy does not hold
+    columns: dict[str, Column[Any]]
+
+
+_configs: dict[type, ModelConfig] = {}
+_plans: dict[Mapper[Any], Plan | None] = {}
+
+
+def _mapper_of(model: Any) -> Mapper[Any]:
+    try:
+        mapper = sa.inspect(model)
+    except NoInspectionAvailable:
+        mapper = None
+    if not isinstance(mapper, Mapper) or not isinstance(model, type):
+        raise ConfigurationError(f"register() needs a mapped class, got {model!r}")
+    return mapper
+
+
+def _column_keys(mapper: Mapper[Any]) -> list[str]:
+    """Attribute keys of the mapper's column properties, in mapper order, without configuring."""
+    keys: list[str] = []
+    for key, column in mapper.columns.items():
+        prop = mapper.get_property_by_column(column)
+        if isinstance(prop, ColumnProperty) and prop.key == key and key not in keys:
+            keys.append(key)
+    return keys
+
+
+def _names(option: str, values: Iterable[str] | None, model: type, valid: list[str]) -> frozenset[str]:
+    if isinstance(values, str):
+        raise ConfigurationError(
+            f"register({model.__name__}): {option} takes a collection of attribute names, "
+            f"not the string {values!r}"
+        )
+    names = frozenset(values or ())
+    unknown = sorted(names - set(valid))
+    if unknown:
+        raise ConfigurationError(
+            f"register({model.__name__}): unknown attribute {unknown[0]!r} in {option}; "
+            f"{model.__name__} has {', '.join(valid)}"
+        )
+    return names
+
+
+@overload
+def register(model: T, /) -> T: ...
+@overload
+def register(
+    model: None = None,
+    /,
+    *,
+    include: Iterable[str] | None = ...,
+    exclude: Iterable[str] = ...,
+    mask: Iterable[str] = ...,
+) -> Callable[[T], T]: ...
+@overload
+def register(
+    model: T,
+    /,
+    *,
+    include: Iterable[str] | None = ...,
+    exclude: Iterable[str] = ...,
+    mask: Iterable[str] = ...,
+) -> T: ...
+def register(
+    model: Any = None,
+    /,
+    *,
+    include: Iterable[str] | None = None,
+    exclude: Iterable[str] = (),
+    mask: Iterable[str] = (),
+) -> Any:
+    """Audit a mapped class and its mapped subclasses.
+
+    ``include`` limits the recorded attributes, ``exclude`` drops some, ``mask`` records that they
+    changed but hides their values. Unknown attribute names raise :class:`ConfigurationError`.
+    Usable as ``register(Model)``, ``@register`` and ``@register(exclude={"password"})``.
+    """
+    if model is None:
+        return lambda cls: register(cls, include=include, exclude=exclude, mask=mask)
+    mapper = _mapper_of(model)
+    valid = _column_keys(mapper)
+    config = ModelConfig(
+        model=model,
+        include=None if include is None else _names("include", include, model, valid),
+        exclude=_names("exclude", exclude, model, valid),
+        mask=_names("mask", mask, model, valid),
+    )
+    _configs[model] = config
+    _plans.clear()
+    return model
+
+
+def unregister(model: type) -> None:
+    """Stop auditing a class registered with :func:`register` (no-op when it is not)."""
+    if _configs.pop(model, None) is not None:
+        _plans.clear()
+
+
+def is_registered(model: type) -> bool:
+    """True when ``model`` or one of its mapped base classes is registered."""
+    return plan_for(_mapper_of(model)) is not None
+
+
+def clear() -> None:
+    """Unregister every model."""
+    _configs.clear()
+    _plans.clear()
+
+
+def _config_for(mapper: Mapper[Any]) -> ModelConfig | None:
+    for m in mapper.iterate_to_root():
+        config = _configs.get(m.class_)
+        if config is not None:
+            return config
+    return None
+
+
+def _compile(mapper: Mapper[Any], config: ModelConfig) -> Plan:
+    fields: list[tuple[str, Encoder, bool]] = []
+    columns: dict[str, Column[Any]] = {}
+    for key in _column_keys(mapper):
+        if config.include is not None and key not in config.include:
+            continue
+        if key in config.exclude:
+            continue
+        column = mapper.columns[key]
+        fields.append((key, encoder_for(column.type), key in config.mask))
+        if isinstance(column, Column):
+            columns[key] = column
+    pk_keys = tuple(mapper.get_property_by_column(c).key for c in mapper.primary_key)
+    cls = mapper.class_
+    local_table = mapper.local_table
+    return Plan(
+        mapper=mapper,
+        content_type_name=f"{cls.__module__}.{cls.__qualname__}",
+        table_name=getattr(local_table, "name", None),
+        fields=tuple(fields),
+        keys=frozenset(key for key, _, _ in fields),
+        pk_keys=pk_keys,
+        columns=columns,
+    )
+
+
+def plan_for(mapper: Mapper[Any]) -> Plan | None:
+    """The compiled plan for a mapper, or None when its class is not audited."""
+    try:
+        return _plans[mapper]
+    except KeyError:
+        pass
+    config = _config_for(mapper)
+    plan = None if config is None else _compile(mapper, config)
+    _plans[mapper] = plan
+    return plan
+
+
+def default_plan(mapper: Mapper[Any]) -> Plan:
+    """A plan recording every column, for explicit entries on models that are not registered."""
+    return _compile(mapper, ModelConfig(mapper.class_, None, frozenset(), frozenset()))

@@ -1,0 +1,102 @@
+"""Models the tests audit: a small lending app plus one model holding every standard column type."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Status(enum.Enum):
+    draft = "draft"
+    active = "active"
+    closed = "closed"
+
+
+class Customer(Base):
+    __tablename__ = "customer"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[str | None] = mapped_column(sa.String(36))
+    name: Mapped[str] = mapped_column(sa.String(100))
+    email: Mapped[str | None] = mapped_column(sa.String(200))
+    password: Mapped[str | None] = mapped_column(sa.String(200))
+    notes: Mapped[str | None] = mapped_column(sa.Text, deferred=True)
+    loans: Mapped[list[Loan]] = relationship(back_populates="customer", cascade="all, delete")
+
+
+class Loan(Base):
+    __tablename__ = "loan"
+
+    id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid.uuid4)
+    customer_id: Mapped[int | None] = mapped_column(sa.ForeignKey("customer.id"))
+    amount: Mapped[Decimal] = mapped_column(sa.Numeric(18, 4))
+    status: Mapped[str] = mapped_column(sa.String(20), default="draft")
+    version: Mapped[int] = mapped_column(server_default=sa.text("1"))
+    created_at: Mapped[dt.datetime] = mapped_column(
+        sa.DateTime(timezone=True), default=lambda: dt.datetime.now(dt.timezone.utc)
+    )
+    customer: Mapped[Customer | None] = relationship(back_populates="loans")
+
+
+class Membership(Base):
+    """A composite primary key."""
+
+    __tablename__ = "membership"
+
+    org: Mapped[str] = mapped_column(sa.String(50), primary_key=True)
+    member: Mapped[int] = mapped_column(primary_key=True)
+    role: Mapped[str] = mapped_column(sa.String(20))
+
+
+class Vehicle(Base):
+    """Joined-table inheritance base."""
+
+    __tablename__ = "vehicle"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(20))
+    wheels: Mapped[int] = mapped_column(default=4)
+    __mapper_args__: Any = {"polymorphic_on": "kind", "polymorphic_identity": "vehicle"}
+
+
+class Truck(Vehicle):
+    __tablename__ = "truck"
+
+    id: Mapped[int] = mapped_column(sa.ForeignKey("vehicle.id"), primary_key=True)
+    payload_kg: Mapped[int] = mapped_column(default=0)
+    __mapper_args__: Any = {"polymorphic_identity": "truck"}
+
+
+class TypeZoo(Base):
+    """One column of every standard SQLAlchemy type, for serialization round-trips."""
+
+    __tablename__ = "type_zoo"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    big: Mapped[int | None] = mapped_column(sa.BigInteger)
+    small: Mapped[int | None] = mapped_column(sa.SmallInteger)
+    numeric: Mapped[Decimal | None] = mapped_column(sa.Numeric(30, 10))
+    flt: Mapped[float | None] = mapped_column(sa.Float)
+    double: Mapped[float | None] = mapped_column(sa.Double)
+    text: Mapped[str | None] = mapped_column(sa.Text)
+    unicode: Mapped[str | None] = mapped_column(sa.Unicode(100))
+    flag: Mapped[bool | None] = mapped_column(sa.Boolean)
+    day: Mapped[dt.date | None] = mapped_column(sa.Date)
+    naive: Mapped[dt.datetime | None] = mapped_column(sa.DateTime)
+    aware: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    clock: Mapped[dt.time | None] = mapped_column(sa.Time)
+    span: Mapped[dt.timedelta | None] = mapped_column(sa.Interval)
+    uid: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
+    blob: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    status: Mapped[Status | None] = mapped_column(sa.Enum(Status, name="zoo_status"))
+    doc: Mapped[Any] = mapped_column(sa.JSON, nullable=True)
