@@ -70,7 +70,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture
 def engine(
     backend: str, _stack: ExitStack, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Engine]:
+) -> Engine:
     """An engine on a clean database with the test models and the audit tables."""
     if backend not in _ENGINES:
         _ENGINES[backend] = _make_engine(backend, _stack, tmp_path_factory.mktemp(backend))
@@ -79,11 +79,11 @@ def engine(
         for table in reversed(Base.metadata.sorted_tables):
             conn.execute(table.delete())
         conn.execute(auditlog.AuditLog.__table__.delete())
-    yield eng
+    return eng
 
 
 @pytest.fixture
-def Session_(engine: Engine) -> sessionmaker[Session]:  # noqa: N802
+def Session_(engine: Engine) -> sessionmaker[Session]:
     """A sessionmaker bound to the engine with auditing enabled on it."""
     maker = sessionmaker(engine, expire_on_commit=False)
     auditlog.enable(maker)

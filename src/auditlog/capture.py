@@ -25,7 +25,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
-from sqlalchemy.orm.attributes import NO_VALUE, instance_state
+from sqlalchemy.orm.attributes import instance_state
+from sqlalchemy.orm.base import NO_VALUE
 from sqlalchemy.orm.state import InstanceState
 from sqlalchemy.orm.unitofwork import UOWTransaction
 from ulid import ULID
@@ -34,7 +35,7 @@ from . import content_types
 from .context import current_context
 from .exceptions import ConfigurationError
 from .ids import new_ulids
-from .models import AuditLog
+from .models import audit_log_table
 from .registry import MASKED, Plan, default_plan, plan_for
 from .serialize import encode_value
 
@@ -43,7 +44,7 @@ __all__ = ["disable", "disable_all", "enable", "log_access", "object_id_for"]
 _SNAPSHOTS = "auditlog.snapshots"
 _TRANSACTION = "auditlog.transaction"
 _DONE = "auditlog.done"
-_audit_table = AuditLog.__table__
+_audit_table = audit_log_table
 
 Row = dict[str, Any]
 
@@ -60,10 +61,7 @@ def object_id_for(plan: Plan, values: dict[str, Any]) -> str:
 
 
 def _encode(plan: Plan, values: dict[str, Any]) -> dict[str, Any]:
-    return {
-        key: (MASKED if masked else enc(values.get(key)))
-        for key, enc, masked in plan.fields
-    }
+    return {key: (MASKED if masked else enc(values.get(key))) for key, enc, masked in plan.fields}
 
 
 def _load(
@@ -91,7 +89,7 @@ def _load(
 
 
 def before_flush(session: Session, flush_context: UOWTransaction, instances: Any) -> None:
-    """Keep what the flush is about to overwrite or expire, for the before-states."""
+    """Keep the values the flush is about to overwrite or expire, for the before-states."""
     if flush_context.attributes.get(_SNAPSHOTS) is not None:
         return  # enabled on several targets: run once
     snapshots: dict[InstanceState[Any], dict[str, Any]] = {}
@@ -102,13 +100,11 @@ def before_flush(session: Session, flush_context: UOWTransaction, instances: Any
         plan = plan_for(state.mapper)
         if plan is None or state.key is None:
             continue
-        snapshots[state] = values = dict(state.dict)
-        committed = state.committed_state
-        missing = {
-            key
-            for key in plan.keys
-            if key not in values or committed.get(key, None) is NO_VALUE
-        }
+        # the values before this flush: loaded values, with the originals of changed attributes
+        before = dict(state.dict)
+        before.update(state.committed_state)
+        snapshots[state] = before
+        missing = {key for key in plan.keys if before.get(key, NO_VALUE) is NO_VALUE}
         if missing:
             entry = to_load.setdefault(plan, ([], set()))
             entry[0].append(state)
@@ -118,29 +114,23 @@ def before_flush(session: Session, flush_context: UOWTransaction, instances: Any
         for state in states:
             row = loaded.get(state.key[1]) if state.key is not None else None
             if row:
-                snapshot = snapshots[state]
+                before = snapshots[state]
                 for key in keys:
-                    if key not in snapshot or state.committed_state.get(key) is NO_VALUE:
-                        snapshot[key] = row.get(key)
-                # values the user set without loading the old one: their old value is the row's
-                for key in keys & state.committed_state.keys():
-                    if state.committed_state[key] is NO_VALUE:
-                        snapshot.setdefault("\0old", {})[key] = row.get(key)
+                    if before.get(key, NO_VALUE) is NO_VALUE:
+                        before[key] = row[key]
 
 
 def _before_values(
     state: InstanceState[Any], snapshot: dict[str, Any] | None, plan: Plan
 ) -> dict[str, Any]:
-    """Values as they were before this flush: committed values of changed keys, else the snapshot."""
-    source = snapshot if snapshot is not None else state.dict
-    old = source.get("\0old", {})
-    committed = state.committed_state
+    """Values as they were before this flush (from the snapshot when before_flush took one)."""
+    if snapshot is None:  # e.g. an object a cascade or another listener added to the flush
+        snapshot = dict(state.dict)
+        snapshot.update(state.committed_state)
     out: dict[str, Any] = {}
     for key in plan.keys:
-        value = committed.get(key, NO_VALUE) if key in committed else source.get(key)
-        if value is NO_VALUE:
-            value = old.get(key, source.get(key))
-        out[key] = value
+        value = snapshot.get(key)
+        out[key] = None if value is NO_VALUE else value
     return out
 
 
@@ -273,7 +263,7 @@ def _write(
             }
         )
     for connection, rows in by_connection.items():
-        for row, ulid in zip(rows, new_ulids(now, len(rows))):
+        for row, ulid in zip(rows, new_ulids(now, len(rows)), strict=True):
             row["id"] = ulid
         connection.execute(_audit_table.insert(), rows)
 

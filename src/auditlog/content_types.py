@@ -16,12 +16,12 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
-from .models import ContentType
+from .models import content_type_table
 from .registry import Plan
 
 __all__ = ["clear_cache", "content_type_id", "forget_pending", "promote_pending"]
 
-_table = ContentType.__table__
+_table = content_type_table
 _committed: WeakKeyDictionary[Engine, dict[str, int]] = WeakKeyDictionary()
 _PENDING = "auditlog.pending_content_types"
 

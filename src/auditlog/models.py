@@ -13,7 +13,7 @@ Storage choices, portable across SQLite, PostgreSQL and MariaDB:
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql
@@ -21,7 +21,15 @@ from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from ulid import ULID
 
-__all__ = ["ACTION_TYPES", "AuditLog", "ContentType", "create_tables", "metadata"]
+__all__ = [
+    "ACTION_TYPES",
+    "AuditLog",
+    "ContentType",
+    "audit_log_table",
+    "content_type_table",
+    "create_tables",
+    "metadata",
+]
 
 ACTION_TYPES = ("create", "update", "delete", "access")
 
@@ -43,10 +51,10 @@ class ULIDType(sa.types.TypeDecorator[str]):
         if value is None:
             return None
         if isinstance(value, ULID):
-            return value.bytes
+            return bytes(value.bytes)
         if isinstance(value, bytes):
             return value
-        return ULID.from_str(str(value)).bytes
+        return bytes(ULID.from_str(str(value)).bytes)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
         if value is None:
@@ -72,10 +80,8 @@ class UTCDateTime(sa.types.TypeDecorator[dt.datetime]):
             raise TypeError(f"expected a datetime, got {type(value).__name__}")
         if value.tzinfo is None:
             raise ValueError("audit timestamps must be timezone-aware")
-        value = value.astimezone(dt.timezone.utc)
-        if dialect.name != "postgresql":
-            value = value.replace(tzinfo=None)
-        return value
+        utc: dt.datetime = value.astimezone(dt.timezone.utc)
+        return utc if dialect.name == "postgresql" else utc.replace(tzinfo=None)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
         if value is None:
@@ -152,6 +158,11 @@ class AuditLog(_Base):
             f"AuditLog(id={self.id!r}, action_type={self.action_type!r}, "
             f"object_id={self.object_id!r}, user_id={self.user_id!r})"
         )
+
+
+#: The tables themselves, for Core statements.
+audit_log_table = cast(sa.Table, AuditLog.__table__)
+content_type_table = cast(sa.Table, ContentType.__table__)
 
 
 def create_tables(bind: Engine | Connection) -> None:

@@ -19,8 +19,17 @@ from sqlalchemy.schema import Column
 from .exceptions import ConfigurationError
 from .serialize import Encoder, encoder_for
 
-__all__ = ["MASKED", "ModelConfig", "Plan", "clear", "default_plan", "is_registered", "plan_for", "register",
-           "unregister"]
+__all__ = [
+    "MASKED",
+    "ModelConfig",
+    "Plan",
+    "clear",
+    "default_plan",
+    "is_registered",
+    "plan_for",
+    "register",
+    "unregister",
+]
 
 #: What a masked attribute's value is replaced with, on both sides of an entry.
 MASKED = "********"
@@ -77,7 +86,9 @@ def _column_keys(mapper: Mapper[Any]) -> list[str]:
     return keys
 
 
-def _names(option: str, values: Iterable[str] | None, model: type, valid: list[str]) -> frozenset[str]:
+def _names(
+    option: str, values: Iterable[str] | None, model: type, valid: list[str]
+) -> frozenset[str]:
     if isinstance(values, str):
         raise ConfigurationError(
             f"register({model.__name__}): {option} takes a collection of attribute names, "

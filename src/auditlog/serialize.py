@@ -20,6 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from pydantic import TypeAdapter
+from sqlalchemy.orm import Mapper
 from sqlalchemy.types import TypeEngine
 
 __all__ = ["decode_state", "decode_value", "encode_value", "encoder_for", "register_type"]
@@ -95,8 +96,14 @@ _BY_BASE: list[tuple[type, Encoder]] = [
     (tuple, _sequence),
     ((set, frozenset), lambda v: sorted((encode_value(x) for x in v), key=repr)),  # type: ignore[list-item]
     (
-        (ipaddress.IPv4Address, ipaddress.IPv6Address, ipaddress.IPv4Interface,  # type: ignore[list-item]
-         ipaddress.IPv6Interface, ipaddress.IPv4Network, ipaddress.IPv6Network),
+        (
+            ipaddress.IPv4Address,
+            ipaddress.IPv6Address,
+            ipaddress.IPv4Interface,  # type: ignore[list-item]
+            ipaddress.IPv6Interface,
+            ipaddress.IPv4Network,
+            ipaddress.IPv6Network,
+        ),
         str,
     ),
     (int, int),
@@ -232,7 +239,7 @@ def decode_state(model: type, state: Mapping[str, Any] | None) -> dict[str, Any]
     """
     if state is None:
         return None
-    mapper = sa.inspect(model)
+    mapper: Mapper[Any] = sa.inspect(model)
     columns = mapper.columns
     out: dict[str, Any] = {}
     for key, value in state.items():
