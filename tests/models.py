@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -43,7 +44,8 @@ class Loan(Base):
     status: Mapped[str] = mapped_column(sa.String(20), default="draft")
     version: Mapped[int] = mapped_column(server_default=sa.text("1"))
     created_at: Mapped[dt.datetime] = mapped_column(
-        sa.DateTime(timezone=True), default=lambda: dt.datetime.now(dt.timezone.utc)
+        sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"),
+        default=lambda: dt.datetime.now(dt.timezone.utc),
     )
     customer: Mapped[Customer | None] = relationship(back_populates="loans")
 
@@ -77,6 +79,11 @@ class Truck(Vehicle):
     __mapper_args__: Any = {"polymorphic_identity": "truck"}
 
 
+def _micro(type_: sa.types.TypeEngine[Any], mysql_type: sa.types.TypeEngine[Any]) -> Any:
+    """MariaDB drops fractions of a second unless the column asks for them."""
+    return type_.with_variant(mysql_type, "mysql", "mariadb")
+
+
 class TypeZoo(Base):
     """One column of every standard SQLAlchemy type, for serialization round-trips."""
 
@@ -92,9 +99,11 @@ class TypeZoo(Base):
     unicode: Mapped[str | None] = mapped_column(sa.Unicode(100))
     flag: Mapped[bool | None] = mapped_column(sa.Boolean)
     day: Mapped[dt.date | None] = mapped_column(sa.Date)
-    naive: Mapped[dt.datetime | None] = mapped_column(sa.DateTime)
-    aware: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
-    clock: Mapped[dt.time | None] = mapped_column(sa.Time)
+    naive: Mapped[dt.datetime | None] = mapped_column(_micro(sa.DateTime(), mysql.DATETIME(fsp=6)))
+    aware: Mapped[dt.datetime | None] = mapped_column(
+        _micro(sa.DateTime(timezone=True), mysql.DATETIME(fsp=6))
+    )
+    clock: Mapped[dt.time | None] = mapped_column(_micro(sa.Time(), mysql.TIME(fsp=6)))
     span: Mapped[dt.timedelta | None] = mapped_column(sa.Interval)
     uid: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
     blob: Mapped[bytes | None] = mapped_column(sa.LargeBinary)

@@ -17,7 +17,7 @@ from sqlalchemy.orm import ColumnProperty, Mapper
 from sqlalchemy.schema import Column
 
 from .exceptions import ConfigurationError
-from .serialize import Encoder, encoder_for
+from .serialize import MASKED, Encoder, encoder_for
 
 __all__ = [
     "MASKED",
@@ -31,8 +31,6 @@ __all__ = [
     "unregister",
 ]
 
-#: What a masked attribute's value is replaced with, on both sides of an entry.
-MASKED = "********"
 
 T = TypeVar("T", bound=type)
 

@@ -23,7 +23,10 @@ from pydantic import TypeAdapter
 from sqlalchemy.orm import Mapper
 from sqlalchemy.types import TypeEngine
 
-__all__ = ["decode_state", "decode_value", "encode_value", "encoder_for", "register_type"]
+__all__ = ["MASKED", "decode_state", "decode_value", "encode_value", "encoder_for", "register_type"]
+
+#: What a masked attribute's value is replaced with, on both sides of an entry.
+MASKED = "********"
 
 Encoder = Callable[[Any], Any]
 Decoder = Callable[[Any], Any]
@@ -189,6 +192,8 @@ def decode_value(column_type: TypeEngine[Any], value: Any) -> Any:
     """Turn an encoded value back into the Python value the column holds."""
     if value is None:
         return None
+    if isinstance(column_type, sa.Interval):  # a TypeDecorator over DateTime on most backends
+        return _TIMEDELTA.validate_python(value)
     if isinstance(column_type, sa.types.TypeDecorator):
         try:
             python_type: type | None = column_type.python_type
@@ -203,8 +208,6 @@ def decode_value(column_type: TypeEngine[Any], value: Any) -> Any:
         return column_type.enum_class[value]
     if isinstance(column_type, sa.ARRAY):
         return [decode_value(column_type.item_type, v) for v in value]
-    if isinstance(column_type, sa.Interval):
-        return _TIMEDELTA.validate_python(value)
     if isinstance(column_type, sa.Float):
         return float(value)
     if isinstance(column_type, sa.Numeric):
@@ -228,8 +231,25 @@ def decode_value(column_type: TypeEngine[Any], value: Any) -> Any:
     if isinstance(value, dict) and {"lower", "upper", "bounds"} <= value.keys():
         from sqlalchemy.dialects.postgresql import Range
 
-        return Range(value["lower"], value["upper"], bounds=value["bounds"], empty=value["empty"])
+        element = _RANGE_ELEMENTS.get(type(column_type).__name__, sa.Integer())
+        return Range(
+            decode_value(element, value["lower"]),
+            decode_value(element, value["upper"]),
+            bounds=value["bounds"],
+            empty=value["empty"],
+        )
     return value
+
+
+#: PostgreSQL range types and the type of their bounds.
+_RANGE_ELEMENTS: dict[str, TypeEngine[Any]] = {
+    "INT4RANGE": sa.Integer(),
+    "INT8RANGE": sa.BigInteger(),
+    "NUMRANGE": sa.Numeric(),
+    "DATERANGE": sa.Date(),
+    "TSRANGE": sa.DateTime(),
+    "TSTZRANGE": sa.DateTime(timezone=True),
+}
 
 
 def decode_state(model: type, state: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -244,5 +264,6 @@ def decode_state(model: type, state: Mapping[str, Any] | None) -> dict[str, Any]
     out: dict[str, Any] = {}
     for key, value in state.items():
         column = columns.get(key)
-        out[key] = value if column is None else decode_value(column.type, value)
+        masked = column is None or value == MASKED
+        out[key] = value if masked else decode_value(column.type, value)
     return out
