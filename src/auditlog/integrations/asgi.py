@@ -1,0 +1,116 @@
+"""ASGI middleware that opens an audit context per request: Starlette, FastAPI, Litestar, Quart...
+
+A pure ASGI middleware (no ``BaseHTTPMiddleware``, which runs the app in another task and so cuts
+contextvars propagation): the context is opened in the task that runs the app, so the endpoint,
+its dependencies (sync ones in worker threads too), streaming bodies and background tasks all see
+it, and :func:`auditlog.update_context` called anywhere in the request reaches every entry.
+
+::
+
+    app.add_middleware(
+        AuditContextMiddleware,
+        trusted_proxies=["10.0.0.0/8"],
+        get_tenant_id=lambda scope: scope["path_params"].get("tenant"),
+    )
+
+See docs/context.md for the full guide.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+
+from ..context import USER_AGENT_MAX_LENGTH, audit_context
+from ._proxies import (
+    IPAddress,
+    IPNetwork,
+    ProxyHeader,
+    TrustedProxies,
+    check_proxy_header,
+    clean_user_agent,
+    client_address,
+)
+
+__all__ = ["AuditContextMiddleware"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+#: Reads a value (user id, tenant id) from the connection scope; may be sync or async.
+ScopeGetter = Callable[[Scope], Any]
+
+
+class AuditContextMiddleware:
+    """Run each HTTP request and WebSocket connection inside :func:`auditlog.audit_context`.
+
+    The context carries the client address, the user agent, and the user and tenant ids that
+    ``get_user_id(scope)`` / ``get_tenant_id(scope)`` return (sync or async callables; ``None``
+    leaves the value unset, for the app to give later with :func:`auditlog.update_context`).
+
+    ``trusted_proxies`` lists the addresses and networks (``"10.0.0.0/8"``) of the reverse
+    proxies in front of the app: only when the immediate peer is one of them is ``proxy_header``
+    (``"x-forwarded-for"``, the default, or ``"forwarded"``, RFC 7239) read, and the client is
+    the right-most address in it that is not a trusted proxy. Read only the header your proxies
+    set: one they pass through untouched is written by the client. Lifespan and other scope types
+    pass straight through.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        trusted_proxies: Iterable[str | IPAddress | IPNetwork] = (),
+        proxy_header: ProxyHeader = "x-forwarded-for",
+        get_user_id: ScopeGetter | None = None,
+        get_tenant_id: ScopeGetter | None = None,
+    ) -> None:
+        self.app = app
+        self.trusted_proxies = TrustedProxies(trusted_proxies)
+        self.proxy_header = check_proxy_header(proxy_header)
+        self.get_user_id = get_user_id
+        self.get_tenant_id = get_tenant_id
+        self._header_name = proxy_header.encode("latin-1")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        with audit_context(**await self.context_values(scope)):
+            await self.app(scope, receive, send)
+
+    async def context_values(self, scope: Scope) -> dict[str, Any]:
+        """The ``audit_context`` arguments for one connection."""
+        user_agent: str | None = None
+        forwarded: list[str] = []
+        for name, value in scope.get("headers") or ():
+            name = name.lower()
+            if name == b"user-agent" and user_agent is None:
+                user_agent = value[: USER_AGENT_MAX_LENGTH * 2].decode("latin-1")
+            elif name == self._header_name:
+                forwarded.append(value.decode("latin-1"))
+        client = scope.get("client")
+        peer = client[0] if client and isinstance(client[0], str) else None
+        return {
+            "ip_address": client_address(
+                peer,
+                ",".join(forwarded) if forwarded else None,
+                self.trusted_proxies,
+                self.proxy_header,
+            ),
+            "user_agent": clean_user_agent(user_agent, USER_AGENT_MAX_LENGTH),
+            "user_id": await _call(self.get_user_id, scope),
+            "tenant_id": await _call(self.get_tenant_id, scope),
+        }
+
+
+async def _call(getter: ScopeGetter | None, scope: Scope) -> Any:
+    if getter is None:
+        return None
+    value = getter(scope)
+    if inspect.isawaitable(value):
+        value = await value
+    return value

@@ -1,0 +1,144 @@
+"""WSGI middleware that opens an audit context per request: Flask, Django, any WSGI app.
+
+Wrap the application the way werkzeug's ProxyFix is wrapped::
+
+    app.wsgi_app = AuditContextMiddleware(app.wsgi_app, trusted_proxies=["10.0.0.0/8"])  # Flask
+    application = AuditContextMiddleware(get_wsgi_application())  # Django, in wsgi.py
+
+When the context ends: a WSGI response body is an iterable that the server reads *after*
+``__call__`` returns, and a streamed body may still write to the database. So the middleware runs
+the application, every step of the body and its ``close()`` inside one copy of the caller's
+contextvars (``contextvars.Context.run``), with the request's audit context open in that copy. The
+context lasts until the server closes the body, and it can never leak into the server's thread:
+the copy is simply dropped afterwards, even by a server that forgets to call ``close()``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
+
+from ..context import USER_AGENT_MAX_LENGTH, AuditContext, audit_context
+from ._proxies import (
+    IPAddress,
+    IPNetwork,
+    ProxyHeader,
+    TrustedProxies,
+    check_proxy_header,
+    clean_user_agent,
+    client_address,
+)
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+__all__ = ["AuditContextMiddleware"]
+
+#: Reads a value (user id, tenant id) from the WSGI environ.
+EnvironGetter = Callable[["WSGIEnvironment"], Any]
+_ENVIRON_KEYS = {"x-forwarded-for": "HTTP_X_FORWARDED_FOR", "forwarded": "HTTP_FORWARDED"}
+
+
+class AuditContextMiddleware:
+    """Run each request inside :func:`auditlog.audit_context`, until its body is closed.
+
+    The context carries the client address (``REMOTE_ADDR``), the user agent
+    (``HTTP_USER_AGENT``), and the user and tenant ids that ``get_user_id(environ)`` /
+    ``get_tenant_id(environ)`` return (``None`` leaves the value unset, for the app to give later
+    with :func:`auditlog.update_context`, e.g. in a ``before_request`` hook).
+
+    ``trusted_proxies`` lists the addresses and networks (``"10.0.0.0/8"``) of the reverse
+    proxies in front of the app: only when ``REMOTE_ADDR`` is one of them is ``proxy_header``
+    (``"x-forwarded-for"``, the default, or ``"forwarded"``, RFC 7239) read, and the client is
+    the right-most address in it that is not a trusted proxy. Read only the header your proxies
+    set: one they pass through untouched is written by the client.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        *,
+        trusted_proxies: Iterable[str | IPAddress | IPNetwork] = (),
+        proxy_header: ProxyHeader = "x-forwarded-for",
+        get_user_id: EnvironGetter | None = None,
+        get_tenant_id: EnvironGetter | None = None,
+    ) -> None:
+        self.app = app
+        self.trusted_proxies = TrustedProxies(trusted_proxies)
+        self.proxy_header = check_proxy_header(proxy_header)
+        self.get_user_id = get_user_id
+        self.get_tenant_id = get_tenant_id
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        context = contextvars.copy_context()
+        block = audit_context(**self.context_values(environ))
+        context.run(block.__enter__)
+        try:
+            body = context.run(self.app, environ, start_response)
+        except BaseException as exc:
+            context.run(block.__exit__, type(exc), exc, exc.__traceback__)
+            raise
+        file_wrapper = environ.get("wsgi.file_wrapper")
+        if isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
+            # A file sent as is (maybe with sendfile) writes nothing: keep the server's fast path.
+            context.run(block.__exit__, None, None, None)
+            return body
+        return _ContextBody(body, context, block)
+
+    def context_values(self, environ: WSGIEnvironment) -> dict[str, Any]:
+        """The ``audit_context`` arguments for one request."""
+        peer = environ.get("REMOTE_ADDR")
+        forwarded = environ.get(_ENVIRON_KEYS[self.proxy_header])
+        user_agent = environ.get("HTTP_USER_AGENT")
+        return {
+            "ip_address": client_address(
+                peer if isinstance(peer, str) else None,
+                forwarded if isinstance(forwarded, str) else None,
+                self.trusted_proxies,
+                self.proxy_header,
+            ),
+            "user_agent": clean_user_agent(
+                user_agent if isinstance(user_agent, str) else None, USER_AGENT_MAX_LENGTH
+            ),
+            "user_id": self.get_user_id(environ) if self.get_user_id else None,
+            "tenant_id": self.get_tenant_id(environ) if self.get_tenant_id else None,
+        }
+
+
+class _ContextBody:
+    """The application's body, read and closed inside the request's context."""
+
+    __slots__ = ("_block", "_body", "_context", "_iterator", "_open")
+
+    def __init__(
+        self,
+        body: Iterable[bytes],
+        context: contextvars.Context,
+        block: AbstractContextManager[AuditContext],
+    ) -> None:
+        self._body = body
+        self._context = context
+        self._block = block
+        self._iterator: Iterator[bytes] | None = None
+        self._open = True
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        if self._iterator is None:
+            self._iterator = self._context.run(iter, self._body)
+        return self._context.run(next, self._iterator)
+
+    def close(self) -> None:
+        if not self._open:
+            return
+        self._open = False
+        close = getattr(self._body, "close", None)
+        try:
+            if close is not None:
+                self._context.run(close)
+        finally:
+            self._context.run(self._block.__exit__, None, None, None)
