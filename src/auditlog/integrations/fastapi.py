@@ -1,0 +1,190 @@
+"""``GET /history/`` for FastAPI (and, through :func:`history_app`, any Starlette app).
+
+    app.include_router(history_router(SessionLocal, authenticate=lookup_token))
+
+The route documents the seed's page (``response_model=HistoryPage``, with its example), every
+query parameter, the bearer security scheme and the 400/401/503 error bodies. Parsing, scoping and
+errors come from :mod:`auditlog.http`, so the JSON is the same as in the Flask blueprint.
+Sync sessions run in the threadpool; an ``AsyncSession`` is awaited.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+try:
+    from fastapi import APIRouter, Depends, FastAPI, Request, Security
+    from fastapi.responses import JSONResponse
+    from fastapi.security import HTTPBearer
+    from starlette.concurrency import run_in_threadpool
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise ImportError(
+        'auditlog.integrations.fastapi needs FastAPI: pip install "sqlalchemy-auditlog[fastapi]"'
+    ) from exc
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from ..http import (
+    PARAMETERS,
+    ErrorBody,
+    HTTPError,
+    Principal,
+    bearer_token,
+    check_principal,
+    empty_page,
+    parse_query,
+    scoped_arguments,
+)
+from ..query import query_history, query_history_async
+from ..schemas import HistoryPage
+
+__all__ = ["history_app", "history_router"]
+
+#: ``authenticate`` may also be a coroutine function here.
+AnyAuthenticate = Callable[[str], Any]
+
+
+def _openapi_parameters() -> list[dict[str, Any]]:
+    parameters = []
+    for name, (schema, description) in PARAMETERS.items():
+        parameter: dict[str, Any] = {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "schema": schema,
+            "description": description,
+        }
+        if name == "action_type":
+            parameter.update(style="form", explode=True, example=["create"])
+        parameters.append(parameter)
+    return parameters
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "A query parameter is invalid; `parameter` names it."},
+    401: {
+        "model": ErrorBody,
+        "description": "Missing or invalid bearer token.",
+        "headers": {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "`Bearer`"}},
+    },
+    503: {"model": ErrorBody, "description": "The audit log cannot be read (database error)."},
+}
+
+
+def _no_session() -> None:
+    return None
+
+
+async def _principal(authenticate: AnyAuthenticate, authorization: str | None) -> Principal:
+    token = bearer_token(authorization)
+    if inspect.iscoroutinefunction(authenticate) or inspect.iscoroutinefunction(
+        getattr(authenticate, "__call__", None)  # noqa: B004 - an object with ``async __call__``
+    ):
+        return check_principal(await authenticate(token))
+    return check_principal(await run_in_threadpool(authenticate, token))
+
+
+def _query_in(session: Session, arguments: dict[str, Any]) -> HistoryPage:
+    with session:
+        return query_history(session, **arguments)
+
+
+async def _run(
+    session: Session | AsyncSession, arguments: dict[str, Any], own: bool
+) -> HistoryPage:
+    if isinstance(session, AsyncSession):
+        if not own:
+            return await query_history_async(session, **arguments)
+        async with session:
+            return await query_history_async(session, **arguments)
+    if not own:
+        return await run_in_threadpool(lambda: query_history(session, **arguments))
+    return await run_in_threadpool(_query_in, session, arguments)
+
+
+def history_router(
+    session_factory: Callable[[], Session | AsyncSession] | None = None,
+    *,
+    authenticate: AnyAuthenticate,
+    session_dependency: Callable[..., Any] | None = None,
+    path: str = "/history/",
+    tags: Sequence[str] = ("audit",),
+    **router_options: Any,
+) -> APIRouter:
+    """An ``APIRouter`` serving ``GET path``: one page of the caller's tenant's audit entries.
+
+    Give exactly one of ``session_factory`` (a ``sessionmaker``, an ``async_sessionmaker``, or any
+    callable returning a new ``Session``/``AsyncSession``; closed after the request) and
+    ``session_dependency`` (a FastAPI dependency yielding the app's own session).
+    ``authenticate`` maps a bearer token to a :class:`~auditlog.http.Principal` or ``None``; it
+    may be a coroutine function. ``router_options`` go to ``APIRouter``.
+    """
+    if (session_factory is None) == (session_dependency is None):
+        raise TypeError("history_router() takes exactly one of session_factory, session_dependency")
+    bearer = HTTPBearer(
+        auto_error=False,
+        scheme_name="auditlogBearer",
+        description="A token the application maps to a tenant (and user).",
+    )
+    router = APIRouter(**router_options)
+
+    @router.get(
+        path,
+        response_model=HistoryPage,
+        responses=_ERRORS,
+        tags=list(tags),
+        summary="History",
+        description="Audit entries of the caller's tenant, newest first, one page at a time.",
+        openapi_extra={"parameters": _openapi_parameters()},
+        dependencies=[Security(bearer)],
+    )
+    async def history(
+        request: Request,
+        session: Any = Depends(session_dependency or _no_session),  # noqa: B008
+    ) -> Any:
+        try:
+            principal = await _principal(authenticate, request.headers.get("authorization"))
+            arguments = parse_query(request.scope.get("query_string", b""))
+            scoped = scoped_arguments(principal, arguments)
+            if scoped is None:
+                return empty_page(arguments.get("page", 1))
+            try:
+                if session_factory is not None:
+                    return await _run(session_factory(), scoped, own=True)
+                return await _run(session, scoped, own=False)
+            except SQLAlchemyError as exc:
+                raise HTTPError.unavailable(exc) from None
+        except HTTPError as exc:
+            return JSONResponse(
+                exc.body.model_dump(exclude_none=True), status_code=exc.status, headers=exc.headers
+            )
+
+    return router
+
+
+def history_app(
+    session_factory: Callable[[], Session | AsyncSession] | None = None,
+    *,
+    authenticate: AnyAuthenticate,
+    session_dependency: Callable[..., Any] | None = None,
+    path: str = "/history/",
+    **app_options: Any,
+) -> FastAPI:
+    """A small FastAPI app holding only :func:`history_router`, to mount in a Starlette app.
+
+    Starlette(routes=[Mount("/audit", app=history_app(SessionLocal, authenticate=...))])
+    """
+    app_options.setdefault("title", "auditlog")
+    app = FastAPI(**app_options)
+    app.include_router(
+        history_router(
+            session_factory,
+            authenticate=authenticate,
+            session_dependency=session_dependency,
+            path=path,
+        )
+    )
+    return app
