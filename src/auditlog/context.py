@@ -29,6 +29,8 @@ __all__ = [
 USER_AGENT_MAX_LENGTH = 512
 
 _KNOWN = ("user_id", "tenant_id", "ip_address", "user_agent")
+#: Longest ids the audit_log columns hold; longer ones are an error, not a failed flush later.
+_MAX_LENGTH = {"user_id": 255, "tenant_id": 64}
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,12 @@ def _clean(values: Mapping[str, Any]) -> dict[str, Any]:
                 raise ContextError(f"user_agent: expected a string, got {type(value).__name__}")
             out[key] = value[:USER_AGENT_MAX_LENGTH]
         else:
-            out[key] = str(value)
+            text = str(value)
+            if len(text) > _MAX_LENGTH[key]:
+                raise ContextError(
+                    f"{key}: {len(text)} characters, at most {_MAX_LENGTH[key]} are stored"
+                )
+            out[key] = text
     return out
 
 
