@@ -3,7 +3,7 @@
     app.register_blueprint(history_blueprint(SessionLocal, authenticate=lookup_token))
 
 Parsing, scoping and errors come from :mod:`auditlog.http`: the JSON is the same as the FastAPI
-router.s.
+router's.
 """
 
 from __future__ import annotations
