@@ -20,10 +20,10 @@ def test_access_entry_carries_context_and_object(
     with Session_.begin() as session:
         customer = Customer(name="Ada")
         session.add(customer)
-    with auditlog.audit_context(user_id="auditor", tenant_id="t1", ip_address="10.1.2.3"):
-        with Session_.begin() as session:
-            loaded = session.get_one(Customer, customer.id)
-            entry_id = auditlog.log_access(session, loaded)
+    context = auditlog.audit_context(user_id="auditor", tenant_id="t1", ip_address="10.1.2.3")
+    with context, Session_.begin() as session:
+        loaded = session.get_one(Customer, customer.id)
+        entry_id = auditlog.log_access(session, loaded)
     create, access = entries(engine)
     assert access.id == entry_id
     assert access.action_type == "access"

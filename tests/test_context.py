@@ -117,11 +117,10 @@ def test_entries_carry_the_context_of_the_flush(
     auditlog.register(Customer)
     with audit_context(
         user_id=42, tenant_id="t1", ip_address="203.0.113.9", user_agent="curl/8", request_id="r-9"
-    ):
-        with Session_() as session:
-            session.add(Customer(name="in context"))
-            update_context(user_id="authenticated-later")
-            session.commit()
+    ), Session_() as session:
+        session.add(Customer(name="in context"))
+        update_context(user_id="authenticated-later")
+        session.commit()
     with Session_.begin() as session:
         session.add(Customer(name="system change"))
     first, second = entries(engine)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -99,12 +97,12 @@ def test_bad_target_is_an_error() -> None:
 
 
 @pytest.fixture
-def async_url(backend: str, engine: Engine) -> Iterator[str]:
+def async_url(backend: str, engine: Engine) -> str:
     url = engine.url
     driver = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}.get(
         backend, "mariadb+asyncmy"
     )
-    yield url.set(drivername=driver).render_as_string(hide_password=False)
+    return url.set(drivername=driver).render_as_string(hide_password=False)
 
 
 async def test_async_sessionmaker_target_with_context(engine: Engine, async_url: str) -> None:
