@@ -1,52 +1,157 @@
-"""``query_history``: the seed's ``GET /history/`` as a library call.
+"""``query_history``: the seed's ``GET /history/`` as a library call, plus a keyset (cursor) mode.
 
-Arguments are validated once, at the edge, by :class:`HistoryQuery` (pydantic); each filter is a
-small function from a validated query to a ``WHERE`` clause, so the session stays out of them.
-Results are newest first: ``timestamp`` then ``id`` descending, which the indexes serve.
+Arguments are validated once, at the edge, by :class:`HistoryQuery` / :class:`CursorQuery`
+(pydantic); each filter is a small function that takes a ``Select`` and returns a new one, so the
+session stays out of them. Results are newest first: ``timestamp`` then ``id`` descending, which
+the ``ix_audit_log_*`` indexes serve (see docs/query.md for the plans).
+
+Two ways to page:
+
+- page numbers (:func:`query_history`), the seed's default: a ``COUNT`` plus ``LIMIT``/``OFFSET``,
+  so page *n* costs *n* pages of index reads, and entries written meanwhile shift the pages;
+- keyset (:func:`query_history_cursor`): an opaque cursor holds the ``(timestamp, id)`` of the
+  row where the page stopped and the next page starts right after it in the index, so each page
+  costs the same however deep it is, and new entries never shift it.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
+import hashlib
+import ipaddress
 import json
 import math
+import struct
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import reduce
 from ipaddress import IPv4Address, IPv6Address
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapper, Session
+from ulid import ULID
 
 from .exceptions import InvalidQueryError
-from .models import ACTION_TYPES, AuditLog, ContentType
-from .schemas import AuditLogEntry, HistoryPage
+from .models import ACTION_TYPES, AuditLog, audit_log_table, content_type_table
+from .schemas import AuditLogEntry, CursorPage, HistoryPage
 from .serialize import encode_value
 
-__all__ = ["MAX_PAGE_SIZE", "HistoryQuery", "query_history", "query_history_async"]
+__all__ = [
+    "MAX_PAGE_SIZE",
+    "Cursor",
+    "CursorQuery",
+    "HistoryFilters",
+    "HistoryQuery",
+    "query_history",
+    "query_history_async",
+    "query_history_cursor",
+    "query_history_cursor_async",
+]
 
 MAX_PAGE_SIZE = 1000
-_table = AuditLog.__table__
+_t = audit_log_table
 _ENTRY_COLUMNS = [
-    _table.c[name]
+    _t.c[name]
     for name in (
         "id", "tenant_id", "user_id", "action_type", "timestamp", "ip_address", "user_agent",
         "object_id", "before_state", "after_state", "content_type",
     )
-]
+]  # fmt: skip
+_NEWEST_FIRST = (_t.c.timestamp.desc(), _t.c.id.desc())
+_OLDEST_FIRST = (_t.c.timestamp.asc(), _t.c.id.asc())
+
+
+# --- cursors ------------------------------------------------------------------------------------
+
+_CURSOR_VERSION = 1
+_CURSOR_LAYOUT = struct.Struct(">Bcq16s")  # version, direction, epoch microseconds, ULID bytes
+_CHECKSUM_SIZE = 4
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def _checksum(payload: bytes) -> bytes:
+    return hashlib.blake2b(payload, digest_size=_CHECKSUM_SIZE, person=b"auditlog.cursor").digest()
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """A position in the history: the ``(timestamp, id)`` of one entry and the way to read on.
+
+    ``direction`` is ``"next"`` (older entries, after this one) or ``"previous"`` (newer ones).
+    :meth:`encode` gives the opaque URL-safe token; a checksum makes a mistyped or altered token
+    an error. It is not a signature: a cursor grants nothing, every filter still applies.
+    """
+
+    timestamp: dt.datetime
+    id: str
+    direction: Literal["next", "previous"] = "next"
+
+    def encode(self) -> str:
+        """The token: URL-safe base64 without padding."""
+        micros = (self.timestamp - _EPOCH) // dt.timedelta(microseconds=1)
+        direction = b"n" if self.direction == "next" else b"p"
+        payload = _CURSOR_LAYOUT.pack(
+            _CURSOR_VERSION, direction, micros, bytes(ULID.from_str(self.id).bytes)
+        )
+        return base64.urlsafe_b64encode(payload + _checksum(payload)).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str) -> Cursor:
+        """Read a token made by :meth:`encode`; ``ValueError`` when it is not one."""
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        except (binascii.Error, ValueError):
+            raise ValueError("not a cursor returned by query_history_cursor()") from None
+        payload, checksum = raw[:-_CHECKSUM_SIZE], raw[-_CHECKSUM_SIZE:]
+        if len(payload) != _CURSOR_LAYOUT.size or checksum != _checksum(payload):
+            raise ValueError("not a cursor returned by query_history_cursor()")
+        version, direction, micros, ulid = _CURSOR_LAYOUT.unpack(payload)
+        if version != _CURSOR_VERSION or direction not in (b"n", b"p"):
+            raise ValueError("not a cursor returned by query_history_cursor()")
+        try:
+            timestamp = _EPOCH + dt.timedelta(microseconds=micros)
+        except OverflowError:
+            raise ValueError("not a cursor returned by query_history_cursor()") from None
+        return cls(
+            timestamp, str(ULID.from_bytes(ulid)), "next" if direction == b"n" else "previous"
+        )
+
+
+# --- validation ---------------------------------------------------------------------------------
 
 
 def _as_text(value: Any) -> Any:
+    """Ids may be given as any scalar with a meaningful ``str()`` (UUIDs, ints), as in the context."""
     if value is None or isinstance(value, str):
         return value
-    if isinstance(value, (bool, dict, list, tuple, set)):
+    if isinstance(value, (bool, dict, list, tuple, set, bytes)):
         return value  # left for pydantic to reject with a clear message
     return str(value)
 
 
-class HistoryQuery(BaseModel):
-    """The validated arguments of :func:`query_history`."""
+def _no_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("expected an integer, not a boolean")
+    return value
+
+
+_Q = TypeVar("_Q", bound="HistoryFilters")
+
+
+class HistoryFilters(BaseModel):
+    """The filters both paging modes share, validated; every given one must match (AND)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
@@ -58,8 +163,6 @@ class HistoryQuery(BaseModel):
     content_type: int | str | None = None
     since: dt.datetime | None = None
     until: dt.datetime | None = None
-    page: int = Field(default=1, ge=1, strict=False)
-    page_size: int = Field(default=20, ge=1, le=MAX_PAGE_SIZE)
 
     @field_validator("tenant_id", "user_id", mode="before")
     @classmethod
@@ -68,11 +171,19 @@ class HistoryQuery(BaseModel):
 
     @field_validator("ip_address", mode="before")
     @classmethod
-    def _strip_ip(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = value.strip()
-            return value or None
-        return value
+    def _parse_ip(cls, value: Any) -> Any:
+        """Parsed and normalised exactly as ``audit_context`` stores it (``2001:DB8::0001``)."""
+        if value is None or isinstance(value, (IPv4Address, IPv6Address)):
+            return value
+        if not isinstance(value, str):
+            raise ValueError(f"expected an IP address string, got {type(value).__name__}")
+        value = value.strip()
+        if not value:
+            return None
+        try:
+            return ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError("not a valid IPv4 or IPv6 address") from None
 
     @field_validator("action_type", mode="before")
     @classmethod
@@ -91,19 +202,28 @@ class HistoryQuery(BaseModel):
 
     @field_validator("object_id", mode="before")
     @classmethod
-    def _object_id_as_text(cls, value: Any) -> Any:
-        if isinstance(value, (tuple, list)):  # a composite key, as entries store it
+    def _object_id_as_stored(cls, value: Any) -> Any:
+        """The text capture stores: a scalar key encoded, a composite key as a compact JSON array."""
+        if isinstance(value, (tuple, list)):
+            if not value:
+                raise ValueError("a composite key needs at least one value")
             return json.dumps([encode_value(v) for v in value], separators=(",", ":"))
-        return _as_text(value)
+        if value is None or isinstance(value, (str, bool, dict, set, bytes)):
+            return value  # text as is; the others are rejected by pydantic
+        encoded = encode_value(value)
+        return encoded if isinstance(encoded, str) else json.dumps(encoded)
 
     @field_validator("content_type", mode="before")
     @classmethod
-    def _content_type_name(cls, value: Any) -> Any:
-        if isinstance(value, type):  # a mapped class: its content type name
+    def _content_type_id_or_name(cls, value: Any) -> Any:
+        """An id, a model's content type name (``module.Class``), or the mapped class itself."""
+        if isinstance(value, type):
+            if not isinstance(sa.inspect(value, raiseerr=False), Mapper):
+                raise ValueError(f"{value.__qualname__} is not a mapped class")
             return f"{value.__module__}.{value.__qualname__}"
-        if isinstance(value, bool):
-            raise ValueError("expected a content type id, a model name or a mapped class")
-        return value
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value)  # "18" from a query string is the id 18
+        return _no_bool(value)
 
     @field_validator("since", "until")
     @classmethod
@@ -112,86 +232,157 @@ class HistoryQuery(BaseModel):
             return value.replace(tzinfo=dt.timezone.utc)  # naive times are UTC, as stored
         return value
 
+    @field_validator("until")
     @classmethod
-    def parse(cls, **arguments: Any) -> HistoryQuery:
+    def _after_since(cls, value: dt.datetime | None, info: ValidationInfo) -> dt.datetime | None:
+        since = info.data.get("since")
+        if value is not None and since is not None and value <= since:
+            raise ValueError("must be later than since")
+        return value
+
+    @classmethod
+    def parse(cls: type[_Q], **arguments: Any) -> _Q:
         """Validate, raising :class:`InvalidQueryError` that names the first bad argument."""
         try:
             return cls(**arguments)
         except ValidationError as exc:
             error = exc.errors()[0]
             argument = ".".join(str(part) for part in error["loc"][:1]) or "arguments"
-            message = error["msg"]
+            message = error["msg"].removeprefix("Value error, ")
             if error["type"] == "extra_forbidden":
                 message = "unknown argument"
             raise InvalidQueryError(argument, f"{message} (got {error.get('input')!r})") from None
 
 
-# --- filters: one small function per argument ---------------------------------------------------
+class HistoryQuery(HistoryFilters):
+    """The validated arguments of :func:`query_history` (page-number mode)."""
 
-Filter = Callable[[HistoryQuery], "sa.ColumnElement[bool] | None"]
+    page: int = Field(default=1, ge=1)
+    page_size: int = Field(default=20, ge=1, le=MAX_PAGE_SIZE)
 
-
-def _by_tenant(q: HistoryQuery) -> sa.ColumnElement[bool] | None:
-    return None if q.tenant_id is None else _table.c.tenant_id == q.tenant_id
-
-
-def _by_user(q: HistoryQuery) -> sa.ColumnElement[bool] | None:
-    return None if q.user_id is None else _table.c.user_id == q.user_id
-
-
-def _by_ip(q: HistoryQuery) -> sa.ColumnElement[bool] | None:
-    return None if q.ip_address is None else _table.c.ip_address == str(q.ip_address)
+    @field_validator("page", "page_size", mode="before")
+    @classmethod
+    def _integers(cls, value: Any) -> Any:
+        return _no_bool(value)
 
 
-def _by_action(q: HistoryQuery) -> sa.ColumnElement[bool] | None:
+class CursorQuery(HistoryFilters):
+    """The validated arguments of :func:`query_history_cursor` (keyset mode)."""
+
+    cursor: Cursor | None = None
+    page_size: int = Field(default=20, ge=1, le=MAX_PAGE_SIZE)
+
+    @field_validator("page_size", mode="before")
+    @classmethod
+    def _integer(cls, value: Any) -> Any:
+        return _no_bool(value)
+
+    @field_validator("cursor", mode="before")
+    @classmethod
+    def _decode_cursor(cls, value: Any) -> Any:
+        if value is None or isinstance(value, Cursor):
+            return value
+        if not isinstance(value, str):
+            raise ValueError(f"expected a cursor string, got {type(value).__name__}")
+        return Cursor.decode(value.strip()) if value.strip() else None
+
+
+# --- filters: one small function per argument, Select in, Select out ---------------------------
+
+Stmt = sa.Select[Any]
+Filter = Callable[[Stmt, HistoryFilters], Stmt]
+
+
+def by_tenant(stmt: Stmt, q: HistoryFilters) -> Stmt:
+    return stmt if q.tenant_id is None else stmt.where(_t.c.tenant_id == q.tenant_id)
+
+
+def by_user(stmt: Stmt, q: HistoryFilters) -> Stmt:
+    return stmt if q.user_id is None else stmt.where(_t.c.user_id == q.user_id)
+
+
+def by_ip_address(stmt: Stmt, q: HistoryFilters) -> Stmt:
+    return stmt if q.ip_address is None else stmt.where(_t.c.ip_address == str(q.ip_address))
+
+
+def by_action_type(stmt: Stmt, q: HistoryFilters) -> Stmt:
     if not q.action_type:
-        return None
+        return stmt
     if len(q.action_type) == 1:
-        return _table.c.action_type == q.action_type[0]
-    return _table.c.action_type.in_(q.action_type)
+        return stmt.where(_t.c.action_type == q.action_type[0])
+    return stmt.where(_t.c.action_type.in_(q.action_type))
 
 
-def _by_object(q: HistoryQuery) -> sa.ColumnElement[bool] | None:
-    return None if q.object_id is None else _table.c.object_id == q.object_id
+def by_object_id(stmt: Stmt, q: HistoryFilters) -> Stmt:
+    return stmt if q.object_id is None else stmt.where(_t.c.object_id == q.object_id)
 
 
-def _by_content_type(q: HistoryQuery) -> sa.ColumnElement[bool] | None:
+def by_content_type(stmt: Stmt, q: HistoryFilters) -> Stmt:
     if q.content_type is None:
-        return None
+        return stmt
     if isinstance(q.content_type, int):
-        return _table.c.content_type == q.content_type
-    ids = sa.select(ContentType.id).where(ContentType.name == q.content_type).scalar_subquery()
-    return _table.c.content_type == ids
+        return stmt.where(_t.c.content_type == q.content_type)
+    named = content_type_table.c.name == q.content_type
+    return stmt.where(
+        _t.c.content_type == sa.select(content_type_table.c.id).where(named).scalar_subquery()
+    )
 
 
-def _since(q: HistoryQuery) -> sa.ColumnElement[bool] | None:
-    return None if q.since is None else _table.c.timestamp >= q.since
-
-
-def _until(q: HistoryQuery) -> sa.ColumnElement[bool] | None:
-    return None if q.until is None else _table.c.timestamp < q.until
+def in_window(stmt: Stmt, q: HistoryFilters) -> Stmt:
+    """``since`` inclusive, ``until`` exclusive."""
+    if q.since is not None:
+        stmt = stmt.where(_t.c.timestamp >= q.since)
+    if q.until is not None:
+        stmt = stmt.where(_t.c.timestamp < q.until)
+    return stmt
 
 
 FILTERS: Sequence[Filter] = (
-    _by_tenant, _by_user, _by_ip, _by_action, _by_object, _by_content_type, _since, _until,
-)
+    by_tenant, by_user, by_ip_address, by_action_type, by_object_id, by_content_type, in_window,
+)  # fmt: skip
 
 
-def conditions(q: HistoryQuery) -> list[sa.ColumnElement[bool]]:
-    """The WHERE clauses of a validated query (AND-combined)."""
-    return [c for c in (f(q) for f in FILTERS) if c is not None]
+def apply_filters(stmt: Stmt, q: HistoryFilters) -> Stmt:
+    """``stmt`` with the WHERE clause of every given filter."""
+    return reduce(lambda s, f: f(s, q), FILTERS, stmt)
 
 
-def _page(session: Session, q: HistoryQuery) -> HistoryPage:
-    where = conditions(q)
-    count = session.execute(sa.select(sa.func.count()).select_from(_table).where(*where)).scalar_one()
-    rows = session.execute(
-        sa.select(*_ENTRY_COLUMNS)
-        .where(*where)
-        .order_by(_table.c.timestamp.desc(), _table.c.id.desc())
-        .limit(q.page_size)
-        .offset((q.page - 1) * q.page_size)
-    ).mappings()
+def beyond(stmt: Stmt, cursor: Cursor, dialect: str) -> Stmt:
+    """Only the entries after ``cursor`` in its direction, as a range the indexes can seek to.
+
+    PostgreSQL and SQLite compare row values, ``(timestamp, id) < (:ts, :id)``, and use it as an
+    index bound. MariaDB/MySQL do not turn a row comparison into a range, so there it is spelled
+    ``timestamp <= :ts AND (timestamp < :ts OR id < :id)``: the first term bounds the range scan.
+    """
+    ts, ident = (
+        sa.literal(cursor.timestamp, _t.c.timestamp.type),
+        sa.literal(cursor.id, _t.c.id.type),
+    )
+    older = cursor.direction == "next"
+    if dialect in {"postgresql", "sqlite"}:
+        row, at = sa.tuple_(_t.c.timestamp, _t.c.id), sa.tuple_(ts, ident)
+        return stmt.where(row < at if older else row > at)
+    if older:
+        return stmt.where(_t.c.timestamp <= ts, sa.or_(_t.c.timestamp < ts, _t.c.id < ident))
+    return stmt.where(_t.c.timestamp >= ts, sa.or_(_t.c.timestamp > ts, _t.c.id > ident))
+
+
+# --- the two modes ------------------------------------------------------------------------------
+
+
+def _entries(rows: Any) -> list[AuditLogEntry]:
+    return [AuditLogEntry.model_validate(dict(row)) for row in rows]
+
+
+def _numbered_page(session: Session, q: HistoryQuery) -> HistoryPage:
+    count = session.execute(
+        apply_filters(sa.select(sa.func.count()).select_from(_t), q)
+    ).scalar_one()
+    offset = (q.page - 1) * q.page_size
+    results: list[AuditLogEntry] = []
+    if offset < count:  # a page beyond the last is empty: no need to ask
+        stmt = apply_filters(sa.select(*_ENTRY_COLUMNS), q).order_by(*_NEWEST_FIRST)
+        results = _entries(session.execute(stmt.limit(q.page_size).offset(offset)).mappings())
     total_pages = max(1, math.ceil(count / q.page_size))
     has_next = q.page < total_pages
     has_previous = q.page > 1
@@ -203,7 +394,39 @@ def _page(session: Session, q: HistoryQuery) -> HistoryPage:
         has_next=has_next,
         previous_page=q.page - 1 if has_previous else None,
         next_page=q.page + 1 if has_next else None,
-        results=[AuditLogEntry.model_validate(dict(row)) for row in rows],
+        results=results,
+    )
+
+
+def _dialect(session: Session) -> str:
+    return session.get_bind(mapper=AuditLog).dialect.name
+
+
+def _cursor_page(session: Session, q: CursorQuery) -> CursorPage:
+    stmt = apply_filters(sa.select(*_ENTRY_COLUMNS), q)
+    forward = q.cursor is None or q.cursor.direction == "next"
+    if q.cursor is not None:
+        stmt = beyond(stmt, q.cursor, _dialect(session))
+    stmt = stmt.order_by(*(_NEWEST_FIRST if forward else _OLDEST_FIRST)).limit(q.page_size + 1)
+    results = _entries(session.execute(stmt).mappings())
+    more = len(results) > q.page_size  # one row past the page says whether another page exists
+    del results[q.page_size :]
+    if not forward:
+        results.reverse()
+    # The page reached through a cursor has the cursor's entry on its other side.
+    has_next = more if forward else bool(results)
+    has_previous = (q.cursor is not None and bool(results)) if forward else more
+    first, last = (results[0], results[-1]) if results else (None, None)
+    return CursorPage(
+        has_next=has_next,
+        has_previous=has_previous,
+        next_cursor=Cursor(last.timestamp, last.id, "next").encode() if has_next and last else None,
+        previous_cursor=(
+            Cursor(first.timestamp, first.id, "previous").encode()
+            if has_previous and first
+            else None
+        ),
+        results=results,
     )
 
 
@@ -220,23 +443,96 @@ def query_history(
     until: dt.datetime | None = None,
     page: int = 1,
     page_size: int = 20,
+    **unexpected: Any,
 ) -> HistoryPage:
-    """One page of audit entries matching every given filter, newest first.
+    """One numbered page of the audit entries matching every given filter, newest first.
 
     ``action_type`` takes one value, a list, or a comma-separated string; ``content_type`` an id,
     a model name or the mapped class; ``object_id`` the stored text, or a tuple for a composite key;
-    ``since`` (inclusive) and ``until`` (exclusive) bound the timestamp. Raises
-    :class:`~auditlog.InvalidQueryError` (a ``ValueError``) naming a bad argument.
+    ``since`` (inclusive) and ``until`` (exclusive) bound the timestamp. A page beyond the last is
+    empty. Raises :class:`~auditlog.InvalidQueryError` (a ``ValueError``) naming a bad argument.
     """
     q = HistoryQuery.parse(
         tenant_id=tenant_id, user_id=user_id, ip_address=ip_address, action_type=action_type,
         object_id=object_id, content_type=content_type, since=since, until=until, page=page,
-        page_size=page_size,
-    )
-    return _page(session, q)
+        page_size=page_size, **unexpected,
+    )  # fmt: skip
+    return _numbered_page(session, q)
 
 
-async def query_history_async(session: AsyncSession, **arguments: Any) -> HistoryPage:
-    """:func:`query_history` for an ``AsyncSession`` (same arguments)."""
-    q = HistoryQuery.parse(**arguments)
-    return await session.run_sync(_page, q)
+def query_history_cursor(
+    session: Session,
+    *,
+    tenant_id: Any = None,
+    user_id: Any = None,
+    ip_address: str | None = None,
+    action_type: str | Sequence[str] | None = None,
+    object_id: Any = None,
+    content_type: int | str | type | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    cursor: str | None = None,
+    page_size: int = 20,
+    **unexpected: Any,
+) -> CursorPage:
+    """One page in keyset mode: the same filters and order, positioned by ``cursor``.
+
+    Without a cursor, the newest entries; then pass the page's ``next_cursor`` (older entries) or
+    ``previous_cursor`` (newer ones). Each page costs the same however deep it is, and entries
+    written in between never shift it. A malformed cursor raises
+    :class:`~auditlog.InvalidQueryError` naming ``cursor``.
+    """
+    q = CursorQuery.parse(
+        tenant_id=tenant_id, user_id=user_id, ip_address=ip_address, action_type=action_type,
+        object_id=object_id, content_type=content_type, since=since, until=until, cursor=cursor,
+        page_size=page_size, **unexpected,
+    )  # fmt: skip
+    return _cursor_page(session, q)
+
+
+async def query_history_async(
+    session: AsyncSession,
+    *,
+    tenant_id: Any = None,
+    user_id: Any = None,
+    ip_address: str | None = None,
+    action_type: str | Sequence[str] | None = None,
+    object_id: Any = None,
+    content_type: int | str | type | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    page: int = 1,
+    page_size: int = 20,
+    **unexpected: Any,
+) -> HistoryPage:
+    """:func:`query_history` for an ``AsyncSession`` (same arguments, same page)."""
+    q = HistoryQuery.parse(
+        tenant_id=tenant_id, user_id=user_id, ip_address=ip_address, action_type=action_type,
+        object_id=object_id, content_type=content_type, since=since, until=until, page=page,
+        page_size=page_size, **unexpected,
+    )  # fmt: skip
+    return await session.run_sync(_numbered_page, q)
+
+
+async def query_history_cursor_async(
+    session: AsyncSession,
+    *,
+    tenant_id: Any = None,
+    user_id: Any = None,
+    ip_address: str | None = None,
+    action_type: str | Sequence[str] | None = None,
+    object_id: Any = None,
+    content_type: int | str | type | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    cursor: str | None = None,
+    page_size: int = 20,
+    **unexpected: Any,
+) -> CursorPage:
+    """:func:`query_history_cursor` for an ``AsyncSession`` (same arguments, same page)."""
+    q = CursorQuery.parse(
+        tenant_id=tenant_id, user_id=user_id, ip_address=ip_address, action_type=action_type,
+        object_id=object_id, content_type=content_type, since=since, until=until, cursor=cursor,
+        page_size=page_size, **unexpected,
+    )  # fmt: skip
+    return await session.run_sync(_cursor_page, q)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_validator
 
-__all__ = ["SEED_EXAMPLE", "AuditLogEntry", "HistoryPage"]
+__all__ = ["SEED_EXAMPLE", "AuditLogEntry", "CursorPage", "HistoryPage"]
 
 ActionType = Literal["create", "update", "delete", "access"]
 
@@ -46,8 +46,17 @@ SEED_EXAMPLE: dict[str, Any] = {
 
 
 _ENTRY_COLUMNS = (
-    "id", "tenant_id", "user_id", "action_type", "timestamp", "ip_address", "user_agent",
-    "object_id", "before_state", "after_state", "content_type",
+    "id",
+    "tenant_id",
+    "user_id",
+    "action_type",
+    "timestamp",
+    "ip_address",
+    "user_agent",
+    "object_id",
+    "before_state",
+    "after_state",
+    "content_type",
 )
 
 
@@ -81,6 +90,13 @@ class AuditLogEntry(BaseModel):
             data = {**data, "created_by": data.get("user_id")}
         return data
 
+    @field_serializer("timestamp", when_used="json")
+    def _seed_timestamp(self, value: dt.datetime) -> str:
+        """UTC, six fraction digits and ``Z``, as the seed: ``2025-03-26T13:53:02.869449Z``."""
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.timezone.utc)
+        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
 
 class HistoryPage(BaseModel):
     """One page of history, newest first, with the seed's page-number pagination fields."""
@@ -94,4 +110,20 @@ class HistoryPage(BaseModel):
     has_next: bool
     previous_page: int | None
     next_page: int | None
+    results: list[AuditLogEntry]
+
+
+class CursorPage(BaseModel):
+    """One page of history in keyset (cursor) mode, newest first.
+
+    ``next_cursor`` reads on to older entries, ``previous_cursor`` back to newer ones; each is
+    null exactly when its ``has_*`` flag is false. Cursors are opaque, URL-safe strings.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    has_next: bool = Field(description="Older entries follow this page.")
+    has_previous: bool = Field(description="Newer entries precede this page.")
+    next_cursor: str | None = Field(description="Cursor of the page of older entries, or null.")
+    previous_cursor: str | None = Field(description="Cursor of the page of newer entries, or null.")
     results: list[AuditLogEntry]
