@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_PAGE",
     "PARAMETERS",
+    "TOKEN_PATTERN",
     "Authenticate",
     "ErrorBody",
     "HTTPError",
@@ -57,7 +58,7 @@ MAX_PAGE = 2**31 - 1
 _MAX_ID = 2**31 - 1  # content type ids are 32-bit integers on every backend
 
 #: RFC 6750 ``b64token``: anything else is refused before the app's callable sees it.
-_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+TOKEN_PATTERN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 _DIGITS = re.compile(r"[0-9]+")
 _DATETIME: TypeAdapter[dt.datetime] = TypeAdapter(dt.datetime)
 _UTC_MIN = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
@@ -156,7 +157,7 @@ def bearer_token(authorization: str | None) -> str:
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise HTTPError.unauthorized("the Authorization header must be 'Bearer <token>'")
-    if not _TOKEN.fullmatch(token):
+    if not TOKEN_PATTERN.fullmatch(token):
         raise HTTPError.unauthorized("invalid bearer token")
     return token
 
