@@ -6,6 +6,8 @@ Blocks fenced as ```python norun are shown but not run (for example, ones that s
 from __future__ import annotations
 
 import re
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -31,7 +33,9 @@ def test_doc_examples_run(path: Path, tmp_path: Path, monkeypatch: pytest.Monkey
     if not blocks:
         pytest.skip(f"{path.name} has no python examples")
     monkeypatch.chdir(tmp_path)
-    namespace: dict[str, object] = {"__name__": f"docs_{path.stem}"}
+    # a real module, so that annotations such as Mapped[int] resolve as in an application
+    module = types.ModuleType(f"docs_{path.stem.lower()}")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
     for line, body in blocks:
         code = compile("\n" * (line - 1) + body, str(path), "exec")
-        exec(code, namespace)
+        exec(code, module.__dict__)
