@@ -57,9 +57,9 @@ def seed_history(engine: Engine) -> None:
             session.get_one(Customer, 1).name = "Ada"
         with maker.begin() as session:
             session.delete(session.get_one(Customer, 3))
-    with auditlog.audit_context(tenant_id=TENANT_B, user_id="carol", ip_address="10.0.0.2"):
-        with maker.begin() as session:
-            session.add_all([Customer(id=i, tenant_id=TENANT_B, name=f"b{i}") for i in (10, 11)])
+    carol = auditlog.audit_context(tenant_id=TENANT_B, user_id="carol", ip_address="10.0.0.2")
+    with carol, maker.begin() as session:
+        session.add_all([Customer(id=i, tenant_id=TENANT_B, name=f"b{i}") for i in (10, 11)])
 
 
 def assert_seed_page(body: dict[str, Any]) -> None:
