@@ -16,6 +16,7 @@ the copy is simply dropped afterwards, even by a server that forgets to call ``c
 from __future__ import annotations
 
 import contextvars
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
@@ -108,9 +109,14 @@ class AuditContextMiddleware:
 
 
 class _ContextBody:
-    """The application's body, read and closed inside the request's context."""
+    """The application's body, read and closed inside the request's context.
 
-    __slots__ = ("_block", "_body", "_context", "_iterator", "_open")
+    The context block is exited by ``close()``, or when the body is garbage collected unclosed
+    (some test clients and careless servers never call ``close()``); either way inside the copied
+    context, where the block was entered.
+    """
+
+    __slots__ = ("__weakref__", "_body", "_context", "_exit", "_iterator", "_open")
 
     def __init__(
         self,
@@ -120,7 +126,7 @@ class _ContextBody:
     ) -> None:
         self._body = body
         self._context = context
-        self._block = block
+        self._exit = weakref.finalize(self, context.run, block.__exit__, None, None, None)
         self._iterator: Iterator[bytes] | None = None
         self._open = True
 
@@ -141,4 +147,4 @@ class _ContextBody:
             if close is not None:
                 self._context.run(close)
         finally:
-            self._context.run(self._block.__exit__, None, None, None)
+            self._exit()
