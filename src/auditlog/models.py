@@ -151,6 +151,8 @@ class AuditLog(_Base):
         sa.Index("ix_audit_log_tenant_ctype", "tenant_id", "content_type", "timestamp", "id"),
         # Unscoped lookups of one object's history.
         sa.Index("ix_audit_log_object", "object_id", "content_type", "timestamp", "id"),
+        # Unscoped reads newest first (apps without tenants, a time window, cursor pages over all).
+        sa.Index("ix_audit_log_time", "timestamp", "id"),
     )
 
     def __repr__(self) -> str:
