@@ -168,6 +168,22 @@ async def test_user_and_tenant_from_sync_and_async_getters() -> None:
     assert (ctx["user_id"], ctx["tenant_id"]) == (None, "42")
 
 
+async def test_subclass_can_add_values_to_the_context() -> None:
+    class WithRequestId(AuditContextMiddleware):
+        async def context_values(self, scope: Scope) -> dict[str, Any]:
+            values = await super().context_values(scope)
+            values["request_id"] = dict(scope["headers"]).get(b"x-request-id", b"").decode()
+            return values
+
+    async def endpoint(request: Request) -> JSONResponse:
+        return JSONResponse(dict(current_context().extra))
+
+    app = WithRequestId(Starlette(routes=[Route("/", endpoint)]))
+    async with client_for(app) as http:
+        response = await http.get("/", headers={"X-Request-Id": "req-1"})
+    assert response.json() == {"request_id": "req-1"}
+
+
 def test_invalid_options_are_configuration_errors() -> None:
     with pytest.raises(ConfigurationError, match="trusted_proxies"):
         AuditContextMiddleware(show_context, trusted_proxies=["10.0.0.1/8"])  # type: ignore[arg-type]

@@ -83,7 +83,7 @@ class AuditContextMiddleware:
             await self.app(scope, receive, send)
 
     async def context_values(self, scope: Scope) -> dict[str, Any]:
-        """The ``audit_context`` arguments for one connection."""
+        """The ``audit_context`` arguments for one connection; override to add values (``extra``)."""
         user_agent: str | None = None
         forwarded: list[str] = []
         for name, value in scope.get("headers") or ():

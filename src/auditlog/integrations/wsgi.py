@@ -89,7 +89,7 @@ class AuditContextMiddleware:
         return _ContextBody(body, context, block)
 
     def context_values(self, environ: WSGIEnvironment) -> dict[str, Any]:
-        """The ``audit_context`` arguments for one request."""
+        """The ``audit_context`` arguments for one request; override to add values (``extra``)."""
         peer = environ.get("REMOTE_ADDR")
         forwarded = environ.get(_ENVIRON_KEYS[self.proxy_header])
         user_agent = environ.get("HTTP_USER_AGENT")
