@@ -291,17 +291,21 @@ def parse_query(query_string: bytes | str) -> dict[str, Any]:
 def scoped_arguments(principal: Principal, arguments: Mapping[str, Any]) -> dict[str, Any] | None:
     """Validated ``query_history`` arguments limited to the principal's tenant.
 
-    Returns ``None`` when the query names another tenant: the answer is an empty page, never
-    that tenant's entries. Raises :class:`HTTPError` (400) for an argument ``query_history``
-    would refuse.
+    Returns ``None`` when nothing can match: the query names another tenant (the answer is an
+    empty page, never that tenant's entries), or ``until`` is not after ``since``. Raises
+    :class:`HTTPError` (400) for an argument ``query_history`` would refuse.
     """
     requested = arguments.get("tenant_id")
     scoped = {**arguments, "tenant_id": principal.tenant_id}
+    since, until = scoped.get("since"), scoped.get("until")
+    empty_window = since is not None and until is not None and until <= since
+    if empty_window:
+        del scoped["until"]
     try:
         HistoryQuery.parse(**scoped)
     except InvalidQueryError as exc:
         raise HTTPError.bad_parameter(exc.argument, exc.message) from None
-    if requested is not None and requested != principal.tenant_id:
+    if empty_window or (requested is not None and requested != principal.tenant_id):
         return None
     return scoped
 
