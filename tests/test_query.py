@@ -283,6 +283,9 @@ def test_since_is_inclusive_and_until_exclusive(engine: Engine) -> None:
         assert query_history(session, until=times[2].astimezone(plus2)).count == 2
         # the window combines with the other filters
         assert query_history(session, since=times[0], object_id="3").count == 1
+        # an empty or inverted window is an empty page, not an error
+        assert query_history(session, since=times[2], until=times[2]).results == []
+        assert query_history(session, since=times[3], until=times[1]).count == 0
 
 
 def test_order_is_timestamp_then_id_both_descending(engine: Engine) -> None:
@@ -403,11 +406,6 @@ def test_page_size_bounds_are_accepted(engine: Engine, page_size: int) -> None:
         ({"object_id": {"id": 1}}, "object_id", "string"),
         ({"user_id": ["u1"]}, "user_id", "string"),
         ({"since": "yesterday"}, "since", "datetime"),
-        (
-            {"since": dt.datetime(2025, 1, 2), "until": dt.datetime(2025, 1, 1)},
-            "until",
-            "later than since",
-        ),
         ({"tenant": T1}, "tenant", "unknown argument"),
     ],
 )

@@ -36,7 +36,6 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
-    ValidationInfo,
     field_validator,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -232,14 +231,6 @@ class HistoryFilters(BaseModel):
             return value.replace(tzinfo=dt.timezone.utc)  # naive times are UTC, as stored
         return value
 
-    @field_validator("until")
-    @classmethod
-    def _after_since(cls, value: dt.datetime | None, info: ValidationInfo) -> dt.datetime | None:
-        since = info.data.get("since")
-        if value is not None and since is not None and value <= since:
-            raise ValueError("must be later than since")
-        return value
-
     @classmethod
     def parse(cls: type[_Q], **arguments: Any) -> _Q:
         """Validate, raising :class:`InvalidQueryError` that names the first bad argument."""
@@ -329,7 +320,7 @@ def by_content_type(stmt: Stmt, q: HistoryFilters) -> Stmt:
 
 
 def in_window(stmt: Stmt, q: HistoryFilters) -> Stmt:
-    """``since`` inclusive, ``until`` exclusive."""
+    """``since`` inclusive, ``until`` exclusive; ``until <= since`` is an empty window, not an error."""
     if q.since is not None:
         stmt = stmt.where(_t.c.timestamp >= q.since)
     if q.until is not None:
