@@ -46,6 +46,7 @@ def test_create_records_every_attribute_with_keys_and_defaults(
         "email": "ada@example.com",
         "password": auditlog.MASKED,
         "notes": None,
+        "loans": [],  # one-to-many collection: sorted ids of the related loans
     }
     assert l_entry.object_id == str(loan.id)
     assert l_entry.after_state is not None

@@ -51,9 +51,22 @@ def test_malformed_ip_address_is_an_error_naming_it(bad: str) -> None:
         pass
 
 
-def test_ip_addresses_are_normalised() -> None:
-    with audit_context(ip_address=" 2001:DB8:0:0::1 "):
-        assert current_context().ip_address == "2001:db8::1"
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        (" 2001:DB8:0:0::1 ", "2001:db8::1"),
+        ("::ffff:192.0.2.1", "192.0.2.1"),  # IPv4-mapped: stored as the IPv4 address
+        ("fe80::1%" + "x" * 60, "fe80::1"),  # the zone would not fit the column
+    ],
+)
+def test_ip_addresses_are_normalised(given: str, stored: str) -> None:
+    with audit_context(ip_address=given):
+        assert current_context().ip_address == stored
+
+
+def test_control_characters_are_dropped_from_the_user_agent() -> None:
+    with audit_context(user_agent="curl\x00/8\r\n"):
+        assert current_context().user_agent == "curl/8"
 
 
 def test_overlong_values_are_rejected_or_bounded() -> None:
@@ -115,9 +128,16 @@ def test_entries_carry_the_context_of_the_flush(
     engine: Engine, Session_: sessionmaker[Session]
 ) -> None:
     auditlog.register(Customer)
-    with audit_context(
-        user_id=42, tenant_id="t1", ip_address="203.0.113.9", user_agent="curl/8", request_id="r-9"
-    ), Session_() as session:
+    with (
+        audit_context(
+            user_id=42,
+            tenant_id="t1",
+            ip_address="203.0.113.9",
+            user_agent="curl/8",
+            request_id="r-9",
+        ),
+        Session_() as session,
+    ):
         session.add(Customer(name="in context"))
         update_context(user_id="authenticated-later")
         session.commit()

@@ -6,7 +6,8 @@ same transaction; ``query_history`` reads them back in the shape of the ``GET /h
 
 from __future__ import annotations
 
-from .capture import disable, enable, log_access
+from .capture import disable, enable
+from .entries import log_access
 from .context import AuditContext, audit_context, current_context, update_context
 from .exceptions import (
     AuditLogError,

@@ -9,6 +9,7 @@ own code sees: the late-known actor reaches every entry of that request.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -68,6 +69,22 @@ class _Frame:
 _frame: ContextVar[_Frame | None] = ContextVar("auditlog_context", default=None)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _ip_text(value: Any) -> str:
+    """A validated address as canonical text: no IPv6 zone, IPv4-mapped IPv6 as plain IPv4."""
+    try:
+        address = ipaddress.ip_address(str(value).strip())
+    except ValueError:
+        raise ContextError(f"ip_address: {value!r} is not a valid IPv4 or IPv6 address") from None
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        address = ipaddress.IPv6Address(int(address))  # drops a %zone
+    return str(address)
+
+
 def _clean(values: Mapping[str, Any]) -> dict[str, Any]:
     """Validate and normalise context values: ids become strings, the IP address is checked."""
     out: dict[str, Any] = {}
@@ -75,16 +92,11 @@ def _clean(values: Mapping[str, Any]) -> dict[str, Any]:
         if value is None or key not in _KNOWN:
             out[key] = value
         elif key == "ip_address":
-            try:
-                out[key] = str(ipaddress.ip_address(str(value).strip()))
-            except ValueError:
-                raise ContextError(
-                    f"ip_address: {value!r} is not a valid IPv4 or IPv6 address"
-                ) from None
+            out[key] = _ip_text(value)
         elif key == "user_agent":
             if not isinstance(value, str):
                 raise ContextError(f"user_agent: expected a string, got {type(value).__name__}")
-            out[key] = value[:USER_AGENT_MAX_LENGTH]
+            out[key] = _CONTROL.sub("", value)[:USER_AGENT_MAX_LENGTH]
         else:
             text = str(value)
             if len(text) > _MAX_LENGTH[key]:

@@ -13,7 +13,8 @@ from typing import Any, TypeVar, overload
 
 import sqlalchemy as sa
 from sqlalchemy.exc import NoInspectionAvailable
-from sqlalchemy.orm import ColumnProperty, Mapper
+from sqlalchemy.orm import ColumnProperty, Mapper, RelationshipProperty
+from sqlalchemy.orm.interfaces import MANYTOMANY, ONETOMANY
 from sqlalchemy.schema import Column
 
 from .exceptions import ConfigurationError
@@ -26,6 +27,7 @@ __all__ = [
     "clear",
     "default_plan",
     "is_registered",
+    "pk_keys_of",
     "plan_for",
     "register",
     "unregister",
@@ -52,9 +54,12 @@ class Plan:
     mapper: Mapper[Any]
     content_type_name: str
     table_name: str | None
-    #: (attribute key, encoder, masked) in mapper order
+    #: (attribute key, encoder, masked) of the recorded columns, in mapper order
     fields: tuple[tuple[str, Encoder, bool], ...]
+    #: the recorded column attribute keys
     keys: frozenset[str]
+    #: (attribute key, masked) of the recorded one-to-many and many-to-many collections
+    collections: tuple[tuple[str, bool], ...]
     pk_keys: tuple[str, ...]
     #: attribute key -> Column, for batched loads of values SQLAlchemy does not hold
     columns: dict[str, Column[Any]]
@@ -82,6 +87,28 @@ def _column_keys(mapper: Mapper[Any]) -> list[str]:
         if isinstance(prop, ColumnProperty) and prop.key == key and key not in keys:
             keys.append(key)
     return keys
+
+
+def _relationship_keys(mapper: Mapper[Any]) -> list[str]:
+    """Names of the mapper's relationships, read without configuring mappers (classes a
+    relationship names may not exist yet when a decorator runs)."""
+    props = getattr(mapper, "_props", {})
+    keys = [key for key, prop in props.items() if isinstance(prop, RelationshipProperty)]
+    for parent in mapper.iterate_to_root():
+        for key, prop in getattr(parent, "_props", {}).items():
+            if isinstance(prop, RelationshipProperty) and key not in keys:
+                keys.append(key)
+    return keys
+
+
+def _recorded_collection(prop: RelationshipProperty[Any]) -> bool:
+    """One-to-many and many-to-many collections that can be read without a query per change."""
+    return bool(
+        prop.uselist
+        and not prop.viewonly
+        and prop.lazy not in ("dynamic", "write_only")
+        and prop.direction in (ONETOMANY, MANYTOMANY)
+    )
 
 
 def _names(
@@ -139,7 +166,7 @@ def register(
     if model is None:
         return lambda cls: register(cls, include=include, exclude=exclude, mask=mask)
     mapper = _mapper_of(model)
-    valid = _column_keys(mapper)
+    valid = _column_keys(mapper) + _relationship_keys(mapper)
     config = ModelConfig(
         model=model,
         include=None if include is None else _names("include", include, model, valid),
@@ -188,7 +215,13 @@ def _compile(mapper: Mapper[Any], config: ModelConfig) -> Plan:
         fields.append((key, encoder_for(column.type), key in config.mask))
         if isinstance(column, Column):
             columns[key] = column
-    pk_keys = tuple(mapper.get_property_by_column(c).key for c in mapper.primary_key)
+    collections = tuple(
+        (prop.key, prop.key in config.mask)
+        for prop in mapper.relationships
+        if _recorded_collection(prop)
+        and (config.include is None or prop.key in config.include)
+        and prop.key not in config.exclude
+    )
     cls = mapper.class_
     local_table = mapper.local_table
     return Plan(
@@ -197,9 +230,22 @@ def _compile(mapper: Mapper[Any], config: ModelConfig) -> Plan:
         table_name=getattr(local_table, "name", None),
         fields=tuple(fields),
         keys=frozenset(key for key, _, _ in fields),
-        pk_keys=pk_keys,
+        collections=collections,
+        pk_keys=pk_keys_of(mapper),
         columns=columns,
     )
+
+
+_pk_keys: dict[Mapper[Any], tuple[str, ...]] = {}
+
+
+def pk_keys_of(mapper: Mapper[Any]) -> tuple[str, ...]:
+    """Attribute keys of the mapper's primary key columns, in key order (cached)."""
+    keys = _pk_keys.get(mapper)
+    if keys is None:
+        keys = tuple(mapper.get_property_by_column(c).key for c in mapper.primary_key)
+        _pk_keys[mapper] = keys
+    return keys
 
 
 def plan_for(mapper: Mapper[Any]) -> Plan | None:

@@ -264,6 +264,5 @@ def decode_state(model: type, state: Mapping[str, Any] | None) -> dict[str, Any]
     out: dict[str, Any] = {}
     for key, value in state.items():
         column = columns.get(key)
-        masked = column is None or value == MASKED
-        out[key] = value if masked else decode_value(column.type, value)
+        out[key] = value if column is None or value == MASKED else decode_value(column.type, value)
     return out

@@ -1,0 +1,145 @@
+"""Building ``audit_log`` rows and writing them: one INSERT per flush, on the flush's connection."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import instance_state
+from ulid import ULID
+
+from . import content_types
+from .context import AuditContext, current_context
+from .exceptions import ConfigurationError
+from .ids import new_ulids
+from .models import audit_log_table
+from .registry import MASKED, Plan, default_plan, plan_for
+from .serialize import encode_value
+from .states import identity_of, object_id, related_ids
+
+__all__ = ["Change", "log_access", "write_changes"]
+
+_TRANSACTION = "auditlog.transaction"
+Values = dict[str, Any]
+
+
+@dataclass(slots=True)
+class Change:
+    """One object's change, before encoding: values are Python values as SQLAlchemy holds them."""
+
+    plan: Plan
+    action: str
+    pk: tuple[Any, ...]
+    before: Values | None
+    after: Values | None
+
+
+def _encode(plan: Plan, values: Values) -> Values:
+    out = {key: (MASKED if masked else enc(values.get(key))) for key, enc, masked in plan.fields}
+    for key, masked in plan.collections:
+        if key in values:
+            out[key] = MASKED if masked else related_ids(values[key])
+    return out
+
+
+def _changed_fields(plan: Plan, before: Values, after: Values) -> list[str]:
+    """Recorded attributes whose encoded values differ (masking aside)."""
+    changed = [key for key, enc, _ in plan.fields if enc(before.get(key)) != enc(after.get(key))]
+    for key, _ in plan.collections:
+        if (key in before or key in after) and related_ids(before.get(key)) != related_ids(
+            after.get(key)
+        ):
+            changed.append(key)
+    return changed
+
+
+def transaction_id(session: Session) -> bytes:
+    """A ULID shared by every entry of the session's current database transaction."""
+    root = session.get_transaction()
+    held = session.info.get(_TRANSACTION)
+    if held is not None and held[0] is root:
+        return held[1]  # type: ignore[no-any-return]
+    txid = bytes(ULID().bytes)
+    session.info[_TRANSACTION] = (root, txid)
+    return txid
+
+
+def _row(
+    ctx: AuditContext, extra: Any, session: Session, connection: Connection, change: Change
+) -> Values:
+    return {
+        "tenant_id": ctx.tenant_id,
+        "user_id": ctx.user_id,
+        "action_type": change.action,
+        "ip_address": ctx.ip_address,
+        "user_agent": ctx.user_agent or "",
+        "object_id": object_id(change.pk),
+        "content_type": content_types.content_type_id(session, connection, change.plan),
+        "before_state": None if change.before is None else _encode(change.plan, change.before),
+        "after_state": None if change.after is None else _encode(change.plan, change.after),
+        "extra": extra,
+    }
+
+
+def write_changes(session: Session, changes: list[Change]) -> int:
+    """Write an entry per change (updates that changed nothing recorded are dropped); returns
+    how many were written. All rows of one connection go in one INSERT."""
+    if not changes:
+        return 0
+    ctx = current_context()
+    extra = encode_value(dict(ctx.extra)) if ctx.extra else None
+    now = dt.datetime.now(dt.timezone.utc)
+    txid = transaction_id(session)
+    by_connection: dict[Connection, list[Values]] = {}
+    connections: dict[Plan, Connection] = {}
+    for change in changes:
+        changed = None
+        if change.action == "update":
+            assert change.before is not None and change.after is not None
+            changed = _changed_fields(change.plan, change.before, change.after)
+            if not changed:
+                continue
+        connection = connections.get(change.plan)
+        if connection is None:
+            connection = session.connection(bind_arguments={"mapper": change.plan.mapper})
+            connections[change.plan] = connection
+        row = _row(ctx, extra, session, connection, change)
+        row["changed_fields"] = changed
+        row["transaction_id"] = txid
+        row["timestamp"] = now
+        by_connection.setdefault(connection, []).append(row)
+    written = 0
+    for connection, rows in by_connection.items():
+        for row, ulid in zip(rows, new_ulids(now, len(rows)), strict=True):
+            row["id"] = ulid
+        connection.execute(audit_log_table.insert(), rows)
+        written += len(rows)
+    return written
+
+
+def log_access(session: Session | AsyncSession, obj: Any) -> str:
+    """Record an ``access`` entry for ``obj`` in the session's transaction; returns the entry id.
+
+    A pending object is flushed first so that it has a primary key. Works for any mapped object,
+    registered or not; the entry's states are null.
+    """
+    sync = session.sync_session if isinstance(session, AsyncSession) else session
+    state = instance_state(obj)
+    if state.session_id != sync.hash_key:
+        raise ConfigurationError(f"log_access(): {obj!r} is not in this session")
+    if state.key is None:
+        sync.flush()
+    plan = plan_for(state.mapper) or default_plan(state.mapper)
+    connection = sync.connection(bind_arguments={"mapper": plan.mapper})
+    ctx = current_context()
+    now = dt.datetime.now(dt.timezone.utc)
+    (ulid,) = new_ulids(now, 1)
+    change = Change(plan, "access", identity_of(state), None, None)
+    row = _row(ctx, encode_value(dict(ctx.extra)) if ctx.extra else None, sync, connection, change)
+    row.update(id=ulid, timestamp=now, changed_fields=None, transaction_id=transaction_id(sync))
+    connection.execute(audit_log_table.insert(), row)
+    return str(ULID.from_bytes(ulid))
