@@ -1,0 +1,237 @@
+"""The benchmark model and the ways of auditing it, one per variant.
+
+Every variant maps the same table, ``bench_item`` (nine columns: JSON, Numeric and DateTime among
+them), and differs only in what records its changes:
+
+- ``plain``: nothing, the baseline;
+- ``auditlog``: this library, ``register`` + ``enable`` on the run's sessionmaker, inside an
+  ``audit_context`` carrying a user, a tenant, an address and a user agent;
+- ``continuum``: SQLAlchemy-Continuum 2.0 (``make_versioned``, ``__versioned__ = {}``,
+  ``configure_mappers``), one version row and one transaction row per change;
+- ``trigger`` (PostgreSQL): no Python at all, an ``AFTER ... FOR EACH ROW`` trigger writing
+  ``to_jsonb(OLD)`` / ``to_jsonb(NEW)`` into a JSONB table: the floor of in-transaction auditing;
+- ``audit-trail`` (PostgreSQL): sqlalchemy-audit-trail 0.2 with ``on_error="raise"``, so that a
+  failed audit write fails the flush as it does here.
+
+The comparison libraries install global listeners when imported or set up, so each variant is set
+up in its own process (see ``worker.py``) and nothing is imported before it is needed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, mapped_column, sessionmaker
+
+__all__ = ["POSTGRESQL_ONLY", "VARIANTS", "Setup", "item_values", "set_up"]
+
+VARIANTS = ("plain", "auditlog", "continuum", "trigger", "audit-trail")
+POSTGRESQL_ONLY = frozenset({"trigger", "audit-trail"})
+
+TABLE = "bench_item"
+_EPOCH = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+_COLORS = ("red", "green", "blue", "black", "white")
+
+
+def item_values(i: int) -> dict[str, Any]:
+    """The column values of the i-th row: deterministic, about 300 bytes."""
+    return {
+        "sku": f"SKU-{i:08d}",
+        "name": f"Benchmark item number {i}",
+        "price": Decimal(i % 100_000) / 100,
+        "quantity": i % 500,
+        "active": i % 3 != 0,
+        "attributes": {"color": _COLORS[i % 5], "size": i % 40, "tags": ["bench", f"t{i % 7}"]},
+        "created_at": _EPOCH + dt.timedelta(seconds=i),
+        "updated_at": None,
+    }
+
+
+def _columns() -> dict[str, Any]:
+    return {
+        "__tablename__": TABLE,
+        "id": mapped_column(sa.Integer, primary_key=True),
+        "sku": mapped_column(sa.String(32), nullable=False),
+        "name": mapped_column(sa.String(200), nullable=False),
+        "price": mapped_column(sa.Numeric(12, 2), nullable=False),
+        "quantity": mapped_column(sa.Integer, nullable=False),
+        "active": mapped_column(sa.Boolean, nullable=False),
+        "attributes": mapped_column(sa.JSON, nullable=False),
+        "created_at": mapped_column(sa.DateTime(timezone=True), nullable=False),
+        "updated_at": mapped_column(sa.DateTime(timezone=True), nullable=True),
+    }
+
+
+@dataclass
+class Setup:
+    """One variant, ready to run: its model, its sessionmaker and how to count what it recorded."""
+
+    variant: str
+    engine: Engine
+    model: type[Any]
+    sessions: sessionmaker[Any]
+    #: context manager every timed block runs in (the request context of the auditing library)
+    context: Callable[[], contextlib.AbstractContextManager[Any]]
+    #: rows the auditing wrote so far (0 for plain)
+    count_entries: Callable[[], int]
+
+
+def _count(engine: Engine, sql: str) -> Callable[[], int]:
+    def count() -> int:
+        with engine.connect() as conn:
+            return int(conn.exec_driver_sql(sql).scalar_one())
+
+    return count
+
+
+def _no_context() -> contextlib.AbstractContextManager[Any]:
+    return contextlib.nullcontext()
+
+
+def _plain(engine: Engine) -> Setup:
+    class Base(DeclarativeBase):
+        pass
+
+    model = type("Item", (Base,), _columns())
+    Base.metadata.create_all(engine)
+    return Setup("plain", engine, model, sessionmaker(engine), _no_context, lambda: 0)
+
+
+def _auditlog(engine: Engine) -> Setup:
+    import auditlog
+
+    class Base(DeclarativeBase):
+        pass
+
+    model = type("Item", (Base,), _columns())
+    Base.metadata.create_all(engine)
+    auditlog.create_tables(engine)
+    auditlog.register(model)
+    sessions = sessionmaker(engine)
+    auditlog.enable(sessions)
+
+    def context() -> contextlib.AbstractContextManager[Any]:
+        return auditlog.audit_context(
+            user_id="user-42",
+            tenant_id="3f1c2a9e-0b7d-4c1e-9a55-6f2d8e1b7c40",
+            ip_address="203.0.113.7",
+            user_agent="bench/1.0",
+        )
+
+    return Setup(
+        "auditlog",
+        engine,
+        model,
+        sessions,
+        context,
+        _count(engine, "SELECT count(*) FROM audit_log"),
+    )
+
+
+def _continuum(engine: Engine) -> Setup:
+    from sqlalchemy_continuum import make_versioned
+
+    make_versioned(user_cls=None)
+
+    class Base(DeclarativeBase):
+        pass
+
+    model = type("Item", (Base,), {**_columns(), "__versioned__": {}})
+    sa.orm.configure_mappers()
+    Base.metadata.create_all(engine)
+    return Setup(
+        "continuum",
+        engine,
+        model,
+        sessionmaker(engine),
+        _no_context,
+        _count(engine, f"SELECT count(*) FROM {TABLE}_version"),
+    )
+
+
+_TRIGGER_DDL = (
+    """CREATE TABLE trigger_audit (
+        id bigserial PRIMARY KEY,
+        table_name text NOT NULL,
+        action text NOT NULL,
+        at timestamptz NOT NULL DEFAULT now(),
+        old_row jsonb,
+        new_row jsonb
+    )""",
+    """CREATE FUNCTION trigger_audit_row() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO trigger_audit (table_name, action, old_row, new_row)
+        VALUES (TG_TABLE_NAME, TG_OP,
+                CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END,
+                CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) END);
+        RETURN NULL;
+    END
+    $$""",
+    f"""CREATE TRIGGER {TABLE}_audit AFTER INSERT OR UPDATE OR DELETE ON {TABLE}
+        FOR EACH ROW EXECUTE FUNCTION trigger_audit_row()""",
+)
+
+
+def _trigger(engine: Engine) -> Setup:
+    setup = _plain(engine)
+    with engine.begin() as conn:
+        for statement in _TRIGGER_DDL:
+            conn.exec_driver_sql(statement)
+    setup.variant = "trigger"
+    setup.count_entries = _count(engine, "SELECT count(*) FROM trigger_audit")
+    return setup
+
+
+def _audit_trail(engine: Engine) -> Setup:
+    from audit_trail import Audited, AuditTrail
+    from audit_trail.migrations import create_audit_tables
+
+    class Base(DeclarativeBase):
+        pass
+
+    model = type("Item", (Base, Audited), _columns())
+    sa.orm.configure_mappers()
+    trail = AuditTrail(engine, events=[], on_error="raise", warn_on_bulk=False)
+    sessions = sessionmaker(engine)
+    trail.install(sessions)
+    with engine.begin() as conn:
+        Base.metadata.create_all(conn)
+        create_audit_tables(conn, trail.tables, trail.severities)
+    trail.maintenance.ensure_partitions()
+
+    def context() -> contextlib.AbstractContextManager[Any]:
+        return trail.context(
+            actor_type="user", actor_id="user-42", remote_addr="203.0.113.7", user_agent="bench/1.0"
+        )
+
+    return Setup(
+        "audit-trail",
+        engine,
+        model,
+        sessions,
+        context,
+        _count(engine, "SELECT count(*) FROM audit.audit_activity"),
+    )
+
+
+_SETUPS: dict[str, Callable[[Engine], Setup]] = {
+    "plain": _plain,
+    "auditlog": _auditlog,
+    "continuum": _continuum,
+    "trigger": _trigger,
+    "audit-trail": _audit_trail,
+}
+
+
+def set_up(variant: str, engine: Engine) -> Setup:
+    """Create the tables of ``variant`` on an empty database and return it ready to run."""
+    if variant in POSTGRESQL_ONLY and engine.dialect.name != "postgresql":
+        raise ValueError(f"{variant} runs on PostgreSQL only")
+    return _SETUPS[variant](engine)
