@@ -61,8 +61,17 @@ def docs(session: nox.Session) -> None:
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
     """Measure capture overhead and query latency (benchmarks/, see docs/performance.md)."""
-    _install(session, "test")
-    session.install("sqlalchemy-continuum")
+    # The compared libraries live in this environment only, never in the project's dependencies.
+    session.install(
+        "-e",
+        ".",
+        "sqlalchemy>=2.0.30,<2.1",
+        "psycopg[binary]>=3.1",
+        "pymysql>=1.1",
+        "sqlalchemy-continuum==2.0.0",
+        "sqlalchemy-audit-trail==0.2.0",
+        "pyinstrument>=4.6",
+    )
     session.run("python", "-m", "benchmarks", *session.posargs)
 
 
