@@ -10,6 +10,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
+from sqlalchemy.ext.declarative import ConcreteBase
+from sqlalchemy.ext.mutable import MutableDict, MutableList
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -109,3 +111,79 @@ class TypeZoo(Base):
     blob: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
     status: Mapped[Status | None] = mapped_column(sa.Enum(Status, name="zoo_status"))
     doc: Mapped[Any] = mapped_column(sa.JSON, nullable=True)
+
+
+class Document(Base):
+    """JSON changed in place, tracked by SQLAlchemy's mutable extension."""
+
+    __tablename__ = "document"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    data: Mapped[dict[str, Any]] = mapped_column(MutableDict.as_mutable(sa.JSON), default=dict)
+    items: Mapped[list[Any]] = mapped_column(MutableList.as_mutable(sa.JSON), default=list)
+
+
+article_tag = sa.Table(
+    "article_tag",
+    Base.metadata,
+    sa.Column("article_id", sa.ForeignKey("article.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("tag_id", sa.ForeignKey("tag.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class Tag(Base):
+    __tablename__ = "tag"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    label: Mapped[str] = mapped_column(sa.String(50))
+
+
+class Article(Base):
+    """A many-to-many collection, and server-side values set on INSERT and UPDATE."""
+
+    __tablename__ = "article"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(sa.String(100))
+    price: Mapped[int] = mapped_column(default=0)
+    qty: Mapped[int] = mapped_column(default=1)
+    total: Mapped[int | None] = mapped_column(sa.Computed("price * qty", persisted=True))
+    revision: Mapped[int] = mapped_column(
+        server_default=sa.text("0"), onupdate=sa.text("revision + 1")
+    )
+    tags: Mapped[list[Tag]] = relationship(secondary=article_tag)
+
+
+class Animal(Base):
+    """Single-table inheritance."""
+
+    __tablename__ = "animal"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    type: Mapped[str] = mapped_column(sa.String(20))
+    name: Mapped[str] = mapped_column(sa.String(50))
+    good_boy: Mapped[bool | None]
+    __mapper_args__: Any = {"polymorphic_on": "type", "polymorphic_identity": "animal"}
+
+
+class Dog(Animal):
+    __mapper_args__: Any = {"polymorphic_identity": "dog"}
+
+
+class Employee(ConcreteBase, Base):
+    """Concrete-table inheritance."""
+
+    __tablename__ = "employee"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(50))
+    __mapper_args__: Any = {"polymorphic_identity": "employee", "concrete": True}
+
+
+class Manager(Employee):
+    __tablename__ = "manager"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(50))
+    reports: Mapped[int] = mapped_column(default=0)
+    __mapper_args__: Any = {"polymorphic_identity": "manager", "concrete": True}

@@ -7,8 +7,8 @@ same transaction; ``query_history`` reads them back in the shape of the ``GET /h
 from __future__ import annotations
 
 from .capture import disable, enable
-from .entries import log_access
 from .context import AuditContext, audit_context, current_context, update_context
+from .entries import log_access
 from .exceptions import (
     AuditLogError,
     CaptureError,
@@ -17,9 +17,14 @@ from .exceptions import (
     InvalidQueryError,
 )
 from .models import AuditLog, ContentType, create_tables, metadata
-from .query import query_history
+from .query import (
+    query_history,
+    query_history_async,
+    query_history_cursor,
+    query_history_cursor_async,
+)
 from .registry import MASKED, is_registered, register, unregister
-from .schemas import AuditLogEntry, HistoryPage
+from .schemas import AuditLogEntry, CursorPage, HistoryPage
 from .serialize import decode_state, register_type
 
 __all__ = [
@@ -32,6 +37,7 @@ __all__ = [
     "ConfigurationError",
     "ContentType",
     "ContextError",
+    "CursorPage",
     "HistoryPage",
     "InvalidQueryError",
     "audit_context",
@@ -44,6 +50,9 @@ __all__ = [
     "log_access",
     "metadata",
     "query_history",
+    "query_history_async",
+    "query_history_cursor",
+    "query_history_cursor_async",
     "register",
     "register_type",
     "unregister",

@@ -61,7 +61,8 @@ def _url(raw: str | None) -> URL:
         url = sa.make_url(raw)
     except ArgumentError:
         raise CommandError(f"--database-url: {raw!r} is not a database URL", 2) from None
-    if url.get_driver_name() in _CONNECT_TIMEOUT_DRIVERS and "connect_timeout" not in url.query:
+    driver = url.drivername.partition("+")[2]  # explicit only: the default needs the dialect
+    if driver in _CONNECT_TIMEOUT_DRIVERS and "connect_timeout" not in url.query:
         url = url.update_query_dict({"connect_timeout": "10"})
     return url
 

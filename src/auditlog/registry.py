@@ -82,7 +82,10 @@ def _mapper_of(model: Any) -> Mapper[Any]:
 def _column_keys(mapper: Mapper[Any]) -> list[str]:
     """Attribute keys of the mapper's column properties, in mapper order, without configuring."""
     keys: list[str] = []
+    tables = set(mapper.tables)
     for key, column in mapper.columns.items():
+        if not isinstance(column, Column) or column.table not in tables:
+            continue  # SQL expressions, and the discriminator of a concrete polymorphic union
         prop = mapper.get_property_by_column(column)
         if isinstance(prop, ColumnProperty) and prop.key == key and key not in keys:
             keys.append(key)

@@ -145,7 +145,14 @@ def _update_by_primary_key(
     known = [pk for pk in pks if pk is not None]
     before = load_columns(state.session, plan, known, plan.keys, for_update=_locking(state))
     result = _run(state)
-    after = load_columns(state.session, plan, before, plan.keys)
+    after = load_columns(state.session, plan, known, plan.keys)
+    _check_count(result, len(before), f"bulk update({plan.mapper.class_.__name__})")
+    if after.keys() - before.keys():
+        raise CaptureError(
+            f"bulk update({plan.mapper.class_.__name__}) changed rows that appeared after they "
+            "were read (inserted concurrently under the same key); the statement is refused so "
+            "that no change goes unaudited"
+        )
     write_changes(
         state.session,
         [Change(plan, "update", pk, before[pk], after[pk]) for pk in before if pk in after],
