@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -49,11 +50,12 @@ def test_missing_audit_table_fails_the_flush_and_commits_nothing(
 @pytest.fixture
 def audit_insert_rejected(backend: str, engine: Engine) -> Iterator[None]:
     """A constraint on audit_log that refuses entries by the user 'forbidden'."""
+    trigger = f"refuse_forbidden_{uuid.uuid4().hex[:8]}"
     with engine.begin() as conn:
         if backend == "sqlite":
             conn.execute(
                 sa.text(
-                    "CREATE TRIGGER refuse_forbidden BEFORE INSERT ON audit_log "
+                    f"CREATE TRIGGER {trigger} BEFORE INSERT ON audit_log "
                     "WHEN NEW.user_id = 'forbidden' "
                     "BEGIN SELECT RAISE(ABORT, 'refused by constraint'); END"
                 )
@@ -70,9 +72,7 @@ def audit_insert_rejected(backend: str, engine: Engine) -> Iterator[None]:
     finally:
         with engine.begin() as conn:
             if backend == "sqlite":
-                conn.execute(sa.text("DROP TRIGGER refuse_forbidden"))
-            elif backend == "postgresql":
-                conn.execute(sa.text("ALTER TABLE audit_log DROP CONSTRAINT ck_refuse_forbidden"))
+                conn.execute(sa.text(f"DROP TRIGGER IF EXISTS {trigger}"))
             else:
                 conn.execute(sa.text("ALTER TABLE audit_log DROP CONSTRAINT ck_refuse_forbidden"))
 
