@@ -465,6 +465,7 @@ def test_the_page_json_is_the_seeds_shape(engine: Engine, Session_: sessionmaker
                     "email": None,
                     "password": auditlog.MASKED,
                     "notes": None,
+                    "loans": [],
                 },
                 "content_type": stored.content_type,
             }
