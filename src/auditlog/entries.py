@@ -46,15 +46,30 @@ def _encode(plan: Plan, values: Values) -> Values:
     return out
 
 
-def _changed_fields(plan: Plan, before: Values, after: Values) -> list[str]:
-    """Recorded attributes whose encoded values differ (masking aside)."""
-    changed = [key for key, enc, _ in plan.fields if enc(before.get(key)) != enc(after.get(key))]
-    for key, _ in plan.collections:
-        if (key in before or key in after) and related_ids(before.get(key)) != related_ids(
-            after.get(key)
-        ):
+def _encode_update(plan: Plan, before: Values, after: Values) -> tuple[Values, Values, list[str]]:
+    """Both states of an update, encoded once, and the recorded attributes that changed.
+
+    A masked attribute is compared on its real values, then hidden on both sides.
+    """
+    old_state: Values = {}
+    new_state: Values = {}
+    changed: list[str] = []
+    for key, enc, masked in plan.fields:
+        old, new = enc(before.get(key)), enc(after.get(key))
+        if old != new:
             changed.append(key)
-    return changed
+        if masked:
+            old = new = MASKED
+        old_state[key], new_state[key] = old, new
+    for key, masked in plan.collections:
+        if key in before or key in after:
+            old, new = related_ids(before.get(key)), related_ids(after.get(key))
+            if old != new:
+                changed.append(key)
+            if masked:
+                old = new = MASKED
+            old_state[key], new_state[key] = old, new
+    return old_state, new_state, changed
 
 
 def transaction_id(session: Session) -> bytes:
@@ -79,8 +94,6 @@ def _row(
         "user_agent": ctx.user_agent or "",
         "object_id": object_id(change.pk),
         "content_type": content_types.content_type_id(session, connection, change.plan),
-        "before_state": None if change.before is None else _encode(change.plan, change.before),
-        "after_state": None if change.after is None else _encode(change.plan, change.after),
         "extra": extra,
     }
 
@@ -97,17 +110,25 @@ def write_changes(session: Session, changes: list[Change]) -> int:
     by_connection: dict[Connection, list[Values]] = {}
     connections: dict[Plan, Connection] = {}
     for change in changes:
+        plan = change.plan
         changed = None
+        before: Values | None
+        after: Values | None
         if change.action == "update":
             assert change.before is not None and change.after is not None
-            changed = _changed_fields(change.plan, change.before, change.after)
+            before, after, changed = _encode_update(plan, change.before, change.after)
             if not changed:
                 continue
-        connection = connections.get(change.plan)
+        else:
+            before = None if change.before is None else _encode(plan, change.before)
+            after = None if change.after is None else _encode(plan, change.after)
+        connection = connections.get(plan)
         if connection is None:
-            connection = session.connection(bind_arguments={"mapper": change.plan.mapper})
-            connections[change.plan] = connection
+            connection = session.connection(bind_arguments={"mapper": plan.mapper})
+            connections[plan] = connection
         row = _row(ctx, extra, session, connection, change)
+        row["before_state"] = before
+        row["after_state"] = after
         row["changed_fields"] = changed
         row["transaction_id"] = txid
         row["timestamp"] = now
@@ -140,6 +161,13 @@ def log_access(session: Session | AsyncSession, obj: Any) -> str:
     (ulid,) = new_ulids(now, 1)
     change = Change(plan, "access", identity_of(state), None, None)
     row = _row(ctx, encode_value(dict(ctx.extra)) if ctx.extra else None, sync, connection, change)
-    row.update(id=ulid, timestamp=now, changed_fields=None, transaction_id=transaction_id(sync))
+    row.update(
+        id=ulid,
+        timestamp=now,
+        before_state=None,
+        after_state=None,
+        changed_fields=None,
+        transaction_id=transaction_id(sync),
+    )
     connection.execute(audit_log_table.insert(), row)
     return str(ULID.from_bytes(ulid))
