@@ -313,3 +313,17 @@ def test_uuid_primary_key_is_object_id_text(
     with Session_.begin() as session:
         session.add(Loan(id=loan_id, amount=Decimal(1)))
     assert entries(engine)[0].object_id == str(loan_id)
+
+
+def test_absent_states_are_sql_null(engine: Engine, Session_: sessionmaker[Session]) -> None:
+    """A create's before_state (and a missing extra) is SQL NULL, not the JSON value null."""
+    with Session_.begin() as session:
+        session.add(Customer(name="Ada"))
+    table = AuditLog.__table__
+    with engine.connect() as conn:
+        nulls = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(table)
+            .where(table.c.before_state.is_(None), table.c.extra.is_(None))
+        ).scalar_one()
+    assert nulls == 1

@@ -92,7 +92,7 @@ class UTCDateTime(sa.types.TypeDecorator[dt.datetime]):
 
 
 #: JSON on every backend, JSONB on PostgreSQL.
-JSONState = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+JSONState = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
 
 
 class _Base(DeclarativeBase):
