@@ -83,6 +83,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--output", type=Path, default=RESULTS, help="folder of the JSON results and profiles"
     )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="print the tables of a results file again (and refresh its summary), run nothing",
+    )
     args = parser.parse_args(argv)
     if "all" in args.backend:
         args.backend = list(backends.BACKENDS)
@@ -90,7 +97,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.compare = []
     args.only = args.only or [t for t in TASKS if t != "profile"] + ["profile"]
     args.flush_sizes = [1, 10, 100]
-    args.flush_repeat = {1: 200, 10: 100, 100: 40}
+    args.flush_repeat = {1: 120, 10: 60, 100: 25}
     if args.quick:
         args.rows = min(args.rows, 2_000)
         args.runs = min(args.runs, 2)
@@ -141,7 +148,7 @@ def _alternating(args: argparse.Namespace, backend: str, task: str, spec: dict[s
     variants = _variants(args, backend, task)
     runs: dict[str, list[Any]] = {v: [] for v in variants}
     errors: dict[str, str] = {}
-    total_runs = args.runs if task != "memory" else min(args.runs, 3)
+    total_runs = args.runs if task != "memory" else min(args.runs, 2)
     with tempfile.TemporaryDirectory(prefix="auditlog-bench-") as tmpdir:
         for i in range(total_runs):
             order = variants if i % 2 == 0 else variants[::-1]
@@ -266,6 +273,7 @@ def environment() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "versions": versions,
         "auditlog_source": done.stdout.strip(),
+        "pythonpath": os.environ.get("PYTHONPATH"),
         "commit": _git("rev-parse", "HEAD"),
         "src_changes": _git("status", "--porcelain", "--", "src"),
         "loadavg_start": os.getloadavg(),
@@ -285,7 +293,7 @@ def print_summary(backend: str, results: dict[str, Any], summary: dict[str, Any]
             headers += [f"{v} ms", "ratio"]
         table = Table(
             f"Write workload: {results['write']['rows']} rows, {results['write']['batch']} per "
-            "commit (median of fresh-process runs; ratio to plain in this run)",
+            "commit (ms: median of fresh-process runs; ratio: median of per-run ratios to plain)",
             headers,
         )
         for phase in PHASES:
@@ -299,7 +307,11 @@ def print_summary(backend: str, results: dict[str, Any], summary: dict[str, Any]
         headers = ["objects", "op", "plain ms"]
         for v in variants[1:]:
             headers += [f"{v} ms", "+us/obj"]
-        table = Table("Flush latency: commit() of N objects, median", headers)
+        table = Table(
+            "Flush latency: commit() of N objects (ms: median; +us/obj: median over runs of "
+            "(variant - plain of the same run) / N)",
+            headers,
+        )
         for size in results["flush"]["sizes"]:
             for op in ("create", "update"):
                 row = summary["flush"]["plain"][str(size)][op]
@@ -349,8 +361,20 @@ def print_summary(backend: str, results: dict[str, Any], summary: dict[str, Any]
             out.write(f"{task} {variant} failed: {error}\n")
 
 
+def report(path: Path) -> None:
+    """Recompute the summaries of a results file, print them and store them back."""
+    everything = json.loads(path.read_text())
+    for backend, data in everything["backends"].items():
+        data["summary"] = summarise(data["results"])
+        print_summary(backend, data["results"], data["summary"])
+    path.write_text(json.dumps(everything, indent=1, default=str))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.report is not None:
+        report(args.report)
+        return 0
     args.output.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     env = environment()

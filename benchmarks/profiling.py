@@ -49,9 +49,11 @@ class _CProfile:
 
 
 def _short(filename: str) -> str:
-    for marker in ("site-packages/", "src/"):
-        if marker in filename:
-            return filename.split(marker, 1)[1]
+    """``package/module.py`` from a full path (the library may run from a checkout's src/)."""
+    if "/auditlog/" in filename:
+        return "auditlog/" + filename.rsplit("/auditlog/", 1)[1]
+    if "site-packages/" in filename:
+        return filename.split("site-packages/", 1)[1]
     return os.path.basename(filename)
 
 

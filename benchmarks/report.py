@@ -58,66 +58,81 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _paired(
+    runs: list[Any], plain: list[Any], get: Any
+) -> tuple[float | None, float | None, list[float]]:
+    """Median of a variant, median of plain, and the per-run ratios variant/plain.
+
+    Run *i* of every variant ran next to run *i* of plain (the order alternates), so each ratio
+    compares neighbours in time; the median of those ratios is the figure reported, which resists
+    the drift of a shared machine better than a ratio of medians taken at different times.
+    """
+    ratios = [get(v) / get(p) for v, p in zip(runs, plain, strict=False) if get(p)]
+    return median(get(r) for r in runs), median(get(r) for r in plain), ratios
+
+
 def summarise(results: dict[str, Any]) -> dict[str, Any]:
-    """Medians and ratios from the per-run samples of one backend (the small summary)."""
+    """Medians and paired ratios from the per-run samples of one backend (the small summary)."""
     summary: dict[str, Any] = {}
     write = results.get("write")
-    if write:
-        plain = write["runs"].get("plain", [])
+    if write and "plain" in write["runs"]:
+        plain = write["runs"]["plain"]
         out: dict[str, Any] = {}
         for variant, runs in write["runs"].items():
             per_phase = {}
             for phase in PHASES:
-                value = median(r[phase]["total"] for r in runs)
-                base = median(r[phase]["total"] for r in plain)
-                commit = median(r[phase]["commit"] for r in runs)
-                commit_base = median(r[phase]["commit"] for r in plain)
+                value, _, ratios = _paired(runs, plain, lambda r, ph=phase: r[ph]["total"])
+                commit, _, commit_ratios = _paired(runs, plain, lambda r, ph=phase: r[ph]["commit"])
                 per_phase[phase] = {
                     "ms": None if value is None else value * 1000,
-                    "ratio": ratio(value, base),
+                    "ratio": median(ratios),
+                    "ratio_min": min(ratios, default=None),
+                    "ratio_max": max(ratios, default=None),
                     "commit_ms": None if commit is None else commit * 1000,
-                    "commit_ratio": ratio(commit, commit_base),
+                    "commit_ratio": median(commit_ratios),
                     "runs": len(runs),
                 }
             out[variant] = per_phase
         summary["write"] = out
     flush = results.get("flush")
-    if flush:
+    if flush and "plain" in flush["runs"]:
         out = {}
-        plain = flush["runs"].get("plain", [])
+        plain = flush["runs"]["plain"]
         for variant, runs in flush["runs"].items():
             per_size: dict[str, Any] = {}
             for size in flush["sizes"]:
                 key = str(size)
                 for op in ("create", "update"):
-                    value = median(r[key][op]["median"] for r in runs)
-                    base = median(r[key][op]["median"] for r in plain)
-                    added = None
-                    if value is not None and base is not None:
-                        added = (value - base) / size * 1e6
+
+                    def get(r: Any, key: str = key, op: str = op) -> float:
+                        return float(r[key][op]["median"])
+
+                    value, _, _ = _paired(runs, plain, get)
+                    added = [
+                        (get(v) - get(p)) / size * 1e6 for v, p in zip(runs, plain, strict=False)
+                    ]
                     per_size.setdefault(key, {})[op] = {
                         "ms": None if value is None else value * 1000,
-                        "added_us_per_object": added,
+                        "added_us_per_object": median(added),
+                        "runs": len(runs),
                     }
             out[variant] = per_size
         summary["flush"] = out
     bulk = results.get("bulk")
-    if bulk:
+    if bulk and "plain" in bulk["runs"]:
         out = {}
-        plain = bulk["runs"].get("plain", [])
+        plain = bulk["runs"]["plain"]
         for variant, runs in bulk["runs"].items():
-            out[variant] = {
-                phase: {
-                    "ms": (median(r[phase]["total"] for r in runs) or 0) * 1000,
-                    "ratio": ratio(
-                        median(r[phase]["total"] for r in runs),
-                        median(r[phase]["total"] for r in plain),
-                    ),
-                    "rows": runs[0][phase]["rows"] if runs else None,
-                    "entries": runs[0][phase]["entries"] if runs else None,
+            per_phase = {}
+            for phase in ("update", "delete"):
+                value, _, ratios = _paired(runs, plain, lambda r, ph=phase: r[ph]["total"])
+                per_phase[phase] = {
+                    "ms": None if value is None else value * 1000,
+                    "ratio": median(ratios),
+                    "rows": runs[0][phase]["rows"],
+                    "entries": runs[0][phase]["entries"],
                 }
-                for phase in ("update", "delete")
-            }
+            out[variant] = per_phase
         summary["bulk"] = out
     memory = results.get("memory")
     if memory:
