@@ -382,6 +382,31 @@ def test_page_size_bounds_are_accepted(engine: Engine, page_size: int) -> None:
     assert page.total_pages == (3 if page_size == 1 else 1)
 
 
+def test_tenant_and_user_ids_match_exactly_never_by_case_or_trailing_space(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    """MariaDB's default collation would let tenant 'ACME' read tenant 'acme': not here."""
+    for tenant in ("acme", "ACME", "acme "):
+        with auditlog.audit_context(tenant_id=tenant, user_id=tenant), Session_.begin() as session:
+            session.add(Customer(name=tenant))
+    with Session(engine) as session:
+        for tenant in ("acme", "ACME", "acme "):
+            page = query_history(session, tenant_id=tenant)
+            assert [e.tenant_id for e in page.results] == [tenant]
+            assert query_history(session, user_id=tenant).count == 1
+        assert query_history(session, tenant_id="Acme").count == 0
+
+
+def test_an_ipv4_mapped_address_matches_its_ipv4_form(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    with auditlog.audit_context(ip_address="::ffff:192.0.2.7"), Session_.begin() as session:
+        session.add(Customer(name="mapped"))
+    with Session(engine) as session:
+        assert query_history(session, ip_address="192.0.2.7").count == 1
+        assert query_history(session, ip_address="::ffff:192.0.2.7").count == 1
+
+
 # --- errors -------------------------------------------------------------------------------------
 
 
@@ -407,6 +432,11 @@ def test_page_size_bounds_are_accepted(engine: Engine, page_size: int) -> None:
         ({"user_id": ["u1"]}, "user_id", "string"),
         ({"since": "yesterday"}, "since", "datetime"),
         ({"tenant": T1}, "tenant", "unknown argument"),
+        ({"page": 2**31}, "page", "less than or equal to 2147483647"),
+        ({"content_type": 2**63}, "content_type", "less than or equal to 2147483647"),
+        ({"tenant_id": "a\x00b"}, "tenant_id", "NUL"),
+        ({"user_id": "\x00"}, "user_id", "NUL"),
+        ({"object_id": "1\x00"}, "object_id", "NUL"),
     ],
 )
 def test_a_bad_argument_raises_a_value_error_naming_it(

@@ -23,6 +23,7 @@ __all__ = [
     "AuditContext",
     "audit_context",
     "current_context",
+    "ip_text",
     "update_context",
 ]
 
@@ -72,8 +73,10 @@ _frame: ContextVar[_Frame | None] = ContextVar("auditlog_context", default=None)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def _ip_text(value: Any) -> str:
-    """A validated address as canonical text: no IPv6 zone, IPv4-mapped IPv6 as plain IPv4."""
+def ip_text(value: Any) -> str:
+    """A validated address as canonical text: no IPv6 zone, IPv4-mapped IPv6 as plain IPv4.
+
+    The form entries store and queries compare against; raises :class:`ContextError`."""
     try:
         address = ipaddress.ip_address(str(value).strip())
     except ValueError:
@@ -92,7 +95,7 @@ def _clean(values: Mapping[str, Any]) -> dict[str, Any]:
         if value is None or key not in _KNOWN:
             out[key] = value
         elif key == "ip_address":
-            out[key] = _ip_text(value)
+            out[key] = ip_text(value)
         elif key == "user_agent":
             if not isinstance(value, str):
                 raise ContextError(f"user_agent: expected a string, got {type(value).__name__}")

@@ -92,7 +92,36 @@ class UTCDateTime(sa.types.TypeDecorator[dt.datetime]):
 
 
 #: JSON on every backend, JSONB on PostgreSQL.
-JSONState = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
+JSONState = sa.JSON(none_as_null=True).with_variant(
+    postgresql.JSONB(none_as_null=True), "postgresql"
+)
+
+
+class ExactString(sa.types.TypeDecorator[str]):
+    """A string compared byte for byte on every backend.
+
+    MariaDB's and MySQL's default collations ignore case and trailing spaces: tenant ``ACME``
+    would match ``acme``, and ``"acme "`` would match ``"acme"``: holes in tenant scoping. The
+    column gets a binary collation without padding there (``utf8mb4_nopad_bin`` on MariaDB,
+    ``utf8mb4_0900_bin`` on MySQL 8).
+    """
+
+    impl = sa.String
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        length = cast(sa.String, self.impl_instance).length
+        if dialect.name in {"mysql", "mariadb"}:
+            mariadb = dialect.name == "mariadb" or getattr(dialect, "is_mariadb", False)
+            collation = "utf8mb4_nopad_bin" if mariadb else "utf8mb4_0900_bin"
+            return dialect.type_descriptor(
+                mysql.VARCHAR(length, charset="utf8mb4", collation=collation)
+            )
+        return dialect.type_descriptor(sa.String(length))
+
+
+def _exact(length: int) -> ExactString:
+    return ExactString(length)
 
 
 class _Base(DeclarativeBase):
@@ -106,7 +135,7 @@ class ContentType(_Base):
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
     #: the model's identity: ``module.QualifiedName`` of the mapped class
-    name: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    name: Mapped[str] = mapped_column(_exact(255), unique=True)
     #: the table the model maps to (informative)
     table_name: Mapped[str | None] = mapped_column(sa.String(255))
 
@@ -120,13 +149,13 @@ class AuditLog(_Base):
     __tablename__ = "audit_log"
 
     id: Mapped[str] = mapped_column(ULIDType(), primary_key=True)
-    tenant_id: Mapped[str | None] = mapped_column(sa.String(64))
-    user_id: Mapped[str | None] = mapped_column(sa.String(255))
-    action_type: Mapped[str] = mapped_column(sa.String(16))
+    tenant_id: Mapped[str | None] = mapped_column(_exact(64))
+    user_id: Mapped[str | None] = mapped_column(_exact(255))
+    action_type: Mapped[str] = mapped_column(_exact(16))
     timestamp: Mapped[dt.datetime] = mapped_column(UTCDateTime())
-    ip_address: Mapped[str | None] = mapped_column(sa.String(45))
+    ip_address: Mapped[str | None] = mapped_column(_exact(45))
     user_agent: Mapped[str] = mapped_column(sa.String(512), default="")
-    object_id: Mapped[str] = mapped_column(sa.String(255))
+    object_id: Mapped[str] = mapped_column(_exact(255))
     content_type: Mapped[int] = mapped_column(sa.ForeignKey(ContentType.id))
     before_state: Mapped[dict[str, Any] | None] = mapped_column(JSONState, nullable=True)
     after_state: Mapped[dict[str, Any] | None] = mapped_column(JSONState, nullable=True)

@@ -20,7 +20,6 @@ import base64
 import binascii
 import datetime as dt
 import hashlib
-import ipaddress
 import json
 import math
 import struct
@@ -28,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import reduce
 from ipaddress import IPv4Address, IPv6Address
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import sqlalchemy as sa
 from pydantic import (
@@ -42,7 +41,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapper, Session
 from ulid import ULID
 
-from .exceptions import InvalidQueryError
+from .context import ip_text
+from .exceptions import ContextError, InvalidQueryError
 from .models import ACTION_TYPES, AuditLog, audit_log_table, content_type_table
 from .schemas import AuditLogEntry, CursorPage, HistoryPage
 from .serialize import encode_value
@@ -60,6 +60,8 @@ __all__ = [
 ]
 
 MAX_PAGE_SIZE = 1000
+#: Largest page number or content type id (a 32-bit integer: beyond it offsets overflow).
+MAX_ID = 2**31 - 1
 _t = audit_log_table
 _ENTRY_COLUMNS = [
     _t.c[name]
@@ -156,10 +158,10 @@ class HistoryFilters(BaseModel):
 
     tenant_id: str | None = None
     user_id: str | None = None
-    ip_address: IPv4Address | IPv6Address | None = None
+    ip_address: str | None = None
     action_type: tuple[str, ...] | None = None
     object_id: str | None = None
-    content_type: int | str | None = None
+    content_type: Annotated[int, Field(ge=0, le=MAX_ID)] | str | None = None
     since: dt.datetime | None = None
     until: dt.datetime | None = None
 
@@ -171,18 +173,24 @@ class HistoryFilters(BaseModel):
     @field_validator("ip_address", mode="before")
     @classmethod
     def _parse_ip(cls, value: Any) -> Any:
-        """Parsed and normalised exactly as ``audit_context`` stores it (``2001:DB8::0001``)."""
-        if value is None or isinstance(value, (IPv4Address, IPv6Address)):
-            return value
-        if not isinstance(value, str):
+        """Normalised exactly as ``audit_context`` stores it (``2001:DB8::0001``, IPv4-mapped)."""
+        if value is None:
+            return None
+        if not isinstance(value, (str, IPv4Address, IPv6Address)):
             raise ValueError(f"expected an IP address string, got {type(value).__name__}")
-        value = value.strip()
-        if not value:
+        if not str(value).strip():
             return None
         try:
-            return ipaddress.ip_address(value)
-        except ValueError:
+            return ip_text(value)
+        except ContextError:
             raise ValueError("not a valid IPv4 or IPv6 address") from None
+
+    @field_validator("tenant_id", "user_id", "object_id")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("contains a NUL character")
+        return value
 
     @field_validator("action_type", mode="before")
     @classmethod
@@ -248,7 +256,7 @@ class HistoryFilters(BaseModel):
 class HistoryQuery(HistoryFilters):
     """The validated arguments of :func:`query_history` (page-number mode)."""
 
-    page: int = Field(default=1, ge=1)
+    page: int = Field(default=1, ge=1, le=MAX_ID)
     page_size: int = Field(default=20, ge=1, le=MAX_PAGE_SIZE)
 
     @field_validator("page", "page_size", mode="before")
@@ -293,7 +301,7 @@ def by_user(stmt: Stmt, q: HistoryFilters) -> Stmt:
 
 
 def by_ip_address(stmt: Stmt, q: HistoryFilters) -> Stmt:
-    return stmt if q.ip_address is None else stmt.where(_t.c.ip_address == str(q.ip_address))
+    return stmt if q.ip_address is None else stmt.where(_t.c.ip_address == q.ip_address)
 
 
 def by_action_type(stmt: Stmt, q: HistoryFilters) -> Stmt:

@@ -31,7 +31,7 @@ from ..test_http import (
     seed_history,
 )
 
-ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "psycopg", "mariadb": "aiomysql"}
+ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "psycopg", "mariadb": "asyncmy"}
 
 
 def make_app(engine: Engine) -> FastAPI:
