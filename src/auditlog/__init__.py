@@ -16,6 +16,7 @@ from .exceptions import (
     ContextError,
     InvalidQueryError,
 )
+from .guard import UnauditedWriteWarning, warn_unaudited_writes
 from .models import AuditLog, ContentType, create_tables, metadata
 from .query import (
     query_history,
@@ -40,6 +41,7 @@ __all__ = [
     "CursorPage",
     "HistoryPage",
     "InvalidQueryError",
+    "UnauditedWriteWarning",
     "audit_context",
     "create_tables",
     "current_context",
@@ -57,6 +59,7 @@ __all__ = [
     "register_type",
     "unregister",
     "update_context",
+    "warn_unaudited_writes",
 ]
 
 __version__ = "0.1.0"

@@ -28,7 +28,7 @@ from sqlalchemy.orm.base import NO_VALUE
 from sqlalchemy.orm.state import InstanceState
 from sqlalchemy.orm.unitofwork import UOWTransaction
 
-from . import content_types
+from . import content_types, guard
 from .entries import Change, log_access, write_changes
 from .exceptions import ConfigurationError
 from .registry import Plan, plan_for
@@ -39,6 +39,7 @@ __all__ = ["disable", "disable_all", "enable", "log_access"]
 
 _SNAPSHOTS = "auditlog.snapshots"
 _DONE = "auditlog.done"
+_GUARD = "auditlog.guard"
 
 Values = dict[str, Any]
 
@@ -49,6 +50,7 @@ def before_flush(session: Session, flush_context: UOWTransaction, instances: Any
         return  # enabled on several targets: run once
     snapshots: dict[InstanceState[Any], Values] = {}
     flush_context.attributes[_SNAPSHOTS] = snapshots
+    flush_context.attributes[_GUARD] = guard.begin_audited_write()
     to_load: dict[Plan, tuple[list[InstanceState[Any]], set[str]]] = {}
 
     def keep(state: InstanceState[Any], plan: Plan) -> None:
@@ -160,19 +162,29 @@ def after_flush(session: Session, flush_context: UOWTransaction) -> None:
     write_changes(session, changes)
 
 
+def after_flush_postexec(session: Session, flush_context: UOWTransaction) -> None:
+    """The flush's own writes are over."""
+    token = flush_context.attributes.pop(_GUARD, None)
+    if token is not None:
+        guard.end_audited_write(token)
+
+
 def after_commit(session: Session) -> None:
     """The content type ids resolved in the committed transaction can be shared."""
     content_types.promote_pending(session)
 
 
 def after_soft_rollback(session: Session, previous_transaction: Any) -> None:
-    """Forget content type ids resolved in a transaction that may be gone."""
+    """Forget content type ids resolved in a transaction that may be gone (a failed flush
+    ends here too, without after_flush_postexec)."""
     content_types.forget_pending(session)
+    guard.end_audited_write()
 
 
 _LISTENERS: tuple[tuple[str, Callable[..., Any]], ...] = (
     ("before_flush", before_flush),
     ("after_flush", after_flush),
+    ("after_flush_postexec", after_flush_postexec),
     ("do_orm_execute", do_orm_execute),
     ("after_commit", after_commit),
     ("after_soft_rollback", after_soft_rollback),

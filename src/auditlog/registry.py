@@ -24,6 +24,7 @@ __all__ = [
     "MASKED",
     "ModelConfig",
     "Plan",
+    "audited_tables",
     "clear",
     "default_plan",
     "is_registered",
@@ -178,6 +179,7 @@ def register(
     )
     _configs[model] = config
     _plans.clear()
+    _tables.clear()
     return model
 
 
@@ -185,6 +187,21 @@ def unregister(model: type) -> None:
     """Stop auditing a class registered with :func:`register` (no-op when it is not)."""
     if _configs.pop(model, None) is not None:
         _plans.clear()
+        _tables.clear()
+
+
+_tables: list[frozenset[Any]] = []
+
+
+def audited_tables() -> frozenset[Any]:
+    """The tables written by registered models and their mapped subclasses (cached)."""
+    if not _tables:
+        found: set[Any] = set()
+        for model in _configs:
+            for mapper in _mapper_of(model).self_and_descendants:
+                found.update(mapper.tables)
+        _tables.append(frozenset(found))
+    return _tables[0]
 
 
 def is_registered(model: type) -> bool:
@@ -196,6 +213,7 @@ def clear() -> None:
     """Unregister every model."""
     _configs.clear()
     _plans.clear()
+    _tables.clear()
 
 
 def _config_for(mapper: Mapper[Any]) -> ModelConfig | None:

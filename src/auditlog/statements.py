@@ -27,6 +27,7 @@ from sqlalchemy.orm import ORMExecuteState
 
 from .entries import Change, write_changes
 from .exceptions import CaptureError
+from .guard import audited_write
 from .registry import Plan, plan_for
 from .states import load_columns
 
@@ -51,12 +52,13 @@ def do_orm_execute(orm_execute_state: ORMExecuteState) -> Result[Any] | None:
     plan = plan_for(mapper) if mapper is not None else None
     if plan is None:
         return None
-    if state.is_insert:
-        return _insert(state, plan)
-    params = state.parameters
-    if isinstance(params, Sequence) and not isinstance(params, Mapping) and params:
-        return _update_by_primary_key(state, plan, params)
-    return _with_criteria(state, plan)
+    with audited_write():
+        if state.is_insert:
+            return _insert(state, plan)
+        params = state.parameters
+        if isinstance(params, Sequence) and not isinstance(params, Mapping) and params:
+            return _update_by_primary_key(state, plan, params)
+        return _with_criteria(state, plan)
 
 
 def _locking(state: ORMExecuteState) -> bool:
