@@ -53,9 +53,10 @@ def test_legacy_bulk_methods_warn(guarded: Engine, Session_: sessionmaker[Sessio
 def test_a_session_that_was_never_enabled_warns(guarded: Engine) -> None:
     with Session(guarded) as session, pytest.warns(UnauditedWriteWarning, match="UPDATE"):
         session.execute(sa.update(Customer).values(name="x"))
-    with Session(guarded) as session, pytest.warns(UnauditedWriteWarning):
+    with Session(guarded) as session:
         session.add(Customer(name="unaudited"))
-        session.commit()
+        with pytest.warns(UnauditedWriteWarning):
+            session.commit()
 
 
 def test_unaudited_tables_never_warn(guarded: Engine) -> None:
