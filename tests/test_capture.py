@@ -327,3 +327,53 @@ def test_absent_states_are_sql_null(engine: Engine, Session_: sessionmaker[Sessi
             .where(table.c.before_state.is_(None), table.c.extra.is_(None))
         ).scalar_one()
     assert nulls == 1
+
+
+def test_large_flushes_write_every_entry_exactly(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    """Batches big enough for the bulk write path (COPY on PostgreSQL) keep every value."""
+    with auditlog.audit_context(user_id="batch", ip_address="2001:db8::7", note="n"):
+        with Session_.begin() as session:
+            customers = [Customer(name=f"c{i}", email=f"{i}@x", password="p") for i in range(40)]
+            session.add_all(customers)
+        with Session_.begin() as session:
+            for customer in customers:
+                session.get_one(Customer, customer.id).name = f"renamed {customer.id}"
+        with Session_.begin() as session:
+            for customer in customers[:20]:
+                session.delete(session.get_one(Customer, customer.id))
+    rows = entries(engine)
+    assert [e.action_type for e in rows] == ["create"] * 40 + ["update"] * 40 + ["delete"] * 20
+    by_object = {}
+    for e in rows:
+        assert (e.user_id, e.ip_address, e.extra) == ("batch", "2001:db8::7", {"note": "n"})
+        by_object.setdefault(e.object_id, []).append(e)
+    for customer in customers:
+        history = by_object[str(customer.id)]
+        assert history[0].after_state is not None
+        assert history[0].after_state["email"] == f"{customer.id - customers[0].id}@x"
+        created = {k: v for k, v in history[0].after_state.items() if k != "loans"}
+        assert history[1].before_state == created
+        assert history[1].after_state is not None
+        assert history[1].after_state["name"] == f"renamed {customer.id}"
+        assert history[1].changed_fields == ["name"]
+    assert len({e.id for e in rows}) == 100
+    assert len({e.transaction_id for e in rows}) == 3
+
+
+def test_a_failing_large_batch_commits_nothing(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE audit_log RENAME TO audit_log_away"))
+    try:
+        with Session_() as session:
+            session.add_all([Customer(name=f"c{i}") for i in range(30)])
+            with pytest.raises(sa.exc.DBAPIError, match="audit_log"):
+                session.commit()
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE audit_log_away RENAME TO audit_log"))
+    with engine.connect() as conn:
+        assert conn.scalar(sa.select(sa.func.count()).select_from(Customer)) == 0

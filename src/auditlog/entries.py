@@ -20,6 +20,7 @@ from .models import audit_log_table
 from .registry import MASKED, Plan, default_plan, plan_for
 from .serialize import encode_value
 from .states import identity_of, object_id, related_ids
+from .writer import insert_rows
 
 __all__ = ["Change", "log_access", "write_changes"]
 
@@ -137,7 +138,7 @@ def write_changes(session: Session, changes: list[Change]) -> int:
     for connection, rows in by_connection.items():
         for row, ulid in zip(rows, new_ulids(now, len(rows)), strict=True):
             row["id"] = ulid
-        connection.execute(audit_log_table.insert(), rows)
+        insert_rows(connection, rows)
         written += len(rows)
     return written
 

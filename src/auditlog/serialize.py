@@ -162,6 +162,8 @@ def encoder_for(column_type: TypeEngine[Any]) -> Encoder:
     """
     if isinstance(column_type, sa.DateTime) and column_type.timezone:
         return _naive_is_utc
+    if isinstance(column_type, sa.JSON):
+        return _identity  # already JSON: stored as given, serialized once, with the entry
     if (
         isinstance(column_type, sa.Numeric)
         and not isinstance(column_type, sa.Float)
