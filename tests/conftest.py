@@ -68,9 +68,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture
-def engine(
-    backend: str, _stack: ExitStack, tmp_path_factory: pytest.TempPathFactory
-) -> Engine:
+def engine(backend: str, _stack: ExitStack, tmp_path_factory: pytest.TempPathFactory) -> Engine:
     """An engine on a clean database with the test models and the audit tables."""
     if backend not in _ENGINES:
         _ENGINES[backend] = _make_engine(backend, _stack, tmp_path_factory.mktemp(backend))
