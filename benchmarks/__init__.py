@@ -8,7 +8,7 @@ Run
 From the repository root, in an environment with the project, SQLAlchemy 2.0, the drivers and
 the compared libraries (``nox -s bench`` builds it)::
 
-    python -m benchmarks                          # PostgreSQL, everything (about 10 minutes)
+    python -m benchmarks                          # PostgreSQL, everything (about 15 minutes)
     python -m benchmarks --quick                  # a smoke run of a minute or two
     python -m benchmarks --backend all            # SQLite, PostgreSQL and MariaDB in turn
     python -m benchmarks --backend sqlite --only write,flush --compare continuum
