@@ -31,7 +31,7 @@ from sqlalchemy.orm.unitofwork import UOWTransaction
 from . import content_types, guard
 from .entries import Change, log_access, write_changes
 from .exceptions import ConfigurationError
-from .registry import Plan, plan_for
+from .registry import Plan, cascades_deletes, plan_for
 from .statements import do_orm_execute
 from .states import before_values, identity_of, load_columns, missing_before
 
@@ -73,6 +73,8 @@ def before_flush(session: Session, flush_context: UOWTransaction, instances: Any
         plan = plan_for(state.mapper)
         if plan is not None:
             keep(state, plan)
+        if not cascades_deletes(state.mapper):
+            continue
         # objects the delete cascades to (not when passive_deletes leaves them to the database)
         for _, mapper, child, _ in state.mapper.cascade_iterator("delete", state):
             child_plan = plan_for(mapper)

@@ -84,9 +84,7 @@ def transaction_id(session: Session) -> bytes:
     return txid
 
 
-def _row(
-    ctx: AuditContext, extra: Any, session: Session, connection: Connection, change: Change
-) -> Values:
+def _row(ctx: AuditContext, extra: Any, content_type: int, change: Change) -> Values:
     return {
         "tenant_id": ctx.tenant_id,
         "user_id": ctx.user_id,
@@ -94,7 +92,7 @@ def _row(
         "ip_address": ctx.ip_address,
         "user_agent": ctx.user_agent or "",
         "object_id": object_id(change.pk),
-        "content_type": content_types.content_type_id(session, connection, change.plan),
+        "content_type": content_type,
         "extra": extra,
     }
 
@@ -109,7 +107,7 @@ def write_changes(session: Session, changes: list[Change]) -> int:
     now = dt.datetime.now(dt.timezone.utc)
     txid = transaction_id(session)
     by_connection: dict[Connection, list[Values]] = {}
-    connections: dict[Plan, Connection] = {}
+    targets: dict[Plan, tuple[Connection, int]] = {}
     for change in changes:
         plan = change.plan
         changed = None
@@ -123,11 +121,13 @@ def write_changes(session: Session, changes: list[Change]) -> int:
         else:
             before = None if change.before is None else _encode(plan, change.before)
             after = None if change.after is None else _encode(plan, change.after)
-        connection = connections.get(plan)
-        if connection is None:
+        target = targets.get(plan)
+        if target is None:
             connection = session.connection(bind_arguments={"mapper": plan.mapper})
-            connections[plan] = connection
-        row = _row(ctx, extra, session, connection, change)
+            target = (connection, content_types.content_type_id(session, connection, plan))
+            targets[plan] = target
+        connection, content_type = target
+        row = _row(ctx, extra, content_type, change)
         row["before_state"] = before
         row["after_state"] = after
         row["changed_fields"] = changed
@@ -161,7 +161,8 @@ def log_access(session: Session | AsyncSession, obj: Any) -> str:
     now = dt.datetime.now(dt.timezone.utc)
     (ulid,) = new_ulids(now, 1)
     change = Change(plan, "access", identity_of(state), None, None)
-    row = _row(ctx, encode_value(dict(ctx.extra)) if ctx.extra else None, sync, connection, change)
+    content_type = content_types.content_type_id(sync, connection, plan)
+    row = _row(ctx, encode_value(dict(ctx.extra)) if ctx.extra else None, content_type, change)
     row.update(
         id=ulid,
         timestamp=now,

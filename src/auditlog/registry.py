@@ -25,6 +25,7 @@ __all__ = [
     "ModelConfig",
     "Plan",
     "audited_tables",
+    "cascades_deletes",
     "clear",
     "default_plan",
     "is_registered",
@@ -258,6 +259,15 @@ def _compile(mapper: Mapper[Any], config: ModelConfig) -> Plan:
 
 
 _pk_keys: dict[Mapper[Any], tuple[str, ...]] = {}
+_cascades: dict[Mapper[Any], bool] = {}
+
+
+def cascades_deletes(mapper: Mapper[Any]) -> bool:
+    """Whether deleting an object of ``mapper`` can cascade to other objects (cached)."""
+    found = _cascades.get(mapper)
+    if found is None:
+        found = _cascades[mapper] = any(prop.cascade.delete for prop in mapper.relationships)
+    return found
 
 
 def pk_keys_of(mapper: Mapper[Any]) -> tuple[str, ...]:
