@@ -21,7 +21,6 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.orm.base import NO_VALUE
@@ -29,6 +28,7 @@ from sqlalchemy.orm.state import InstanceState
 from sqlalchemy.orm.unitofwork import UOWTransaction
 
 from . import content_types, guard
+from ._asyncio import AsyncSession, async_sessionmaker
 from .entries import Change, log_access, write_changes
 from .exceptions import ConfigurationError
 from .registry import Plan, cascades_deletes, plan_for

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import instance_state
 from ulid import ULID
 
 from . import content_types
+from ._asyncio import AsyncSession
 from .context import AuditContext, current_context
 from .exceptions import ConfigurationError
 from .ids import new_ulids

@@ -18,9 +18,9 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.dml import Delete, Insert, Update
 
+from ._asyncio import AsyncEngine
 from .registry import audited_tables
 
 __all__ = ["UnauditedWriteWarning", "audited_write", "warn_unaudited_writes"]

@@ -37,10 +37,10 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapper, Session
 from ulid import ULID
 
+from ._asyncio import AsyncSession
 from .context import ip_text
 from .exceptions import ContextError, InvalidQueryError
 from .models import ACTION_TYPES, AuditLog, audit_log_table, content_type_table

@@ -24,9 +24,9 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         'auditlog.integrations.fastapi needs FastAPI: pip install "sqlalchemy-auditlog[fastapi]"'
     ) from exc
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from .._asyncio import AsyncSession
 from ..http import (
     PARAMETERS,
     ErrorBody,
