@@ -161,3 +161,45 @@ def test_content_type_created_once_when_many_writers_race(engine: Engine) -> Non
             )
         ).all()
     assert [r[0] for r in rows] == ids[:1]
+
+
+def test_content_type_from_a_rolled_back_transaction_is_not_cached(engine: Engine) -> None:
+    """Releasing a savepoint, or committing a session inside an outer transaction, is no
+    database commit: an id created there must not outlive the outer rollback."""
+    auditlog.register(Customer)
+    maker = sessionmaker(engine)
+    auditlog.enable(maker)
+
+    def forget() -> None:
+        with engine.begin() as conn:
+            conn.execute(sa.delete(auditlog.AuditLog.__table__))
+            conn.execute(sa.delete(auditlog.ContentType.__table__))
+            conn.execute(sa.delete(Customer.__table__))
+        content_types.clear_cache()
+
+    forget()
+    session = maker()
+    session.begin()
+    with session.begin_nested():  # first use of Customer: its content type row is inserted here
+        session.add(Customer(name="in savepoint"))
+    session.rollback()
+    with maker.begin() as later:  # would fail on the foreign key with a stale cached id
+        later.add(Customer(name="later"))
+
+    forget()
+    with engine.connect() as conn:
+        outer = conn.begin()
+        joined = Session(conn, join_transaction_mode="create_savepoint")
+        auditlog.enable(joined)
+        joined.add(Customer(name="joined"))
+        joined.commit()
+        joined.close()
+        outer.rollback()
+    with maker.begin() as later:
+        later.add(Customer(name="after the outer rollback"))
+    # the log matches the data (pysqlite releases a SAVEPOINT opened outside BEGIN as a commit,
+    # so on SQLite "joined" stays, with its entry)
+    with engine.connect() as conn:
+        names = sorted(conn.scalars(sa.select(Customer.__table__.c.name)))
+    assert sorted(e.after_state["name"] for e in entries(engine) if e.after_state) == names
+    assert "after the outer rollback" in names

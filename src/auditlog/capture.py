@@ -9,7 +9,8 @@
   own connection. An error there fails the flush, so no change is committed unaudited.
 - ``do_orm_execute`` captures ORM-enabled ``update()``, ``delete()`` and ``insert()`` statements
   (see :mod:`auditlog.statements`).
-- ``after_commit`` / ``after_soft_rollback`` settle the content type ids resolved in a transaction.
+- ``after_flush_postexec`` / ``after_soft_rollback`` end the span in which writes count as audited
+  (see :mod:`auditlog.guard`).
 
 Per-flush state lives in the flush context, never in module globals; see
 https://docs.sqlalchemy.org/en/20/orm/session_events.html for the order of these events.
@@ -27,7 +28,7 @@ from sqlalchemy.orm.base import NO_VALUE
 from sqlalchemy.orm.state import InstanceState
 from sqlalchemy.orm.unitofwork import UOWTransaction
 
-from . import content_types, guard
+from . import guard
 from ._asyncio import AsyncSession, async_sessionmaker
 from .entries import Change, log_access, write_changes
 from .exceptions import ConfigurationError
@@ -171,15 +172,8 @@ def after_flush_postexec(session: Session, flush_context: UOWTransaction) -> Non
         guard.end_audited_write(token)
 
 
-def after_commit(session: Session) -> None:
-    """The content type ids resolved in the committed transaction can be shared."""
-    content_types.promote_pending(session)
-
-
 def after_soft_rollback(session: Session, previous_transaction: Any) -> None:
-    """Forget content type ids resolved in a transaction that may be gone (a failed flush
-    ends here too, without after_flush_postexec)."""
-    content_types.forget_pending(session)
+    """A failed flush ends here, without after_flush_postexec: its writes are over too."""
     guard.end_audited_write()
 
 
@@ -188,7 +182,6 @@ _LISTENERS: tuple[tuple[str, Callable[..., Any]], ...] = (
     ("after_flush", after_flush),
     ("after_flush_postexec", after_flush_postexec),
     ("do_orm_execute", do_orm_execute),
-    ("after_commit", after_commit),
     ("after_soft_rollback", after_soft_rollback),
 )
 
@@ -233,7 +226,10 @@ def enable(target: Any = None) -> None:
 
 
 def disable(target: Any = None) -> None:
-    """Stop capturing on ``target`` (the every-session capture when None): listeners are removed."""
+    """Stop capturing on ``target``; with no target, on every session (all listeners removed)."""
+    if target is None:
+        disable_all()
+        return
     listen_on = _listen_target(target, create=False)
     for name, fn in _LISTENERS:
         if event.contains(listen_on, name, fn):

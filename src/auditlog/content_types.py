@@ -1,8 +1,10 @@
 """Stable integer ids for audited models, created race-free on first use and cached after commit.
 
 An id is looked up (and if missing, inserted with the dialect's "insert or ignore") on the flush's
-own connection, inside the application's transaction. Until that transaction commits the id is kept
-in ``session.info`` only; ``after_commit`` moves it to the per-engine cache, any rollback drops it,
+own connection, inside the application's transaction. Until that database transaction really commits, the id is kept
+in ``connection.info`` only; the engine's ``commit`` event moves it to the per-engine cache, and a
+rollback (of the transaction or of any savepoint) drops it. Releasing a savepoint, or a session
+``commit()`` inside an outer transaction it joined, is not a database commit and promotes nothing,
 so a rolled-back transaction never leaves a cached id without a row.
 """
 
@@ -19,7 +21,7 @@ from sqlalchemy.orm import Session
 from .models import content_type_table
 from .registry import Plan
 
-__all__ = ["clear_cache", "content_type_id", "forget_pending", "promote_pending"]
+__all__ = ["clear_cache", "content_type_id"]
 
 _table = content_type_table
 _committed: WeakKeyDictionary[Engine, dict[str, int]] = WeakKeyDictionary()
@@ -68,8 +70,8 @@ def content_type_id(session: Session, connection: Connection, plan: Plan) -> int
     committed = _committed.get(engine)
     if committed is not None and name in committed:
         return committed[name]
-    pending: dict[tuple[Engine, str], int] = session.info.setdefault(_PENDING, {})
-    found = pending.get((engine, name))
+    pending: dict[str, int] = connection.info.setdefault(_PENDING, {})
+    found = pending.get(name)
     if found is not None:
         return found
     found = _select_id(connection, name, locking=False)
@@ -78,21 +80,34 @@ def content_type_id(session: Session, connection: Connection, plan: Plan) -> int
         found = _select_id(connection, name, locking=True)
         if found is None:  # pragma: no cover - the insert above guarantees a row
             raise RuntimeError(f"content type {name!r} could not be created")
-    pending[(engine, name)] = found
+    _watch(engine)
+    pending[name] = found
     return found
 
 
-def promote_pending(session: Session) -> None:
-    """After a commit: the ids resolved in the transaction are now safe to share."""
-    pending: dict[tuple[Engine, str], int] | None = session.info.pop(_PENDING, None)
+def _watch(engine: Engine) -> None:
+    """Settle an engine's pending ids on its connections' real COMMIT and ROLLBACK."""
+    for name, fn in (("commit", _on_commit), ("rollback", _on_rollback)):
+        if not event.contains(engine, name, fn):
+            event.listen(engine, name, fn)
+    if not event.contains(engine, "rollback_savepoint", _on_rollback_savepoint):
+        event.listen(engine, "rollback_savepoint", _on_rollback_savepoint)
+
+
+def _on_commit(connection: Connection) -> None:
+    """The database transaction commits: its ids are now safe to share across connections."""
+    pending: dict[str, int] | None = connection.info.pop(_PENDING, None)
     if pending:
-        for (engine, name), value in pending.items():
-            _committed.setdefault(engine, {})[name] = value
+        _committed.setdefault(connection.engine, {}).update(pending)
 
 
-def forget_pending(session: Session) -> None:
-    """After any rollback (savepoints included): resolve again next time."""
-    session.info.pop(_PENDING, None)
+def _on_rollback(connection: Connection) -> None:
+    """Rows inserted in the transaction are gone: resolve again next time."""
+    connection.info.pop(_PENDING, None)
+
+
+def _on_rollback_savepoint(connection: Connection, name: Any, context: Any) -> None:
+    connection.info.pop(_PENDING, None)  # the row may have been inserted inside the savepoint
 
 
 def clear_cache() -> None:
