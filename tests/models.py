@@ -187,3 +187,14 @@ class Manager(Employee):
     name: Mapped[str] = mapped_column(sa.String(50))
     reports: Mapped[int] = mapped_column(default=0)
     __mapper_args__: Any = {"polymorphic_identity": "manager", "concrete": True}
+
+
+class Account(Base):
+    """Attribute names that differ from column names, a unique key, a server-side counter."""
+
+    __tablename__ = "account"
+
+    ident: Mapped[int] = mapped_column("id", primary_key=True, autoincrement=False)
+    code: Mapped[str] = mapped_column("db_code", sa.String(20), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(50))
+    rev: Mapped[int] = mapped_column(server_default=sa.text("0"), onupdate=sa.text("rev + 1"))

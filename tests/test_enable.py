@@ -146,3 +146,21 @@ async def test_async_session_instance_target(engine: Engine, async_url: str) -> 
         assert [e.action_type for e in entries(engine)] == ["create", "update"]
     finally:
         await async_engine.dispose()
+
+
+async def test_access_entries_from_an_async_session(engine: Engine, async_url: str) -> None:
+    async_engine = create_async_engine(async_url)
+    try:
+        async with AsyncSession(async_engine) as session:
+            session.add(Customer(id=77, name="read me"))
+            await session.commit()
+            customer = await session.get(Customer, 77)
+            with pytest.raises(TypeError, match="log_access_async"):
+                auditlog.log_access(session, customer)
+            with auditlog.audit_context(user_id="async-reader"):
+                entry_id = await auditlog.log_access_async(session, customer)
+            await session.commit()
+        (access,) = entries(engine, action_type="access")
+        assert (access.id, access.user_id, access.object_id) == (entry_id, "async-reader", "77")
+    finally:
+        await async_engine.dispose()

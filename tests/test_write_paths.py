@@ -12,7 +12,18 @@ from sqlalchemy.orm import Session, sessionmaker
 import auditlog
 
 from .helpers import entries
-from .models import Animal, Article, Customer, Document, Dog, Employee, Loan, Manager, Tag
+from .models import (
+    Account,
+    Animal,
+    Article,
+    Customer,
+    Document,
+    Dog,
+    Employee,
+    Loan,
+    Manager,
+    Tag,
+)
 
 
 def states(engine: Engine, action: str) -> list[tuple[str, object, object]]:
@@ -314,3 +325,99 @@ def test_statements_on_unregistered_models_are_untouched(
         result = session.execute(sa.delete(Tag))
         assert result.rowcount == 1  # type: ignore[attr-defined]
     assert entries(engine) == []
+
+
+# --- attribute names that differ from column names ----------------------------------------------
+
+
+@pytest.fixture
+def account(Session_: sessionmaker[Session]) -> Account:
+    auditlog.register(Account)
+    with Session_.begin() as session:
+        acct = Account(ident=1, code="a", name="first")
+        session.add(acct)
+    return acct
+
+
+def test_statement_changing_a_differently_named_primary_key_is_refused(
+    engine: Engine, Session_: sessionmaker[Session], account: Account
+) -> None:
+    with Session_() as session, pytest.raises(auditlog.CaptureError, match="primary key"):
+        session.execute(sa.update(Account).where(Account.ident == 1).values(ident=2, name="b"))
+    with engine.connect() as conn:
+        assert conn.scalar(sa.select(Account.__table__.c.id)) == 1
+
+
+def test_upsert_on_a_differently_named_unique_column_keeps_the_before_state(
+    backend: str, engine: Engine, Session_: sessionmaker[Session], account: Account
+) -> None:
+    if backend == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif backend == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        from sqlalchemy.dialects.mysql import insert
+    stmt = insert(Account).values(ident=99, code="a", name="upserted")
+    if backend == "mariadb":
+        stmt = stmt.on_duplicate_key_update(name=stmt.inserted.name)
+    else:
+        stmt = stmt.on_conflict_do_update(index_elements=[Account.code], set_={"name": "upserted"})
+    with Session_.begin() as session:
+        session.execute(stmt)
+    (update,) = entries(engine, action_type="update")
+    assert update.object_id == "1"
+    assert update.before_state is not None and update.after_state is not None
+    assert (update.before_state["name"], update.after_state["name"]) == ("first", "upserted")
+
+
+def test_primary_key_change_through_the_unit_of_work_reads_server_values_by_the_new_key(
+    engine: Engine, Session_: sessionmaker[Session], account: Account
+) -> None:
+    with Session_.begin() as session:
+        session.get_one(Account, 1).ident = 2
+    (update,) = entries(engine, action_type="update")
+    assert update.before_state is not None and update.after_state is not None
+    assert (update.before_state["ident"], update.after_state["ident"]) == (1, 2)
+    assert (update.before_state["rev"], update.after_state["rev"]) == (0, 1)
+
+
+def test_large_statements_read_rows_in_chunks(
+    engine: Engine, Session_: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(auditlog.states, "LOAD_CHUNK", 7)
+    auditlog.register(Customer)
+    with Session_.begin() as session:
+        session.execute(sa.insert(Customer), [{"name": f"n{i}"} for i in range(30)])
+    with Session_.begin() as session:
+        session.execute(sa.update(Customer).values(email="all@x"))
+    updates = entries(engine, action_type="update")
+    assert len(updates) == 30
+    assert all(e.after_state and e.after_state["email"] == "all@x" for e in updates)
+
+
+def test_child_detached_by_a_parent_delete_keeps_its_unloaded_values(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    """The child's foreign key is nulled during the flush; its deferred column stays real."""
+    auditlog.register(Loan)
+    with Session_.begin() as session:
+        customer = Customer(name="parent")
+        session.add(customer)
+        session.flush()
+        session.add(Loan(amount=Decimal(5), customer_id=customer.id, status="kept"))
+    with Session_() as session:
+        parent = session.get_one(Customer, customer.id)
+        session.expire_all()
+        parent = session.get_one(Customer, customer.id)
+        Customer.loans.property.cascade = sa.orm.CascadeOptions("save-update, merge")  # type: ignore[assignment]
+        try:
+            session.delete(parent)
+            session.commit()
+        finally:
+            Customer.loans.property.cascade = sa.orm.CascadeOptions("all, delete")  # type: ignore[assignment]
+    updates = entries(engine, action_type="update")
+    assert len(updates) == 1
+    assert updates[0].before_state is not None and updates[0].after_state is not None
+    assert updates[0].before_state["customer_id"] == customer.id
+    assert updates[0].after_state["customer_id"] is None
+    assert updates[0].after_state["status"] == "kept"

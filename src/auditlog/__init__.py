@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .capture import disable, enable
 from .context import AuditContext, audit_context, current_context, update_context
-from .entries import log_access
+from .entries import log_access, log_access_async
 from .exceptions import (
     AuditLogError,
     CaptureError,
@@ -50,6 +50,7 @@ __all__ = [
     "enable",
     "is_registered",
     "log_access",
+    "log_access_async",
     "metadata",
     "query_history",
     "query_history_async",

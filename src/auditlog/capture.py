@@ -118,7 +118,7 @@ def after_flush(session: Session, flush_context: UOWTransaction) -> None:
     flush_context.attributes[_DONE] = True
     snapshots: dict[InstanceState[Any], Values] = flush_context.attributes.get(_SNAPSHOTS) or {}
     changes: list[Change] = []
-    stale: dict[Plan, list[tuple[Change, set[str]]]] = {}
+    stale: dict[Plan, list[tuple[Change, tuple[Any, ...], set[str], set[str]]]] = {}
     for state, (isdelete, listonly) in list(flush_context.states.items()):
         if listonly:
             continue
@@ -134,16 +134,19 @@ def after_flush(session: Session, flush_context: UOWTransaction) -> None:
         current = state.dict
         expired = state.expired_attributes
         after: Values = {}
-        reload: set[str] = set()
+        reload: set[str] = set()  # set by the database during the flush
+        unloaded: set[str] = set()  # never loaded and unchanged: the same on both sides
         for key in plan.keys:
             if key in current:
                 after[key] = current[key]
             elif key in expired:
-                reload.add(key)  # set by the database during the flush
+                reload.add(key)
             elif snapshot is not None and key in snapshot:
-                after[key] = snapshot[key]  # never loaded, unchanged
+                after[key] = snapshot[key]
+            elif state.key is not None:
+                unloaded.add(key)
             else:
-                after[key] = None
+                after[key] = None  # a new object's attribute that was never set
         if state.key is None:
             for key, _ in plan.collections:
                 after[key] = current.get(key)
@@ -153,15 +156,19 @@ def after_flush(session: Session, flush_context: UOWTransaction) -> None:
             _collections_changed(plan, state, before, after)
             change = Change(plan, "update", identity_of(state), before, after)
         changes.append(change)
-        if reload:
-            stale.setdefault(plan, []).append((change, reload))
+        if reload or unloaded:
+            # read by the primary key as it is now (an update may have changed it)
+            pk_now = tuple(current.get(k, v) for k, v in zip(plan.pk_keys, change.pk, strict=True))
+            stale.setdefault(plan, []).append((change, pk_now, reload, unloaded))
     for plan, pending in stale.items():
-        keys = set().union(*(keys for _, keys in pending))
-        loaded = load_columns(session, plan, (change.pk for change, _ in pending), keys)
-        for change, keys in pending:
-            row = loaded.get(change.pk, {})
+        keys = set().union(*(r | u for _, _, r, u in pending))
+        loaded = load_columns(session, plan, (pk for _, pk, _, _ in pending), keys)
+        for change, pk, reload, unloaded in pending:
+            row = loaded.get(pk, {})
             assert change.after is not None
-            change.after.update({key: row.get(key) for key in keys})
+            change.after.update({key: row.get(key) for key in reload | unloaded})
+            if change.before is not None:
+                change.before.update({key: row.get(key) for key in unloaded})
     write_changes(session, changes)
 
 

@@ -22,7 +22,7 @@ from .serialize import encode_value
 from .states import identity_of, object_id, related_ids
 from .writer import insert_rows
 
-__all__ = ["Change", "log_access", "write_changes"]
+__all__ = ["Change", "log_access", "log_access_async", "write_changes"]
 
 _TRANSACTION = "auditlog.transaction"
 Values = dict[str, Any]
@@ -143,13 +143,23 @@ def write_changes(session: Session, changes: list[Change]) -> int:
     return written
 
 
+async def log_access_async(session: AsyncSession, obj: Any) -> str:
+    """:func:`log_access` for an ``AsyncSession``."""
+    return await session.run_sync(log_access, obj)
+
+
 def log_access(session: Session | AsyncSession, obj: Any) -> str:
     """Record an ``access`` entry for ``obj`` in the session's transaction; returns the entry id.
 
     A pending object is flushed first so that it has a primary key. Works for any mapped object,
     registered or not; the entry's states are null.
     """
-    sync = session.sync_session if isinstance(session, AsyncSession) else session
+    if isinstance(session, AsyncSession):
+        raise TypeError(
+            "log_access() needs a sync Session; with an AsyncSession use "
+            "`await auditlog.log_access_async(session, obj)`"
+        )
+    sync = session
     state = instance_state(obj)
     if state.session_id != sync.hash_key:
         raise ConfigurationError(f"log_access(): {obj!r} is not in this session")

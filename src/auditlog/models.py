@@ -155,7 +155,7 @@ class AuditLog(_Base):
     timestamp: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     ip_address: Mapped[str | None] = mapped_column(_exact(45))
     user_agent: Mapped[str] = mapped_column(sa.String(512), default="")
-    object_id: Mapped[str] = mapped_column(_exact(255))
+    object_id: Mapped[str] = mapped_column(_exact(512))
     content_type: Mapped[int] = mapped_column(sa.ForeignKey(ContentType.id))
     before_state: Mapped[dict[str, Any] | None] = mapped_column(JSONState, nullable=True)
     after_state: Mapped[dict[str, Any] | None] = mapped_column(JSONState, nullable=True)

@@ -94,12 +94,31 @@ def _check_count(result: Result[Any], seen: int, what: str) -> None:
         )
 
 
+def _attribute_key(plan: Plan, key: Any) -> str:
+    """A key of ``.values()`` or of a parameter set (attribute, column, or their names) as the
+    mapped attribute name, which is what states and primary keys are keyed by."""
+    mapper = plan.mapper
+    column = key if isinstance(key, sa.Column) else getattr(key, "expression", None)
+    if isinstance(column, sa.Column):
+        try:
+            return str(mapper.get_property_by_column(column).key)
+        except Exception:  # not a column of this mapper
+            return str(column.key)
+    name = str(getattr(key, "key", key))
+    if name not in mapper.attrs and name in mapper.local_table.c:
+        try:
+            return str(mapper.get_property_by_column(mapper.local_table.c[name]).key)
+        except Exception:
+            return name
+    return name
+
+
 def _sets_primary_key(state: ORMExecuteState, plan: Plan) -> bool:
     values = getattr(state.statement, "_values", None) or {}
-    names = {getattr(k, "key", k) for k in values}
+    names = {_attribute_key(plan, k) for k in values}
     params = state.parameters
     if isinstance(params, Mapping):
-        names |= set(params)
+        names |= {_attribute_key(plan, k) for k in params}
     return bool(names & set(plan.pk_keys))
 
 
@@ -128,9 +147,10 @@ def _with_criteria(state: ORMExecuteState, plan: Plan) -> Result[Any]:
     return result
 
 
-def _pk_of(plan: Plan, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+def _pk_of(plan: Plan, params: Mapping[Any, Any]) -> tuple[Any, ...] | None:
+    named = {_attribute_key(plan, k): v for k, v in params.items()}
     try:
-        return tuple(params[key] for key in plan.pk_keys)
+        return tuple(named[key] for key in plan.pk_keys)
     except KeyError:
         return None
 
@@ -165,29 +185,23 @@ def _update_by_primary_key(
 # --- INSERT and upserts -------------------------------------------------------------------------
 
 
-def _value_rows(state: ORMExecuteState) -> list[Mapping[str, Any]]:
-    """The parameter sets of an INSERT, by attribute or column name."""
+def _value_rows(state: ORMExecuteState, plan: Plan) -> list[dict[str, Any]]:
+    """The parameter sets of an INSERT, keyed by attribute name."""
     params = state.parameters
+    raw: list[Mapping[Any, Any]]
     if isinstance(params, Mapping):
-        rows: list[Mapping[str, Any]] = [params] if params else []
+        raw = [params] if params else []
     elif params:
-        rows = list(params)
+        raw = list(params)
     else:
-        rows = []
+        raw = []
     statement = state.statement
-    multi = getattr(statement, "_multi_values", ())
-    for group in multi:
-        for row in group:
-            rows.append({_name(k): v for k, v in dict(row).items()})
+    for group in getattr(statement, "_multi_values", ()):
+        raw.extend(dict(row) for row in group)
     values = getattr(statement, "_values", None)
     if values:
-        rows.append({_name(k): v for k, v in values.items()})
-    return rows
-
-
-def _name(key: Any) -> str:
-    """An attribute or column given as a key of ``.values()``, as its name."""
-    return str(getattr(key, "key", key))
+        raw.append(values)
+    return [{_attribute_key(plan, k): v for k, v in row.items()} for row in raw]
 
 
 def _conflict_keys(plan: Plan, statement: Any) -> list[tuple[str, ...]]:
@@ -197,12 +211,7 @@ def _conflict_keys(plan: Plan, statement: Any) -> list[tuple[str, ...]]:
     clause = getattr(statement, "_post_values_clause", None)
     targets = getattr(clause, "inferred_target_elements", None) or ()
     if targets:
-        names = tuple(
-            mapper.get_property_by_column(mapper.local_table.c[getattr(t, "key", t)]).key
-            for t in targets
-            if getattr(t, "key", t) in mapper.local_table.c
-        )
-        groups = [names]
+        groups = [tuple(_attribute_key(plan, t) for t in targets)]
     else:
         for constraint in getattr(mapper.local_table, "constraints", ()):
             if isinstance(constraint, sa.UniqueConstraint):
@@ -217,7 +226,7 @@ def _conflict_keys(plan: Plan, statement: Any) -> list[tuple[str, ...]]:
 
 def _existing(state: ORMExecuteState, plan: Plan) -> dict[tuple[Any, ...], Values]:
     """Rows an upsert may update, read and locked before it runs."""
-    rows = _value_rows(state)
+    rows = _value_rows(state, plan)
     found: dict[tuple[Any, ...], Values] = {}
     cls = plan.mapper.class_
     for keys in _conflict_keys(plan, state.statement):

@@ -31,6 +31,10 @@ __all__ = [
 
 Values = dict[str, Any]
 
+#: Primary keys per query when loading rows: far below every driver's parameter limit.
+LOAD_CHUNK = 2000
+_INTERNAL = {"autoflush": False, "auditlog_internal": True}
+
 
 def object_id(pk: tuple[Any, ...]) -> str:
     """A primary key as text; a composite key as a compact JSON array of the encoded parts."""
@@ -87,17 +91,19 @@ def load_columns(
 ) -> dict[tuple[Any, ...], Values]:
     """The stored values of ``keys`` for the rows with these primary keys, in one query."""
     idents = list(dict.fromkeys(identities))
-    if not idents:
-        return {}
     cls = plan.mapper.class_
     pk_keys = plan.pk_keys
     wanted = sorted(set(keys) | set(pk_keys))
-    query = sa.select(*(getattr(cls, key) for key in wanted))
-    if len(pk_keys) == 1:
-        query = query.where(getattr(cls, pk_keys[0]).in_([ident[0] for ident in idents]))
-    else:
-        query = query.where(sa.tuple_(*(getattr(cls, k) for k in pk_keys)).in_(idents))
-    if for_update:
-        query = query.with_for_update()
-    rows = session.execute(query, execution_options={"autoflush": False, "auditlog_internal": True})
-    return {tuple(row[k] for k in pk_keys): dict(row) for row in rows.mappings()}
+    found: dict[tuple[Any, ...], Values] = {}
+    for start in range(0, len(idents), LOAD_CHUNK):
+        chunk = idents[start : start + LOAD_CHUNK]
+        query = sa.select(*(getattr(cls, key) for key in wanted))
+        if len(pk_keys) == 1:
+            query = query.where(getattr(cls, pk_keys[0]).in_([ident[0] for ident in chunk]))
+        else:
+            query = query.where(sa.tuple_(*(getattr(cls, k) for k in pk_keys)).in_(chunk))
+        if for_update:
+            query = query.with_for_update()
+        rows = session.execute(query, execution_options=_INTERNAL)
+        found.update({tuple(row[k] for k in pk_keys): dict(row) for row in rows.mappings()})
+    return found

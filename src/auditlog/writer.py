@@ -62,8 +62,14 @@ def _copy(connection: Connection, rows: list[dict[str, Any]]) -> None:
 
 
 def _can_copy(connection: Connection) -> bool:
+    """psycopg 3, sync, and no ``schema_translate_map`` (which COPY would not follow)."""
     dialect = connection.dialect
-    return dialect.name == "postgresql" and dialect.driver == "psycopg" and not dialect.is_async
+    return (
+        dialect.name == "postgresql"
+        and dialect.driver == "psycopg"
+        and not dialect.is_async
+        and not connection.get_execution_options().get("schema_translate_map")
+    )
 
 
 def insert_rows(connection: Connection, rows: list[dict[str, Any]]) -> None:
