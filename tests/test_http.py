@@ -122,6 +122,9 @@ def test_values_are_percent_decoded_as_utf8() -> None:
         ("content_type=99999999999", "content_type"),
         ("since=yesterday", "since"),
         ("until=2025-13-01", "until"),
+        ("since=20240101", "since"),  # not read as a Unix timestamp
+        ("until=-1", "until"),
+        ("since=1.7e9", "since"),
         ("user_id=a&user_id=b", "user_id"),
         ("user_id=%FF", "user_id"),
         ("object_id=a%00b", "object_id"),

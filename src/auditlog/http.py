@@ -60,6 +60,7 @@ _MAX_ID = 2**31 - 1  # content type ids are 32-bit integers on every backend
 #: RFC 6750 ``b64token``: anything else is refused before the app's callable sees it.
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 _DIGITS = re.compile(r"[0-9]+")
+_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]*)?([eE][+-]?[0-9]+)?")
 _DATETIME: TypeAdapter[dt.datetime] = TypeAdapter(dt.datetime)
 _UTC_MIN = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
 _UTC_MAX = dt.datetime.max.replace(tzinfo=dt.timezone.utc)
@@ -223,6 +224,8 @@ def _integer(name: str, value: str, low: int, high: int) -> int:
 
 
 def _datetime(name: str, value: str) -> dt.datetime:
+    if _NUMBER.fullmatch(value.strip()):  # pydantic would read a number as a Unix time
+        raise HTTPError.bad_parameter(name, "expected an ISO 8601 date-time, not a number")
     try:
         moment = _DATETIME.validate_python(value)
     except ValidationError:
