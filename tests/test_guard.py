@@ -45,9 +45,14 @@ def test_core_statement_on_a_connection_warns(guarded: Engine) -> None:
     assert entries(guarded) == []
 
 
-def test_legacy_bulk_methods_warn(guarded: Engine, Session_: sessionmaker[Session]) -> None:
-    with Session_.begin() as session, pytest.warns(UnauditedWriteWarning, match="INSERT"):
+def test_legacy_bulk_methods_are_captured_on_enabled_sessions_and_warn_elsewhere(
+    guarded: Engine, Session_: sessionmaker[Session]
+) -> None:
+    with Session_.begin() as session:  # captured: no warning
         session.bulk_insert_mappings(Customer, [{"name": "legacy"}])  # type: ignore[arg-type]
+    assert len(entries(guarded)) == 1
+    with Session(guarded) as session, pytest.warns(UnauditedWriteWarning, match="INSERT"):
+        session.bulk_insert_mappings(Customer, [{"name": "unaudited"}])  # type: ignore[arg-type]
 
 
 def test_a_session_that_was_never_enabled_warns(guarded: Engine) -> None:

@@ -8,7 +8,8 @@
   expressions) are read back in one query per model; all entries go in one INSERT on the flush's
   own connection. An error there fails the flush, so no change is committed unaudited.
 - ``do_orm_execute`` captures ORM-enabled ``update()``, ``delete()`` and ``insert()`` statements
-  (see :mod:`auditlog.statements`).
+  (see :mod:`auditlog.statements`); ``after_begin`` marks the session's connections so that Core
+  statements and the legacy ``bulk_*`` methods on them are captured too (:mod:`auditlog.core`).
 - ``after_flush_postexec`` / ``after_soft_rollback`` end the span in which writes count as audited
   (see :mod:`auditlog.guard`).
 
@@ -28,7 +29,7 @@ from sqlalchemy.orm.base import NO_VALUE
 from sqlalchemy.orm.state import InstanceState
 from sqlalchemy.orm.unitofwork import UOWTransaction
 
-from . import guard
+from . import core, guard
 from ._asyncio import AsyncSession, async_sessionmaker
 from .entries import Change, log_access, write_changes
 from .exceptions import ConfigurationError
@@ -189,6 +190,7 @@ _LISTENERS: tuple[tuple[str, Callable[..., Any]], ...] = (
     ("after_flush", after_flush),
     ("after_flush_postexec", after_flush_postexec),
     ("do_orm_execute", do_orm_execute),
+    ("after_begin", core.after_begin),
     ("after_soft_rollback", after_soft_rollback),
 )
 

@@ -58,6 +58,11 @@ def end_audited_write(token: Token[int] | None = None) -> None:
         _depth.set(0)
 
 
+def in_audited_write() -> bool:
+    """True inside an audited flush or statement."""
+    return _depth.get() > 0
+
+
 def before_execute(
     conn: Connection,
     clauseelement: Any,
@@ -69,7 +74,11 @@ def before_execute(
     if not isinstance(clauseelement, (Insert, Update, Delete)) or _depth.get():
         return
     table = getattr(clauseelement, "table", None)
-    if table is not None and table in audited_tables():
+    if table is None or table not in audited_tables():
+        return
+    from .core import captures  # imported late: core builds on this module
+
+    if not captures(conn, table):
         warnings.warn(
             f"{type(clauseelement).__name__.upper()} on audited table {table.name!r} bypasses "
             "the audit log: run it through an enabled Session (session.execute(update(Model)...))",

@@ -32,6 +32,8 @@ __all__ = [
     "pk_keys_of",
     "plan_for",
     "register",
+    "registered_mappers",
+    "registry_version",
     "unregister",
 ]
 
@@ -181,6 +183,7 @@ def register(
     _configs[model] = config
     _plans.clear()
     _tables.clear()
+    _version[0] += 1
     return model
 
 
@@ -189,9 +192,21 @@ def unregister(model: type) -> None:
     if _configs.pop(model, None) is not None:
         _plans.clear()
         _tables.clear()
+        _version[0] += 1
 
 
 _tables: list[frozenset[Any]] = []
+_version = [0]
+
+
+def registry_version() -> int:
+    """A number that changes with every register(), unregister() and clear()."""
+    return _version[0]
+
+
+def registered_mappers() -> list[Mapper[Any]]:
+    """The mappers of the registered classes themselves (not their subclasses)."""
+    return [_mapper_of(model) for model in _configs]
 
 
 def audited_tables() -> frozenset[Any]:
@@ -215,6 +230,7 @@ def clear() -> None:
     _configs.clear()
     _plans.clear()
     _tables.clear()
+    _version[0] += 1
 
 
 def _config_for(mapper: Mapper[Any]) -> ModelConfig | None:

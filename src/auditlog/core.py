@@ -1,0 +1,209 @@
+"""Core statements on an audited session's connection: the legacy ``bulk_*`` session methods,
+``session.execute()`` of a statement on a ``Table``, ``session.connection().execute(...)``.
+
+None of these emits a session event, but all of them run on a connection an enabled session
+began. ``after_begin`` marks that connection; engine-level ``before_execute`` / ``after_execute``
+listeners then capture each INSERT, UPDATE or DELETE on the table of a registered model the same
+way :mod:`auditlog.statements` does for ORM statements: affected rows read first (locked where the
+database can), new values read back by primary key, one entry per row. The mark is removed when
+the connection's transaction commits or rolls back, so a pooled connection used later outside the
+session is not mistaken for the session's.
+
+Tables shared by joined-inheritance mappers are left out (a row there is only part of an object):
+:func:`auditlog.warn_unaudited_writes` points such writes out.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Mapper, Session, SessionTransaction
+from sqlalchemy.sql.dml import Delete, Insert, Update
+
+from . import guard
+from .entries import Change, write_changes
+from .registry import Plan, plan_for, registered_mappers, registry_version
+
+__all__ = ["after_begin", "captures", "core_plan"]
+
+_SESSION = "auditlog.session"
+_PENDING = "auditlog.core_pending"
+_LOCKING = {"postgresql", "mysql", "mariadb"}
+_INTERNAL = {"auditlog_internal": True}
+_plans: dict[Any, Plan | None] = {}
+_plans_version = [-1]
+
+
+def captures(connection: Connection, table: Any) -> bool:
+    """Whether a write to ``table`` on ``connection`` is captured here."""
+    return _session_of(connection) is not None and core_plan(table) is not None
+
+
+def core_plan(table: Any) -> Plan | None:
+    """The plan of the one registered mapper whose rows are exactly this table's rows."""
+    version = registry_version()
+    if _plans_version[0] != version:
+        _plans.clear()
+        _plans_version[0] = version
+    if table in _plans:
+        return _plans[table]
+    found: Plan | None = None
+    owners: list[Mapper[Any]] = []
+    for base in registered_mappers():
+        for mapper in base.self_and_descendants:
+            if table in mapper.tables and mapper not in owners:
+                owners.append(mapper)
+    if owners:
+        root = owners[0].base_mapper
+        single = all(m.local_table is table for m in owners) and all(
+            m.local_table is table for m in root.self_and_descendants
+        )
+        if single and not any(m.concrete for m in owners):
+            found = plan_for(root if root in owners else owners[0])
+    _plans[table] = found
+    return found
+
+
+def after_begin(session: Session, transaction: SessionTransaction, connection: Connection) -> None:
+    """Mark a connection an enabled session uses, and make sure its engine is watched."""
+    connection.info[_SESSION] = weakref.ref(session)
+    _watch(connection.engine)
+
+
+def _watch(engine: Engine) -> None:
+    for name, fn, kw in (
+        ("before_execute", _before_execute, {"retval": True}),
+        ("after_execute", _after_execute, {}),
+        ("commit", _unmark, {}),
+        ("rollback", _unmark, {}),
+    ):
+        if not event.contains(engine, name, fn):
+            event.listen(engine, name, fn, **kw)
+
+
+def _unmark(connection: Connection) -> None:
+    connection.info.pop(_SESSION, None)
+    connection.info.pop(_PENDING, None)
+
+
+def _session_of(connection: Connection) -> Session | None:
+    ref = connection.info.get(_SESSION)
+    return ref() if ref is not None else None
+
+
+def _select(
+    plan: Plan, where: Any, params: Any, connection: Connection, *, lock: bool
+) -> dict[tuple[Any, ...], dict[str, Any]]:
+    mapper = plan.mapper
+    columns = [mapper.columns[k] for k in sorted(plan.keys | set(plan.pk_keys))]
+    query = sa.select(*columns)
+    if where is not None:
+        query = query.where(where)
+    if lock and connection.dialect.name in _LOCKING:
+        query = query.with_for_update()
+    rows = connection.execute(query, params or {}, execution_options=_INTERNAL).mappings()
+    found: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        values = {mapper.get_property_by_column(c).key: row[c.key] for c in columns if c.key in row}
+        found[tuple(values[k] for k in plan.pk_keys)] = values
+    return found
+
+
+def _by_keys(
+    plan: Plan, keys: list[tuple[Any, ...]], connection: Connection, *, lock: bool
+) -> dict[tuple[Any, ...], dict[str, Any]]:
+    columns = [plan.mapper.columns[k] for k in plan.pk_keys]
+    if not keys:
+        return {}
+    if len(columns) == 1:
+        where = columns[0].in_([k[0] for k in keys])
+    else:
+        where = sa.tuple_(*columns).in_(keys)
+    return _select(plan, where, None, connection, lock=lock)
+
+
+def _pk_from(plan: Plan, params: dict[str, Any]) -> tuple[Any, ...] | None:
+    table = plan.mapper.local_table
+    named = {}
+    for key, value in params.items():
+        column = table.c.get(key) if isinstance(key, str) else None
+        if column is not None:
+            named[plan.mapper.get_property_by_column(column).key] = value
+    try:
+        return tuple(named[k] for k in plan.pk_keys)
+    except KeyError:
+        return None
+
+
+def _before_execute(
+    conn: Connection, elem: Any, multiparams: Any, params: Any, execution_options: Any
+) -> tuple[Any, Any, Any]:
+    if (
+        not isinstance(elem, (Insert, Update, Delete))
+        or guard.in_audited_write()
+        or execution_options.get("auditlog_internal")
+    ):
+        return elem, multiparams, params
+    session = _session_of(conn)
+    plan = core_plan(getattr(elem, "table", None)) if session is not None else None
+    if plan is None:
+        return elem, multiparams, params
+    sets = list(multiparams) if multiparams else [params or {}]
+    pending: dict[str, Any] = {"elem": elem, "plan": plan, "keys": None, "before": {}}
+    if isinstance(elem, Insert):
+        keys = [_pk_from(plan, p) for p in sets]
+        if all(k is not None for k in keys) and sets != [{}]:
+            pending["keys"] = keys
+        else:
+            pk_columns = [plan.mapper.columns[k] for k in plan.pk_keys]
+            elem = elem.return_defaults(*pk_columns)
+        if getattr(elem, "_post_values_clause", None) is not None and pending["keys"]:
+            pending["before"] = _by_keys(plan, pending["keys"], conn, lock=True)
+    else:
+        keys = [_pk_from(plan, p) for p in sets] if multiparams else []
+        known = [k for k in keys if k is not None]
+        if multiparams and len(known) == len(keys):
+            pending["before"] = _by_keys(plan, known, conn, lock=True)  # bulk_update_mappings
+        else:
+            pending["before"] = _select(plan, elem.whereclause, params, conn, lock=True)
+    pending["elem"] = elem
+    conn.info.setdefault(_PENDING, []).append(pending)
+    return elem, multiparams, params
+
+
+def _after_execute(
+    conn: Connection, elem: Any, multiparams: Any, params: Any, execution_options: Any, result: Any
+) -> None:
+    stack = conn.info.get(_PENDING)
+    if not stack or stack[-1]["elem"] is not elem:
+        return
+    pending = stack.pop()
+    session = _session_of(conn)
+    if session is None:
+        return
+    plan: Plan = pending["plan"]
+    before: dict[tuple[Any, ...], dict[str, Any]] = pending["before"]
+    with guard.audited_write():
+        if isinstance(elem, Delete):
+            changes = [Change(plan, "delete", pk, values, None) for pk, values in before.items()]
+        else:
+            if isinstance(elem, Insert):
+                keys = pending["keys"]
+                if keys is None:
+                    keys = [tuple(row) for row in result.inserted_primary_key_rows or ()]
+            else:
+                keys = list(before)
+            after = _by_keys(plan, keys, conn, lock=False)
+            changes = []
+            for pk in dict.fromkeys(keys):
+                if pk not in after:
+                    continue
+                if pk in before:
+                    changes.append(Change(plan, "update", pk, before[pk], after[pk]))
+                else:
+                    changes.append(Change(plan, "create", pk, None, after[pk]))
+        write_changes(session, changes)
