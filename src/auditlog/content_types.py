@@ -11,7 +11,7 @@ so a rolled-back transaction never leaves a cached id without a row.
 from __future__ import annotations
 
 from typing import Any
-from weakref import WeakKeyDictionary
+from weakref import WeakKeyDictionary, WeakSet
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -85,8 +85,14 @@ def content_type_id(session: Session, connection: Connection, plan: Plan) -> int
     return found
 
 
+_watched: WeakSet[Engine] = WeakSet()
+
+
 def _watch(engine: Engine) -> None:
     """Settle an engine's pending ids on its connections' real COMMIT and ROLLBACK."""
+    if engine in _watched:
+        return
+    _watched.add(engine)
     for name, fn in (("commit", _on_commit), ("rollback", _on_rollback)):
         if not event.contains(engine, name, fn):
             event.listen(engine, name, fn)

@@ -74,7 +74,13 @@ def after_begin(session: Session, transaction: SessionTransaction, connection: C
     _watch(connection.engine)
 
 
+_watched: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
 def _watch(engine: Engine) -> None:
+    if engine in _watched:
+        return
+    _watched.add(engine)
     for name, fn, kw in (
         ("before_execute", _before_execute, {"retval": True}),
         ("after_execute", _after_execute, {}),
