@@ -203,3 +203,34 @@ def test_content_type_from_a_rolled_back_transaction_is_not_cached(engine: Engin
         names = sorted(conn.scalars(sa.select(Customer.__table__.c.name)))
     assert sorted(e.after_state["name"] for e in entries(engine) if e.after_state) == names
     assert "after the outer rollback" in names
+
+
+def test_ids_left_in_a_pooled_connection_by_an_earlier_transaction_are_ignored(
+    engine: Engine,
+) -> None:
+    """connection.info outlives transactions: an id noted in one that ended unseen (no commit
+    or rollback event reached auditlog) must not be taken for the next one's."""
+    import weakref
+
+    auditlog.register(Customer)
+    plan = plan_for(sa.inspect(Customer))
+    assert plan is not None
+    content_types.clear_cache()
+    with engine.connect() as conn:
+        old = conn.begin()
+        old.rollback()
+        conn.info["auditlog.pending_content_types"] = (
+            weakref.ref(old),
+            {plan.content_type_name: 999_999},
+        )
+        with conn.begin():
+            found = content_types.content_type_id(Session(), conn, plan)
+        assert found != 999_999
+        assert (
+            conn.scalar(
+                sa.select(auditlog.ContentType.id).where(
+                    auditlog.ContentType.name == plan.content_type_name
+                )
+            )
+            == found
+        )

@@ -10,6 +10,8 @@ so a rolled-back transaction never leaves a cached id without a row.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from typing import Any
 from weakref import WeakKeyDictionary, WeakSet
 
@@ -63,6 +65,25 @@ def _select_id(connection: Connection, name: str, *, locking: bool) -> int | Non
     return connection.execute(query).scalar_one_or_none()
 
 
+def _pending(connection: Connection) -> dict[str, int]:
+    """Ids resolved in ``connection``'s current transaction (a fresh dict for a new one).
+
+    The dict lives in ``connection.info``, which belongs to the pooled DBAPI connection and so
+    outlives the transaction: it is tagged with the transaction it was made in, and a tag that is
+    not the current transaction means leftovers, which are dropped.
+    """
+    transaction = connection.get_transaction()
+    held = connection.info.get(_PENDING)
+    if held is not None and transaction is not None and held[0]() is transaction:
+        return held[1]  # type: ignore[no-any-return]
+    fresh: dict[str, int] = {}
+    if transaction is not None:
+        connection.info[_PENDING] = (weakref.ref(transaction), fresh)
+    else:
+        connection.info.pop(_PENDING, None)
+    return fresh
+
+
 def content_type_id(session: Session, connection: Connection, plan: Plan) -> int:
     """The id of ``plan``'s model in the database behind ``connection``, created if needed."""
     engine = connection.engine
@@ -70,7 +91,8 @@ def content_type_id(session: Session, connection: Connection, plan: Plan) -> int
     committed = _committed.get(engine)
     if committed is not None and name in committed:
         return committed[name]
-    pending: dict[str, int] = connection.info.setdefault(_PENDING, {})
+    _watch(engine)  # before anything is pending, so that its commit or rollback is seen
+    pending = _pending(connection)
     found = pending.get(name)
     if found is not None:
         return found
@@ -80,31 +102,32 @@ def content_type_id(session: Session, connection: Connection, plan: Plan) -> int
         found = _select_id(connection, name, locking=True)
         if found is None:  # pragma: no cover - the insert above guarantees a row
             raise RuntimeError(f"content type {name!r} could not be created")
-    _watch(engine)
     pending[name] = found
     return found
 
 
 _watched: WeakSet[Engine] = WeakSet()
+_watch_lock = threading.Lock()
 
 
 def _watch(engine: Engine) -> None:
     """Settle an engine's pending ids on its connections' real COMMIT and ROLLBACK."""
     if engine in _watched:
         return
-    _watched.add(engine)
-    for name, fn in (("commit", _on_commit), ("rollback", _on_rollback)):
-        if not event.contains(engine, name, fn):
-            event.listen(engine, name, fn)
-    if not event.contains(engine, "rollback_savepoint", _on_rollback_savepoint):
+    with _watch_lock:
+        if engine in _watched:
+            return
+        event.listen(engine, "commit", _on_commit)
+        event.listen(engine, "rollback", _on_rollback)
         event.listen(engine, "rollback_savepoint", _on_rollback_savepoint)
+        _watched.add(engine)  # only once the listeners are in place
 
 
 def _on_commit(connection: Connection) -> None:
     """The database transaction commits: its ids are now safe to share across connections."""
-    pending: dict[str, int] | None = connection.info.pop(_PENDING, None)
-    if pending:
-        _committed.setdefault(connection.engine, {}).update(pending)
+    held = connection.info.pop(_PENDING, None)
+    if held is not None and held[0]() is connection.get_transaction() and held[1]:
+        _committed.setdefault(connection.engine, {}).update(held[1])
 
 
 def _on_rollback(connection: Connection) -> None:

@@ -15,6 +15,7 @@ Tables shared by joined-inheritance mappers are left out (a row there is only pa
 
 from __future__ import annotations
 
+import threading
 import weakref
 from typing import Any
 
@@ -69,26 +70,28 @@ def core_plan(table: Any) -> Plan | None:
 
 
 def after_begin(session: Session, transaction: SessionTransaction, connection: Connection) -> None:
-    """Mark a connection an enabled session uses, and make sure its engine is watched."""
-    connection.info[_SESSION] = weakref.ref(session)
+    """Mark a connection an enabled session uses, for the connection's current transaction."""
     _watch(connection.engine)
+    root = connection.get_transaction()
+    if root is not None:
+        connection.info[_SESSION] = (weakref.ref(root), weakref.ref(session))
 
 
 _watched: weakref.WeakSet[Engine] = weakref.WeakSet()
+_watch_lock = threading.Lock()
 
 
 def _watch(engine: Engine) -> None:
     if engine in _watched:
         return
-    _watched.add(engine)
-    for name, fn, kw in (
-        ("before_execute", _before_execute, {"retval": True}),
-        ("after_execute", _after_execute, {}),
-        ("commit", _unmark, {}),
-        ("rollback", _unmark, {}),
-    ):
-        if not event.contains(engine, name, fn):
-            event.listen(engine, name, fn, **kw)
+    with _watch_lock:
+        if engine in _watched:
+            return
+        event.listen(engine, "before_execute", _before_execute, retval=True)
+        event.listen(engine, "after_execute", _after_execute)
+        event.listen(engine, "commit", _unmark)
+        event.listen(engine, "rollback", _unmark)
+        _watched.add(engine)
 
 
 def _unmark(connection: Connection) -> None:
@@ -97,8 +100,20 @@ def _unmark(connection: Connection) -> None:
 
 
 def _session_of(connection: Connection) -> Session | None:
-    ref = connection.info.get(_SESSION)
-    return ref() if ref is not None else None
+    """The enabled session whose transaction ``connection`` is in now, if any.
+
+    ``connection.info`` belongs to the pooled DBAPI connection and outlives the transaction:
+    the mark counts only while the transaction it was made in is the current one.
+    """
+    held = connection.info.get(_SESSION)
+    if held is None:
+        return None
+    transaction = connection.get_transaction()
+    if transaction is None or held[0]() is not transaction:
+        connection.info.pop(_SESSION, None)
+        return None
+    session: Session | None = held[1]()
+    return session
 
 
 def _select(
