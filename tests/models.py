@@ -198,3 +198,12 @@ class Account(Base):
     code: Mapped[str] = mapped_column("db_code", sa.String(20), unique=True)
     name: Mapped[str] = mapped_column(sa.String(50))
     rev: Mapped[int] = mapped_column(server_default=sa.text("0"), onupdate=sa.text("rev + 1"))
+
+
+class Ticket(Base):
+    """An identity column as primary key."""
+
+    __tablename__ = "ticket"
+
+    id: Mapped[int] = mapped_column(sa.Identity(start=100), primary_key=True)
+    title: Mapped[str] = mapped_column(sa.String(50))

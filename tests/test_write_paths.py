@@ -23,6 +23,7 @@ from .models import (
     Loan,
     Manager,
     Tag,
+    Ticket,
 )
 
 
@@ -421,3 +422,21 @@ def test_child_detached_by_a_parent_delete_keeps_its_unloaded_values(
     assert updates[0].before_state["customer_id"] == customer.id
     assert updates[0].after_state["customer_id"] is None
     assert updates[0].after_state["status"] == "kept"
+
+
+def test_identity_primary_keys_are_the_stored_values(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    auditlog.register(Ticket)
+    with Session_.begin() as session:
+        tickets = [Ticket(title="a"), Ticket(title="b")]
+        session.add_all(tickets)
+    with Session_.begin() as session:
+        session.execute(sa.insert(Ticket), [{"title": "c"}])
+    created = entries(engine, action_type="create")
+    with engine.connect() as conn:
+        stored = dict(
+            conn.execute(sa.select(Ticket.__table__.c.title, Ticket.__table__.c.id)).all()
+        )
+    assert {e.after_state["title"]: e.after_state["id"] for e in created if e.after_state} == stored
+    assert {e.object_id for e in created} == {str(i) for i in stored.values()}
