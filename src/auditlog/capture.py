@@ -53,15 +53,13 @@ def before_flush(session: Session, flush_context: UOWTransaction, instances: Any
     snapshots: dict[InstanceState[Any], Values] = {}
     flush_context.attributes[_SNAPSHOTS] = snapshots
     flush_context.attributes[_GUARD] = guard.begin_audited_write()
-    to_load: dict[Plan, tuple[list[InstanceState[Any]], set[str]]] = {}
+    to_load: dict[Plan, list[tuple[InstanceState[Any], set[str]]]] = {}
 
     def keep(state: InstanceState[Any], plan: Plan) -> None:
         before = snapshots[state] = before_values(state)
         missing = missing_before(plan, state, before)
         if missing:
-            entry = to_load.setdefault(plan, ([], set()))
-            entry[0].append(state)
-            entry[1].update(missing)
+            to_load.setdefault(plan, []).append((state, missing))
 
     for obj in session.dirty:
         state = instance_state(obj)
@@ -82,13 +80,13 @@ def before_flush(session: Session, flush_context: UOWTransaction, instances: Any
             child_plan = plan_for(mapper)
             if child_plan is not None and child.key is not None and child not in snapshots:
                 keep(child, child_plan)
-    for plan, (states, keys) in to_load.items():
-        loaded = load_columns(session, plan, (identity_of(s) for s in states), keys)
-        for state in states:
+    for plan, pending in to_load.items():
+        keys = set().union(*(missing for _, missing in pending))
+        loaded = load_columns(session, plan, (identity_of(s) for s, _ in pending), keys)
+        for state, missing in pending:
             row = loaded.get(identity_of(state))
             if row is not None:
-                before = snapshots[state]
-                before.update({key: row[key] for key in missing_before(plan, state, before)})
+                snapshots[state].update({key: row[key] for key in missing})
 
 
 def _before(state: InstanceState[Any], snapshot: Values | None, plan: Plan) -> Values:

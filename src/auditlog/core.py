@@ -19,7 +19,6 @@ import threading
 import weakref
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Mapper, Session, SessionTransaction
@@ -28,13 +27,12 @@ from sqlalchemy.sql.dml import Delete, Insert, Update
 from . import guard
 from .entries import Change, write_changes
 from .registry import Plan, plan_for, registered_mappers, registry_version
+from .states import load_columns, read_rows
 
 __all__ = ["after_begin", "captures", "core_plan"]
 
 _SESSION = "auditlog.session"
 _PENDING = "auditlog.core_pending"
-_LOCKING = {"postgresql", "mysql", "mariadb"}
-_INTERNAL = {"auditlog_internal": True}
 _plans: dict[Any, Plan | None] = {}
 _plans_version = [-1]
 
@@ -116,37 +114,6 @@ def _session_of(connection: Connection) -> Session | None:
     return session
 
 
-def _select(
-    plan: Plan, where: Any, params: Any, connection: Connection, *, lock: bool
-) -> dict[tuple[Any, ...], dict[str, Any]]:
-    mapper = plan.mapper
-    columns = [mapper.columns[k] for k in sorted(plan.keys | set(plan.pk_keys))]
-    query = sa.select(*columns)
-    if where is not None:
-        query = query.where(where)
-    if lock and connection.dialect.name in _LOCKING:
-        query = query.with_for_update()
-    rows = connection.execute(query, params or {}, execution_options=_INTERNAL).mappings()
-    found: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for row in rows:
-        values = {mapper.get_property_by_column(c).key: row[c.key] for c in columns if c.key in row}
-        found[tuple(values[k] for k in plan.pk_keys)] = values
-    return found
-
-
-def _by_keys(
-    plan: Plan, keys: list[tuple[Any, ...]], connection: Connection, *, lock: bool
-) -> dict[tuple[Any, ...], dict[str, Any]]:
-    columns = [plan.mapper.columns[k] for k in plan.pk_keys]
-    if not keys:
-        return {}
-    if len(columns) == 1:
-        where = columns[0].in_([k[0] for k in keys])
-    else:
-        where = sa.tuple_(*columns).in_(keys)
-    return _select(plan, where, None, connection, lock=lock)
-
-
 def _pk_from(plan: Plan, params: dict[str, Any]) -> tuple[Any, ...] | None:
     table = plan.mapper.local_table
     named = {}
@@ -171,7 +138,7 @@ def _before_execute(
         return elem, multiparams, params
     session = _session_of(conn)
     plan = core_plan(getattr(elem, "table", None)) if session is not None else None
-    if plan is None:
+    if session is None or plan is None:
         return elem, multiparams, params
     sets = list(multiparams) if multiparams else [params or {}]
     pending: dict[str, Any] = {"elem": elem, "plan": plan, "keys": None, "before": {}}
@@ -183,14 +150,16 @@ def _before_execute(
             pk_columns = [plan.mapper.columns[k] for k in plan.pk_keys]
             elem = elem.return_defaults(*pk_columns)
         if getattr(elem, "_post_values_clause", None) is not None and pending["keys"]:
-            pending["before"] = _by_keys(plan, pending["keys"], conn, lock=True)
+            pending["before"] = load_columns(
+                session, plan, pending["keys"], plan.keys, for_update=True
+            )
     else:
         keys = [_pk_from(plan, p) for p in sets] if multiparams else []
         known = [k for k in keys if k is not None]
         if multiparams and len(known) == len(keys):
-            pending["before"] = _by_keys(plan, known, conn, lock=True)  # bulk_update_mappings
+            pending["before"] = load_columns(session, plan, known, plan.keys, for_update=True)
         else:
-            pending["before"] = _select(plan, elem.whereclause, params, conn, lock=True)
+            pending["before"] = read_rows(session, plan, elem.whereclause, params, lock=True)
     pending["elem"] = elem
     conn.info.setdefault(_PENDING, []).append(pending)
     return elem, multiparams, params
@@ -218,7 +187,7 @@ def _after_execute(
                     keys = [tuple(row) for row in result.inserted_primary_key_rows or ()]
             else:
                 keys = list(before)
-            after = _by_keys(plan, keys, conn, lock=False)
+            after = load_columns(session, plan, keys, plan.keys)
             changes = []
             for pk in dict.fromkeys(keys):
                 if pk not in after:

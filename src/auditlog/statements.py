@@ -29,14 +29,13 @@ from .entries import Change, write_changes
 from .exceptions import CaptureError
 from .guard import audited_write
 from .registry import Plan, plan_for
-from .states import load_columns
+from .states import load_columns, read_rows
 
 __all__ = ["INTERNAL", "do_orm_execute"]
 
 #: Execution option set on the statements auditlog runs itself.
 INTERNAL = "auditlog_internal"
 _INTERNAL_OPTIONS = {INTERNAL: True, "autoflush": False}
-_LOCKING = {"postgresql", "mysql", "mariadb"}
 
 Values = dict[str, Any]
 
@@ -59,24 +58,6 @@ def do_orm_execute(orm_execute_state: ORMExecuteState) -> Result[Any] | None:
         if isinstance(params, Sequence) and not isinstance(params, Mapping) and params:
             return _update_by_primary_key(state, plan, params)
         return _with_criteria(state, plan)
-
-
-def _locking(state: ORMExecuteState) -> bool:
-    return state.session.get_bind(mapper=state.bind_mapper).dialect.name in _LOCKING
-
-
-def _read(
-    state: ORMExecuteState, plan: Plan, where: Any, params: Any, *, lock: bool
-) -> dict[tuple[Any, ...], Values]:
-    cls = plan.mapper.class_
-    keys = sorted(plan.keys | set(plan.pk_keys))
-    query = sa.select(*(getattr(cls, key) for key in keys))
-    if where is not None:
-        query = query.where(where)
-    if lock:
-        query = query.with_for_update()
-    rows = state.session.execute(query, params, execution_options=_INTERNAL_OPTIONS).mappings()
-    return {tuple(row[k] for k in plan.pk_keys): dict(row) for row in rows}
 
 
 def _run(state: ORMExecuteState, statement: Any = None) -> Result[Any]:
@@ -131,7 +112,7 @@ def _with_criteria(state: ORMExecuteState, plan: Plan) -> Result[Any]:
             "follow row by row; change keys through the ORM unit of work instead"
         )
     params = state.parameters if isinstance(state.parameters, Mapping) else None
-    before = _read(state, plan, statement.whereclause, params, lock=_locking(state))
+    before = read_rows(state.session, plan, statement.whereclause, params, lock=True)
     result = _run(state)
     _check_count(result, len(before), f"{action}({plan.mapper.class_.__name__})")
     if state.is_delete:
@@ -165,7 +146,7 @@ def _update_by_primary_key(
             f"key ({', '.join(plan.pk_keys)})"
         )
     known = [pk for pk in pks if pk is not None]
-    before = load_columns(state.session, plan, known, plan.keys, for_update=_locking(state))
+    before = load_columns(state.session, plan, known, plan.keys, for_update=True)
     result = _run(state)
     after = load_columns(state.session, plan, known, plan.keys)
     _check_count(result, len(before), f"bulk update({plan.mapper.class_.__name__})")
@@ -239,7 +220,7 @@ def _existing(state: ORMExecuteState, plan: Plan) -> dict[tuple[Any, ...], Value
             if len(keys) == 1
             else sa.tuple_(*columns).in_(tuples)
         )
-        found.update(_read(state, plan, where, None, lock=_locking(state)))
+        found.update(read_rows(state.session, plan, where, lock=True))
     return found
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "load_columns",
     "missing_before",
     "object_id",
+    "read_rows",
     "related_ids",
 ]
 
@@ -34,6 +35,8 @@ Values = dict[str, Any]
 #: Primary keys per query when loading rows: far below every driver's parameter limit.
 LOAD_CHUNK = 2000
 _INTERNAL = {"autoflush": False, "auditlog_internal": True}
+#: Databases where ``FOR UPDATE`` locks the rows read (SQLite locks the whole file on write).
+_LOCKING = frozenset({"postgresql", "mysql", "mariadb"})
 
 
 def object_id(pk: tuple[Any, ...]) -> str:
@@ -81,6 +84,31 @@ def missing_before(plan: Plan, state: InstanceState[Any], before: Values) -> set
     return missing
 
 
+def read_rows(
+    session: Session,
+    plan: Plan,
+    where: Any,
+    params: Any = None,
+    *,
+    keys: Iterable[str] | None = None,
+    lock: bool = False,
+) -> dict[tuple[Any, ...], Values]:
+    """Stored values of ``keys`` (the recorded columns by default) of the rows matching
+    ``where``, in one query, keyed by primary key; with ``lock``, ``SELECT ... FOR UPDATE``
+    where the database has it, so that no other writer changes them before this transaction
+    does."""
+    cls = plan.mapper.class_
+    pk_keys = plan.pk_keys
+    wanted = sorted(set(plan.keys if keys is None else keys) | set(pk_keys))
+    query = sa.select(*(getattr(cls, key) for key in wanted))
+    if where is not None:
+        query = query.where(where)
+    if lock and session.get_bind(mapper=plan.mapper).dialect.name in _LOCKING:
+        query = query.with_for_update()
+    rows = session.execute(query, params, execution_options=_INTERNAL).mappings()
+    return {tuple(row[k] for k in pk_keys): dict(row) for row in rows}
+
+
 def load_columns(
     session: Session,
     plan: Plan,
@@ -89,21 +117,17 @@ def load_columns(
     *,
     for_update: bool = False,
 ) -> dict[tuple[Any, ...], Values]:
-    """The stored values of ``keys`` for the rows with these primary keys, in one query."""
+    """:func:`read_rows` for the rows with these primary keys, a chunk of keys per query."""
     idents = list(dict.fromkeys(identities))
+    keys = list(keys)
     cls = plan.mapper.class_
     pk_keys = plan.pk_keys
-    wanted = sorted(set(keys) | set(pk_keys))
     found: dict[tuple[Any, ...], Values] = {}
     for start in range(0, len(idents), LOAD_CHUNK):
         chunk = idents[start : start + LOAD_CHUNK]
-        query = sa.select(*(getattr(cls, key) for key in wanted))
         if len(pk_keys) == 1:
-            query = query.where(getattr(cls, pk_keys[0]).in_([ident[0] for ident in chunk]))
+            where = getattr(cls, pk_keys[0]).in_([ident[0] for ident in chunk])
         else:
-            query = query.where(sa.tuple_(*(getattr(cls, k) for k in pk_keys)).in_(chunk))
-        if for_update:
-            query = query.with_for_update()
-        rows = session.execute(query, execution_options=_INTERNAL)
-        found.update({tuple(row[k] for k in pk_keys): dict(row) for row in rows.mappings()})
+            where = sa.tuple_(*(getattr(cls, k) for k in pk_keys)).in_(chunk)
+        found.update(read_rows(session, plan, where, keys=keys, lock=for_update))
     return found
