@@ -8,6 +8,7 @@ import enum
 import ipaddress
 import math
 import uuid
+import zoneinfo
 from decimal import Decimal
 from typing import Any
 
@@ -247,3 +248,20 @@ class Color(enum.Enum):
 def test_enum_is_stored_by_name() -> None:
     assert encode_value(Color.red) == "red"
     assert decode_value(sa.Enum(Color), "red") is Color.red
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        dt.datetime(2024, 3, 31, 1, 30, 0, 5, tzinfo=zoneinfo.ZoneInfo("Etc/UTC")),
+        dt.datetime(2024, 3, 31, 1, 30, tzinfo=dt.timezone.utc),
+        dt.datetime(2024, 10, 27, 2, 30, fold=1, tzinfo=zoneinfo.ZoneInfo("Europe/Berlin")),
+        dt.datetime(2024, 10, 27, 2, 30, fold=0, tzinfo=zoneinfo.ZoneInfo("Europe/Berlin")),
+        dt.datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=dt.timezone(dt.timedelta(hours=-9))),
+    ],
+    ids=["zoneinfo-utc", "utc", "berlin-fold-1", "berlin-fold-0", "minus-nine"],
+)
+def test_aware_datetimes_are_written_as_the_utc_instant(moment: dt.datetime) -> None:
+    utc = moment.astimezone(UTC)
+    assert encode_value(moment) == utc.replace(tzinfo=None).isoformat() + "Z"
+    assert decode_value(sa.DateTime(timezone=True), encode_value(moment)) == utc

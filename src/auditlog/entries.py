@@ -56,9 +56,14 @@ def _encode_update(plan: Plan, before: Values, after: Values) -> tuple[Values, V
     new_state: Values = {}
     changed: list[str] = []
     for key, enc, masked in plan.fields:
-        old, new = enc(before.get(key)), enc(after.get(key))
-        if old != new:
-            changed.append(key)
+        old = before.get(key)
+        new = after.get(key)
+        if old is new:
+            old = new = enc(old)  # untouched: the same object on both sides
+        else:
+            old, new = enc(old), enc(new)
+            if old != new:
+                changed.append(key)
         if masked:
             old = new = MASKED
         old_state[key], new_state[key] = old, new

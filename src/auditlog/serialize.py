@@ -46,9 +46,12 @@ def _float(value: float) -> Any:
 
 
 def _datetime(value: dt.datetime) -> str:
-    if value.tzinfo is None:
+    offset = value.utcoffset()
+    if offset is None:
         return value.isoformat()
-    return value.astimezone(_UTC).replace(tzinfo=None).isoformat() + "Z"
+    if offset:
+        value = value.astimezone(_UTC)
+    return value.replace(tzinfo=None).isoformat() + "Z"
 
 
 def _bytes(value: bytes | bytearray | memoryview) -> str:
@@ -121,6 +124,7 @@ _DECODERS: dict[type, Decoder] = {}
 def register_type(python_type: type, *, encode: Encoder, decode: Decoder) -> None:
     """Teach auditlog a value type: ``encode`` makes it JSON, ``decode`` (by column type) reverses it."""
     _BY_TYPE[python_type] = encode
+    _NATIVE.discard(python_type)
     _DECODERS[python_type] = decode
 
 
@@ -134,8 +138,14 @@ def _fallback(value: Any) -> Any:
     return str(value)
 
 
+#: Types JSON holds as they are (``bool`` is a subclass of ``int``, so it is listed by itself).
+_NATIVE: set[type] = {str, int, bool, type(None)}
+
+
 def encode_value(value: Any) -> Any:
     """Encode one Python value to a JSON-compatible value (dispatch on the value's type)."""
+    if type(value) in _NATIVE:
+        return value
     encoder = _BY_TYPE.get(type(value))
     if encoder is None:
         encoder = _fallback
@@ -149,8 +159,10 @@ def encode_value(value: Any) -> Any:
 
 
 def _naive_is_utc(value: Any) -> Any:
-    if type(value) is dt.datetime and value.tzinfo is None:
-        return value.isoformat() + "Z"
+    if type(value) is dt.datetime:
+        if value.tzinfo is None:
+            return value.isoformat() + "Z"
+        return _datetime(value)
     return encode_value(value)
 
 

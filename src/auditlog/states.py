@@ -42,7 +42,10 @@ _LOCKING = frozenset({"postgresql", "mysql", "mariadb"})
 def object_id(pk: tuple[Any, ...]) -> str:
     """A primary key as text; a composite key as a compact JSON array of the encoded parts."""
     if len(pk) == 1:
-        value = encode_value(pk[0])
+        value = pk[0]
+        if type(value) is int:
+            return str(value)
+        value = encode_value(value)
         return value if isinstance(value, str) else json.dumps(value)
     return json.dumps([encode_value(v) for v in pk], separators=(",", ":"))
 

@@ -1,0 +1,124 @@
+"""Every way an entry reaches the database stores it identically.
+
+Entries go in through the driver's own execute (small batches; SQLite and MariaDB always), COPY
+(psycopg 3, larger batches) or SQLAlchemy's typed INSERT (other drivers, ``schema_translate_map``).
+The same rows written through each path must read back the same, value for value.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from ulid import ULID
+
+from auditlog import writer
+from auditlog.ids import new_ulids
+from auditlog.models import audit_log_table, content_type_table
+
+_AT = dt.datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=dt.timezone.utc)
+_STATE = {
+    "id": 7,
+    "name": 'Zoë \u2603 "quoted" \\ back\tslash\nnew line',
+    "price": "12.30",
+    "active": False,
+    "tags": ["a", "b"],
+    "nested": {"k": None, "deep": [1, 2.5, {"x": "y"}]},
+    "when": "2024-01-01T00:04:33.000001Z",
+}
+
+
+def _rows(conn: Connection, count: int, at: dt.datetime = _AT) -> list[dict[str, Any]]:
+    ids = new_ulids(at, count)
+    rows = []
+    for i, ulid in enumerate(ids):
+        action = ("create", "update", "delete")[i % 3]
+        rows.append(
+            {
+                "id": ulid,
+                "tenant_id": "t-1" if i % 2 else None,
+                "user_id": "ü-42",
+                "action_type": action,
+                "timestamp": at,
+                "ip_address": "2001:db8::7" if i % 2 else None,
+                "user_agent": "agent/1.0 (é)",
+                "object_id": f'["{i}",2]',
+                "content_type": conn.info["content_type"],
+                "before_state": None if action == "create" else dict(_STATE, id=i),
+                "after_state": None if action == "delete" else dict(_STATE, id=i, name=f"n{i}"),
+                "changed_fields": ["name"] if action == "update" else None,
+                "transaction_id": ids[0],
+                "extra": {"request": "r-1", "n": i} if i % 2 else None,
+            }
+        )
+    return rows
+
+
+def _stored(conn: Connection) -> list[dict[str, Any]]:
+    query = sa.select(audit_log_table).order_by(audit_log_table.c.id)
+    return [dict(row) for row in conn.execute(query).mappings()]
+
+
+def _typed(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    conn.execute(audit_log_table.insert(), rows)
+
+
+@pytest.fixture
+def conn(engine: Engine) -> Any:
+    """A connection in a transaction that is rolled back at the end, with a content type."""
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        content_type = connection.execute(
+            content_type_table.insert().values(name="tests.writer.Thing")
+        ).inserted_primary_key
+        connection.info["content_type"] = content_type[0]
+        yield connection
+        transaction.rollback()
+        connection.info.pop("content_type")
+
+
+@pytest.mark.parametrize("count", [1, writer.COPY_THRESHOLD + 5])
+def test_every_write_path_stores_the_same_values(conn: Connection, count: int) -> None:
+    rows = _rows(conn, count)
+    writer.insert_rows(conn, rows)
+    written = _stored(conn)
+    conn.execute(audit_log_table.delete())
+    _typed(conn, rows)
+    assert written == _stored(conn)
+    assert len(written) == count
+    assert written[0]["timestamp"] == _AT
+    assert written[-1]["after_state"] == rows[-1]["after_state"]
+
+
+def test_the_driver_path_is_the_one_taken_where_it_exists(conn: Connection) -> None:
+    """SQLite, MariaDB and psycopg take prepared rows; the statement is the driver's own."""
+    assert writer._driver_ready(conn)
+    seen: list[bool] = []
+
+    @sa.event.listens_for(conn, "before_cursor_execute")
+    def _record(*args: Any) -> None:
+        seen.append(args[-1])  # executemany
+
+    writer.insert_rows(conn, _rows(conn, 3))
+    assert len(seen) <= 1  # COPY (not a cursor execute) or one statement for the batch
+    assert conn.scalar(sa.select(sa.func.count()).select_from(audit_log_table)) == 3
+
+
+def test_schema_translate_map_takes_the_typed_path(conn: Connection) -> None:
+    """A driver-level statement would not follow the map: SQLAlchemy's INSERT does."""
+    translated = conn.execution_options(schema_translate_map={None: None})
+    assert not writer._driver_ready(translated)
+    rows = _rows(conn, writer.COPY_THRESHOLD + 1)
+    writer.insert_rows(translated, rows)
+    assert [r["id"] for r in _stored(conn)] == [str(ULID.from_bytes(r["id"])) for r in rows]
+
+
+def test_times_of_other_zones_are_stored_as_the_same_instant(conn: Connection) -> None:
+    plus_five = _AT.astimezone(dt.timezone(dt.timedelta(hours=5, minutes=30)))
+    writer.insert_rows(
+        conn, _rows(conn, 1, plus_five) + _rows(conn, writer.COPY_THRESHOLD, plus_five)
+    )
+    assert {row["timestamp"] for row in _stored(conn)} == {_AT}
