@@ -13,11 +13,16 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from ulid import ULID
 
+import auditlog
 from auditlog import writer
 from auditlog.ids import new_ulids
 from auditlog.models import audit_log_table, content_type_table
+
+from .helpers import entries
+from .models import Customer
 
 _AT = dt.datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=dt.timezone.utc)
 _STATE = {
@@ -71,10 +76,11 @@ def conn(engine: Engine) -> Any:
     """A connection in a transaction that is rolled back at the end, with a content type."""
     with engine.connect() as connection:
         transaction = connection.begin()
-        content_type = connection.execute(
-            content_type_table.insert().values(name="tests.writer.Thing")
-        ).inserted_primary_key
-        connection.info["content_type"] = content_type[0]
+        connection.info["content_type"] = connection.scalar(
+            content_type_table.insert()
+            .values(name="tests.writer.Thing")
+            .returning(content_type_table.c.id)
+        )
         yield connection
         transaction.rollback()
         connection.info.pop("content_type")
@@ -122,3 +128,43 @@ def test_times_of_other_zones_are_stored_as_the_same_instant(conn: Connection) -
         conn, _rows(conn, 1, plus_five) + _rows(conn, writer.COPY_THRESHOLD, plus_five)
     )
     assert {row["timestamp"] for row in _stored(conn)} == {_AT}
+
+
+_ASYNC_DRIVERS = {
+    "sqlite": ["sqlite+aiosqlite"],
+    "postgresql": ["postgresql+psycopg_async", "postgresql+asyncpg"],
+    "mariadb": ["mariadb+asyncmy"],
+}
+
+
+async def test_async_drivers_write_small_and_large_flushes(engine: Engine, backend: str) -> None:
+    """psycopg's async driver takes the driver path, asyncpg the typed INSERT; each must store
+    what the flush changed, for a batch below and above the COPY threshold."""
+    auditlog.register(Customer)
+    many = [f"many {i}" for i in range(writer.COPY_THRESHOLD + 4)]
+    for driver in _ASYNC_DRIVERS[backend]:
+        url = engine.url.set(drivername=driver).render_as_string(hide_password=False)
+        async_engine = create_async_engine(url)
+        try:
+            sessions = async_sessionmaker(async_engine)
+            auditlog.enable(sessions)
+            with auditlog.audit_context(user_id="async", tenant_id="t-9", note="ü"):
+                async with sessions() as session:
+                    session.add(Customer(name="one"))
+                    await session.commit()
+                async with sessions() as session:
+                    session.add_all([Customer(name=name) for name in many])
+                    await session.commit()
+        finally:
+            await async_engine.dispose()
+        rows = entries(engine)
+        names = [e.after_state["name"] for e in rows if e.after_state]
+        assert names[0] == "one", driver
+        assert sorted(names[1:]) == sorted(many), driver
+        assert {(e.user_id, e.tenant_id, e.action_type) for e in rows} == {
+            ("async", "t-9", "create")
+        }
+        assert all(e.extra == {"note": "ü"} and e.timestamp.tzinfo is not None for e in rows)
+        assert len({e.transaction_id for e in rows}) == 2
+        with engine.begin() as conn:
+            conn.execute(audit_log_table.delete())
