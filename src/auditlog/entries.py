@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,7 @@ from . import content_types
 from ._asyncio import AsyncSession
 from .context import AuditContext, current_context
 from .exceptions import ConfigurationError
-from .ids import new_ulids
+from .ids import new_ulids, ulid_stream
 from .models import audit_log_table
 from .registry import MASKED, Plan, default_plan, plan_for
 from .serialize import encode_value
@@ -102,17 +103,17 @@ def _row(ctx: AuditContext, extra: Any, content_type: int, change: Change) -> Va
     }
 
 
-def write_changes(session: Session, changes: list[Change]) -> int:
-    """Write an entry per change (updates that changed nothing recorded are dropped); returns
-    how many were written. All rows of one connection go in one INSERT."""
-    if not changes:
-        return 0
-    ctx = current_context()
+def _entries(
+    changes: list[Change],
+    targets: dict[Plan, tuple[Connection, int]],
+    ctx: AuditContext,
+    at: dt.datetime,
+    txid: bytes,
+) -> Iterator[Values]:
+    """The row of each change, built when asked for (an update that changed nothing recorded
+    has none)."""
     extra = encode_value(dict(ctx.extra)) if ctx.extra else None
-    now = dt.datetime.now(dt.timezone.utc)
-    txid = transaction_id(session)
-    by_connection: dict[Connection, list[Values]] = {}
-    targets: dict[Plan, tuple[Connection, int]] = {}
+    ids = ulid_stream(at)
     for change in changes:
         plan = change.plan
         changed = None
@@ -126,25 +127,40 @@ def write_changes(session: Session, changes: list[Change]) -> int:
         else:
             before = None if change.before is None else _encode(plan, change.before)
             after = None if change.after is None else _encode(plan, change.after)
+        row = _row(ctx, extra, targets[plan][1], change)
+        row["before_state"] = before
+        row["after_state"] = after
+        row["changed_fields"] = changed
+        row["transaction_id"] = txid
+        row["timestamp"] = at
+        row["id"] = next(ids)
+        yield row
+
+
+def write_changes(session: Session, changes: list[Change]) -> int:
+    """Write an entry per change (updates that changed nothing recorded are dropped); returns
+    how many were written. All rows of one connection go in one statement (or COPY stream)."""
+    if not changes:
+        return 0
+    ctx = current_context()
+    now = dt.datetime.now(dt.timezone.utc)
+    txid = transaction_id(session)
+    # Connections and content type ids first: nothing else may run on a connection while its
+    # rows stream, and the rows are built during the stream.
+    targets: dict[Plan, tuple[Connection, int]] = {}
+    by_connection: dict[Connection, list[Change]] = {}
+    for change in changes:
+        plan = change.plan
         target = targets.get(plan)
         if target is None:
             connection = session.connection(bind_arguments={"mapper": plan.mapper})
             target = (connection, content_types.content_type_id(session, connection, plan))
             targets[plan] = target
-        connection, content_type = target
-        row = _row(ctx, extra, content_type, change)
-        row["before_state"] = before
-        row["after_state"] = after
-        row["changed_fields"] = changed
-        row["transaction_id"] = txid
-        row["timestamp"] = now
-        by_connection.setdefault(connection, []).append(row)
+        by_connection.setdefault(target[0], []).append(change)
     written = 0
-    for connection, rows in by_connection.items():
-        for row, ulid in zip(rows, new_ulids(now, len(rows)), strict=True):
-            row["id"] = ulid
-        insert_rows(connection, rows)
-        written += len(rows)
+    for connection, group in by_connection.items():
+        rows = _entries(group, targets, ctx, now, txid)
+        written += insert_rows(connection, rows, len(group))
     return written
 
 

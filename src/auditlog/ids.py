@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 
 from ulid import LaxMonotonicPolicy, ULIDGenerator
 
-__all__ = ["new_ulids"]
+__all__ = ["new_ulids", "ulid_stream"]
 
 _generator = ULIDGenerator(policy=LaxMonotonicPolicy())
 
@@ -16,3 +17,11 @@ def new_ulids(at: dt.datetime, count: int) -> list[bytes]:
     generate = _generator.generate
     millis = int(at.timestamp() * 1000)  # converted once, not once per id
     return [generate(millis).bytes for _ in range(count)]
+
+
+def ulid_stream(at: dt.datetime) -> Iterator[bytes]:
+    """Increasing ULIDs (16 raw bytes each) stamped with ``at``, one per ``next()``."""
+    generate = _generator.generate
+    millis = int(at.timestamp() * 1000)
+    while True:
+        yield generate(millis).bytes

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import weakref
+from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
@@ -46,12 +47,12 @@ def _copy_statement(connection: Connection) -> str:
     return f"COPY {preparer.format_table(audit_log_table)} ({columns}) FROM STDIN"
 
 
-def _driver_values(rows: list[dict[str, Any]], timestamp: Any) -> list[list[Any]]:
-    """Rows as value lists in column order, JSON documents as text, the time as ``timestamp``
-    gives it (a function of the row's time)."""
-    out = []
+def _values_of(timestamp: Any) -> Any:
+    """A function turning one row into its values in column order, JSON documents as text and
+    the time as ``timestamp`` gives it (computed once per distinct time)."""
     times: dict[Any, Any] = {}
-    for row in rows:
+
+    def values_of(row: dict[str, Any]) -> list[Any]:
         values = [row[name] for name in _COLUMNS]
         for i in _JSON_AT:
             if values[i] is not None:
@@ -61,17 +62,23 @@ def _driver_values(rows: list[dict[str, Any]], timestamp: Any) -> list[list[Any]
         if shown is None:
             shown = times[moment] = timestamp(moment)
         values[_TIMESTAMP_AT] = shown
-        out.append(values)
-    return out
+        return values
+
+    return values_of
 
 
-def _copy(connection: Connection, rows: list[dict[str, Any]]) -> None:
+def _copy(connection: Connection, rows: Iterable[dict[str, Any]]) -> int:
+    """Stream ``rows`` with COPY. They are built and encoded as the stream goes (psycopg sends
+    from a thread of its own), so the Python work overlaps the server's."""
     statement = _copy_statement(connection)
     dbapi_connection: Any = connection.connection.dbapi_connection
+    values_of = _values_of(_same)
+    written = 0
     try:
         with dbapi_connection.cursor() as cursor, cursor.copy(statement) as copy:
-            for values in _driver_values(rows, _same):
-                copy.write_row(values)  # JSON as text: COPY's text form of jsonb
+            for row in rows:
+                copy.write_row(values_of(row))  # JSON as text: COPY's text form of jsonb
+                written += 1
     except connection.dialect.loaded_dbapi.Error as exc:
         raise sa.exc.DBAPIError.instance(
             statement,
@@ -80,6 +87,7 @@ def _copy(connection: Connection, rows: list[dict[str, Any]]) -> None:
             connection.dialect.loaded_dbapi.Error,
             dialect=connection.dialect,
         ) from exc
+    return written
 
 
 def _can_copy(connection: Connection) -> bool:
@@ -124,7 +132,8 @@ def _driver_insert(connection: Connection, rows: list[dict[str, Any]]) -> None:
             raise AssertionError(f"unexpected parameter order: {compiled.positiontup}")
         prepared = _insert_sql[dialect] = (str(compiled), positional)
     sql, positional = prepared
-    values = _driver_values(rows, _TIMES.get(dialect.name, _naive_utc))
+    values_of = _values_of(_TIMES.get(dialect.name, _naive_utc))
+    values = [values_of(row) for row in rows]
     if positional:
         connection.exec_driver_sql(sql, [tuple(v) for v in values])
     else:
@@ -147,11 +156,22 @@ def _driver_ready(connection: Connection) -> bool:
     ) and not connection.get_execution_options().get("schema_translate_map")
 
 
-def insert_rows(connection: Connection, rows: list[dict[str, Any]]) -> None:
-    """Insert complete ``audit_log`` rows (every column given) on ``connection``."""
-    if len(rows) >= COPY_THRESHOLD and _can_copy(connection):
-        _copy(connection, rows)
-    elif _driver_ready(connection):
-        _driver_insert(connection, rows)
+def insert_rows(
+    connection: Connection, rows: Iterable[dict[str, Any]], count: int | None = None
+) -> int:
+    """Insert complete ``audit_log`` rows (every column given) on ``connection``; returns how
+    many. ``rows`` may be a lazy iterable of at most ``count`` rows (then COPY builds them as it
+    streams); nothing else may run on ``connection`` while it is consumed."""
+    if count is None:
+        rows = list(rows)
+        count = len(rows)
+    if count >= COPY_THRESHOLD and _can_copy(connection):
+        return _copy(connection, rows)
+    batch = list(rows)
+    if not batch:
+        return 0
+    if _driver_ready(connection):
+        _driver_insert(connection, batch)
     else:
-        connection.execute(audit_log_table.insert(), rows)
+        connection.execute(audit_log_table.insert(), batch)
+    return len(batch)
