@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from ulid import ULID
 
 import auditlog
@@ -168,3 +169,63 @@ async def test_async_drivers_write_small_and_large_flushes(engine: Engine, backe
         assert len({e.transaction_id for e in rows}) == 2
         with engine.begin() as conn:
             conn.execute(audit_log_table.delete())
+
+
+class _Tally:
+    """A value type whose encoder refuses the number 13."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+
+class _TallyType(sa.types.TypeDecorator[_Tally]):
+    impl = sa.Integer
+    cache_ok = True
+
+    def process_bind_param(self, value: _Tally | None, dialect: Any) -> int | None:
+        return None if value is None else value.n
+
+    def process_result_value(self, value: int | None, dialect: Any) -> _Tally | None:
+        return None if value is None else _Tally(value)
+
+
+def _encode_tally(value: _Tally) -> int:
+    if value.n == 13:
+        raise ValueError("13 cannot be recorded")
+    return value.n
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class _Counter(_Base):
+    __tablename__ = "writer_counter"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tally: Mapped[_Tally] = mapped_column(_TallyType())
+
+
+def test_an_entry_that_fails_mid_stream_fails_the_flush(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    """Rows are encoded while they stream (COPY on psycopg): an error on the sixth row aborts
+    the whole write, the flush fails, nothing is committed, and the connection stays usable."""
+    auditlog.register_type(_Tally, encode=_encode_tally, decode=_Tally)
+    auditlog.register(_Counter)
+    _Base.metadata.create_all(engine)
+    try:
+        numbers = [1, 2, 3, 4, 5, 13, 7, 8, 9, 10, 11, 12]
+        with Session_() as session:
+            session.add_all([_Counter(id=n, tally=_Tally(n)) for n in numbers])
+            with pytest.raises(ValueError, match="13 cannot be recorded"):
+                session.commit()
+        with engine.connect() as conn:
+            assert conn.scalar(sa.select(sa.func.count()).select_from(_Counter)) == 0
+        assert entries(engine) == []
+        with Session_.begin() as session:
+            session.add_all([_Counter(id=n, tally=_Tally(n)) for n in range(20, 32)])
+        assert sorted(e.after_state["tally"] for e in entries(engine) if e.after_state) == list(
+            range(20, 32)
+        )
+    finally:
+        _Base.metadata.drop_all(engine)
