@@ -19,7 +19,7 @@ https://docs.sqlalchemy.org/en/20/orm/session_events.html for the order of these
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from sqlalchemy import event
@@ -111,54 +111,68 @@ def _collections_changed(
 
 
 def after_flush(session: Session, flush_context: UOWTransaction) -> None:
-    """Build and write one entry per created, changed or deleted registered object."""
+    """Build and write one entry per created, changed or deleted registered object.
+
+    The entries are built while they are written (see :func:`entries.write_changes`); the few
+    whose after-values the database set during the flush are read back first and written after.
+    """
     if flush_context.attributes.get(_DONE):
         return
     flush_context.attributes[_DONE] = True
     snapshots: dict[InstanceState[Any], Values] = flush_context.attributes.get(_SNAPSHOTS) or {}
-    changes: list[Change] = []
+    audited: list[tuple[InstanceState[Any], bool, Plan]] = []
+    for state, (isdelete, listonly) in flush_context.states.items():
+        if not listonly:
+            plan = plan_for(state.mapper)
+            if plan is not None:
+                audited.append((state, isdelete, plan))
+    if not audited:
+        return
     stale: dict[Plan, list[tuple[Change, tuple[Any, ...], set[str], set[str]]]] = {}
-    for state, (isdelete, listonly) in list(flush_context.states.items()):
-        if listonly:
-            continue
-        plan = plan_for(state.mapper)
-        if plan is None:
-            continue
-        snapshot = snapshots.get(state)
-        if isdelete:
-            changes.append(
-                Change(plan, "delete", identity_of(state), _before(state, snapshot, plan), None)
-            )
-            continue
-        current = state.dict
-        expired = state.expired_attributes
-        after: Values = {}
-        reload: set[str] = set()  # set by the database during the flush
-        unloaded: set[str] = set()  # never loaded and unchanged: the same on both sides
-        for key in plan.keys:
-            if key in current:
-                after[key] = current[key]
-            elif key in expired:
-                reload.add(key)
-            elif snapshot is not None and key in snapshot:
-                after[key] = snapshot[key]
-            elif state.key is not None:
-                unloaded.add(key)
+
+    def changes() -> Iterator[Change]:
+        for state, isdelete, plan in audited:
+            snapshot = snapshots.get(state)
+            if isdelete:
+                yield Change(
+                    plan, "delete", identity_of(state), _before(state, snapshot, plan), None
+                )
+                continue
+            current = state.dict
+            expired = state.expired_attributes
+            after: Values = {}
+            reload: set[str] = set()  # set by the database during the flush
+            unloaded: set[str] = set()  # never loaded and unchanged: the same on both sides
+            for key in plan.keys:
+                if key in current:
+                    after[key] = current[key]
+                elif key in expired:
+                    reload.add(key)
+                elif snapshot is not None and key in snapshot:
+                    after[key] = snapshot[key]
+                elif state.key is not None:
+                    unloaded.add(key)
+                else:
+                    after[key] = None  # a new object's attribute that was never set
+            if state.key is None:
+                for key, _ in plan.collections:
+                    after[key] = current.get(key)
+                change = Change(plan, "create", identity_of(state), None, after)
             else:
-                after[key] = None  # a new object's attribute that was never set
-        if state.key is None:
-            for key, _ in plan.collections:
-                after[key] = current.get(key)
-            change = Change(plan, "create", identity_of(state), None, after)
-        else:
-            before = _before(state, snapshot, plan)
-            _collections_changed(plan, state, before, after)
-            change = Change(plan, "update", identity_of(state), before, after)
-        changes.append(change)
-        if reload or unloaded:
-            # read by the primary key as it is now (an update may have changed it)
-            pk_now = tuple(current.get(k, v) for k, v in zip(plan.pk_keys, change.pk, strict=True))
-            stale.setdefault(plan, []).append((change, pk_now, reload, unloaded))
+                before = _before(state, snapshot, plan)
+                _collections_changed(plan, state, before, after)
+                change = Change(plan, "update", identity_of(state), before, after)
+            if reload or unloaded:
+                # read by the primary key as it is now (an update may have changed it)
+                pk_now = tuple(
+                    current.get(k, v) for k, v in zip(plan.pk_keys, change.pk, strict=True)
+                )
+                stale.setdefault(plan, []).append((change, pk_now, reload, unloaded))
+                continue  # written once its values are read
+            yield change
+
+    write_changes(session, changes(), {plan for _, _, plan in audited}, len(audited))
+    completed: list[Change] = []
     for plan, pending in stale.items():
         keys = set().union(*(r | u for _, _, r, u in pending))
         loaded = load_columns(session, plan, (pk for _, pk, _, _ in pending), keys)
@@ -168,7 +182,8 @@ def after_flush(session: Session, flush_context: UOWTransaction) -> None:
             change.after.update({key: row.get(key) for key in reload | unloaded})
             if change.before is not None:
                 change.before.update({key: row.get(key) for key in unloaded})
-    write_changes(session, changes)
+            completed.append(change)
+    write_changes(session, completed)
 
 
 def after_flush_postexec(session: Session, flush_context: UOWTransaction) -> None:

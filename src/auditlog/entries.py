@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,7 +104,7 @@ def _row(ctx: AuditContext, extra: Any, content_type: int, change: Change) -> Va
 
 
 def _entries(
-    changes: list[Change],
+    changes: Iterable[Change],
     targets: dict[Plan, tuple[Connection, int]],
     ctx: AuditContext,
     at: dt.datetime,
@@ -137,10 +137,24 @@ def _entries(
         yield row
 
 
-def write_changes(session: Session, changes: list[Change]) -> int:
+def write_changes(
+    session: Session,
+    changes: Iterable[Change],
+    plans: Collection[Plan] | None = None,
+    count: int | None = None,
+) -> int:
     """Write an entry per change (updates that changed nothing recorded are dropped); returns
-    how many were written. All rows of one connection go in one statement (or COPY stream)."""
-    if not changes:
+    how many were written. All rows of one connection go in one statement (or COPY stream).
+
+    ``changes`` may be lazy, with ``plans`` (every plan it can yield) and ``count`` (at most how
+    many): where all of them write on one connection, the changes and their rows are then built
+    while the rows stream, so that on PostgreSQL the Python work overlaps the server's.
+    """
+    if plans is None or count is None:
+        changes = list(changes)
+        plans = {change.plan for change in changes}
+        count = len(changes)
+    if not count:
         return 0
     ctx = current_context()
     now = dt.datetime.now(dt.timezone.utc)
@@ -148,19 +162,19 @@ def write_changes(session: Session, changes: list[Change]) -> int:
     # Connections and content type ids first: nothing else may run on a connection while its
     # rows stream, and the rows are built during the stream.
     targets: dict[Plan, tuple[Connection, int]] = {}
+    for plan in plans:
+        connection = session.connection(bind_arguments={"mapper": plan.mapper})
+        targets[plan] = (connection, content_types.content_type_id(session, connection, plan))
+    connections = {connection for connection, _ in targets.values()}
+    if len(connections) == 1:
+        (connection,) = connections
+        return insert_rows(connection, _entries(changes, targets, ctx, now, txid), count)
     by_connection: dict[Connection, list[Change]] = {}
     for change in changes:
-        plan = change.plan
-        target = targets.get(plan)
-        if target is None:
-            connection = session.connection(bind_arguments={"mapper": plan.mapper})
-            target = (connection, content_types.content_type_id(session, connection, plan))
-            targets[plan] = target
-        by_connection.setdefault(target[0], []).append(change)
+        by_connection.setdefault(targets[change.plan][0], []).append(change)
     written = 0
     for connection, group in by_connection.items():
-        rows = _entries(group, targets, ctx, now, txid)
-        written += insert_rows(connection, rows, len(group))
+        written += insert_rows(connection, _entries(group, targets, ctx, now, txid), len(group))
     return written
 
 
