@@ -148,6 +148,11 @@ def _seeded(engine: Engine, rows: int) -> bool:
     inspector = sa.inspect(engine)
     if not inspector.has_table("audit_log") or not inspector.has_table("bench_reads_seed"):
         return False
+    from auditlog.models import audit_log_table
+
+    wanted = {index.name for index in audit_log_table.indexes}
+    if {index["name"] for index in inspector.get_indexes("audit_log")} != wanted:
+        return False  # seeded under another index set: seed again
     with engine.connect() as conn:
         return (
             conn.exec_driver_sql("SELECT max(rows_seeded) FROM bench_reads_seed").scalar() == rows

@@ -171,15 +171,15 @@ class AuditLog(_Base):
             "action_type IN ('create', 'update', 'delete', 'access')",
             name="ck_audit_log_action_type",
         ),
-        # Each seed filter, scoped by tenant, read newest first (timestamp, then id).
+        # Each seed filter but object_id, scoped by tenant, read newest first (timestamp, id).
         sa.Index("ix_audit_log_tenant_time", "tenant_id", "timestamp", "id"),
         sa.Index("ix_audit_log_tenant_user", "tenant_id", "user_id", "timestamp", "id"),
         sa.Index("ix_audit_log_tenant_ip", "tenant_id", "ip_address", "timestamp", "id"),
         sa.Index("ix_audit_log_tenant_action", "tenant_id", "action_type", "timestamp", "id"),
-        sa.Index("ix_audit_log_tenant_object", "tenant_id", "object_id", "timestamp", "id"),
         sa.Index("ix_audit_log_tenant_ctype", "tenant_id", "content_type", "timestamp", "id"),
-        # Unscoped lookups of one object's history.
-        sa.Index("ix_audit_log_object", "object_id", "content_type", "timestamp", "id"),
+        # One object's history: in a tenant (the object_id filter), or across tenants (a few
+        # rows to sort). One index for both, one fewer to write per entry.
+        sa.Index("ix_audit_log_object", "object_id", "tenant_id", "timestamp", "id"),
         # Unscoped reads newest first (apps without tenants, a time window, cursor pages over all).
         sa.Index("ix_audit_log_time", "timestamp", "id"),
     )
