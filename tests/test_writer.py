@@ -229,3 +229,22 @@ def test_an_entry_that_fails_mid_stream_fails_the_flush(
         )
     finally:
         _Base.metadata.drop_all(engine)
+
+
+def test_a_flush_with_read_back_values_keeps_one_time_and_increasing_ids(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    """Entries whose values the database set are written after the others, but with the
+    flush's one timestamp and ids that continue the same increasing sequence."""
+    from .models import Article
+
+    auditlog.register(Article)
+    auditlog.register(Customer)
+    with Session_.begin() as session:
+        session.add(Article(title="server values"))
+        session.add_all([Customer(name=f"c{i}") for i in range(writer.COPY_THRESHOLD + 2)])
+    rows = entries(engine)
+    assert len(rows) == writer.COPY_THRESHOLD + 3
+    assert len({e.timestamp for e in rows}) == 1
+    assert [e.id for e in rows] == sorted(e.id for e in rows)
+    assert len({e.id for e in rows}) == len(rows)

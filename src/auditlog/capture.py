@@ -19,6 +19,7 @@ https://docs.sqlalchemy.org/en/20/orm/session_events.html for the order of these
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -33,6 +34,7 @@ from . import core, guard
 from ._asyncio import AsyncSession, async_sessionmaker
 from .entries import Change, log_access, write_changes
 from .exceptions import ConfigurationError
+from .ids import ulid_stream
 from .registry import Plan, cascades_deletes, plan_for
 from .statements import do_orm_execute
 from .states import before_values, identity_of, load_columns, missing_before
@@ -171,7 +173,11 @@ def after_flush(session: Session, flush_context: UOWTransaction) -> None:
                 continue  # written once its values are read
             yield change
 
-    write_changes(session, changes(), {plan for _, _, plan in audited}, len(audited))
+    # one time and one id sequence for the whole flush, read-back changes included
+    now = dt.datetime.now(dt.timezone.utc)
+    ids = ulid_stream(now)
+    plans = {plan for _, _, plan in audited}
+    write_changes(session, changes(), plans, len(audited), at=now, ids=ids)
     completed: list[Change] = []
     for plan, pending in stale.items():
         keys = set().union(*(r | u for _, _, r, u in pending))
@@ -183,7 +189,7 @@ def after_flush(session: Session, flush_context: UOWTransaction) -> None:
             if change.before is not None:
                 change.before.update({key: row.get(key) for key in unloaded})
             completed.append(change)
-    write_changes(session, completed)
+    write_changes(session, completed, at=now, ids=ids)
 
 
 def after_flush_postexec(session: Session, flush_context: UOWTransaction) -> None:

@@ -109,11 +109,11 @@ def _entries(
     ctx: AuditContext,
     at: dt.datetime,
     txid: bytes,
+    ids: Iterator[bytes],
 ) -> Iterator[Values]:
     """The row of each change, built when asked for (an update that changed nothing recorded
     has none)."""
     extra = encode_value(dict(ctx.extra)) if ctx.extra else None
-    ids = ulid_stream(at)
     for change in changes:
         plan = change.plan
         changed = None
@@ -142,6 +142,9 @@ def write_changes(
     changes: Iterable[Change],
     plans: Collection[Plan] | None = None,
     count: int | None = None,
+    *,
+    at: dt.datetime | None = None,
+    ids: Iterator[bytes] | None = None,
 ) -> int:
     """Write an entry per change (updates that changed nothing recorded are dropped); returns
     how many were written. All rows of one connection go in one statement (or COPY stream).
@@ -157,7 +160,8 @@ def write_changes(
     if not count:
         return 0
     ctx = current_context()
-    now = dt.datetime.now(dt.timezone.utc)
+    now = at or dt.datetime.now(dt.timezone.utc)
+    ids = ids or ulid_stream(now)
     txid = transaction_id(session)
     # Connections and content type ids first: nothing else may run on a connection while its
     # rows stream, and the rows are built during the stream.
@@ -168,13 +172,15 @@ def write_changes(
     connections = {connection for connection, _ in targets.values()}
     if len(connections) == 1:
         (connection,) = connections
-        return insert_rows(connection, _entries(changes, targets, ctx, now, txid), count)
+        return insert_rows(connection, _entries(changes, targets, ctx, now, txid, ids), count)
     by_connection: dict[Connection, list[Change]] = {}
     for change in changes:
         by_connection.setdefault(targets[change.plan][0], []).append(change)
     written = 0
     for connection, group in by_connection.items():
-        written += insert_rows(connection, _entries(group, targets, ctx, now, txid), len(group))
+        written += insert_rows(
+            connection, _entries(group, targets, ctx, now, txid, ids), len(group)
+        )
     return written
 
 
