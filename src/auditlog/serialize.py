@@ -159,10 +159,8 @@ def encode_value(value: Any) -> Any:
 
 
 def _naive_is_utc(value: Any) -> Any:
-    if type(value) is dt.datetime:
-        if value.tzinfo is None:
-            return value.isoformat() + "Z"
-        return _datetime(value)
+    if type(value) is dt.datetime and value.tzinfo is None:
+        return value.isoformat() + "Z"
     return encode_value(value)
 
 

@@ -68,8 +68,8 @@ def _values_of(timestamp: Any) -> Any:
 
 
 def _copy(connection: Connection, rows: Iterable[dict[str, Any]]) -> int:
-    """Stream ``rows`` with COPY. They are built and encoded as the stream goes (psycopg sends
-    from a thread of its own), so the Python work overlaps the server's."""
+    """Stream ``rows`` with COPY. They are built and encoded as the stream goes: psycopg sends
+    each buffer as it fills, and the server works on it while the next rows are encoded."""
     statement = _copy_statement(connection)
     dbapi_connection: Any = connection.connection.dbapi_connection
     values_of = _values_of(_same)
