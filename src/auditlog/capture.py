@@ -175,7 +175,7 @@ def after_flush(session: Session, flush_context: UOWTransaction) -> None:
 
     # one time and one id sequence for the whole flush, read-back changes included
     now = dt.datetime.now(dt.timezone.utc)
-    ids = ulid_stream(now)
+    ids = ulid_stream(now, len(audited))  # at most one entry per audited object
     plans = {plan for _, _, plan in audited}
     write_changes(session, changes(), plans, len(audited), at=now, ids=ids)
     completed: list[Change] = []

@@ -161,7 +161,8 @@ def write_changes(
         return 0
     ctx = current_context()
     now = at or dt.datetime.now(dt.timezone.utc)
-    ids = ids or ulid_stream(now)
+    if ids is None:
+        ids = ulid_stream(now, count)
     txid = transaction_id(session)
     # Connections and content type ids first: nothing else may run on a connection while its
     # rows stream, and the rows are built during the stream.
