@@ -94,11 +94,8 @@ def before_flush(session: Session, flush_context: UOWTransaction, instances: Any
 def _before(state: InstanceState[Any], snapshot: Values | None, plan: Plan) -> Values:
     """Values of the recorded attributes before this flush."""
     source = snapshot if snapshot is not None else before_values(state)
-    out = {key: source.get(key) for key in plan.keys}
-    for key, value in out.items():
-        if value is NO_VALUE:
-            out[key] = None
-    return out
+    get = source.get
+    return {key: None if (value := get(key)) is NO_VALUE else value for key in plan.keys}
 
 
 def _collections_changed(
@@ -141,21 +138,25 @@ def after_flush(session: Session, flush_context: UOWTransaction) -> None:
                 )
                 continue
             current = state.dict
-            expired = state.expired_attributes
-            after: Values = {}
+            after: Values
             reload: set[str] = set()  # set by the database during the flush
             unloaded: set[str] = set()  # never loaded and unchanged: the same on both sides
-            for key in plan.keys:
-                if key in current:
-                    after[key] = current[key]
-                elif key in expired:
-                    reload.add(key)
-                elif snapshot is not None and key in snapshot:
-                    after[key] = snapshot[key]
-                elif state.key is not None:
-                    unloaded.add(key)
-                else:
-                    after[key] = None  # a new object's attribute that was never set
+            if plan.keys.issubset(current):  # the usual case: every recorded value is held
+                after = {key: current[key] for key in plan.keys}
+            else:
+                after = {}
+                expired = state.expired_attributes
+                for key in plan.keys:
+                    if key in current:
+                        after[key] = current[key]
+                    elif key in expired:
+                        reload.add(key)
+                    elif snapshot is not None and key in snapshot:
+                        after[key] = snapshot[key]
+                    elif state.key is not None:
+                        unloaded.add(key)
+                    else:
+                        after[key] = None  # a new object's attribute that was never set
             if state.key is None:
                 for key, _ in plan.collections:
                     after[key] = current.get(key)

@@ -48,10 +48,10 @@ def _float(value: float) -> Any:
 def _datetime(value: dt.datetime) -> str:
     offset = value.utcoffset()
     if offset is None:
-        return value.isoformat()
+        return dt.datetime.isoformat(value)
     if offset:
         value = value.astimezone(_UTC)
-    return value.replace(tzinfo=None).isoformat() + "Z"
+    return dt.datetime.isoformat(value)[:-6] + "Z"  # "+00:00" becomes "Z"
 
 
 def _bytes(value: bytes | bytearray | memoryview) -> str:
@@ -159,8 +159,12 @@ def encode_value(value: Any) -> Any:
 
 
 def _naive_is_utc(value: Any) -> Any:
-    if type(value) is dt.datetime and value.tzinfo is None:
-        return value.isoformat() + "Z"
+    if type(value) is dt.datetime:
+        zone = value.tzinfo
+        if zone is None:
+            return value.isoformat() + "Z"
+        if zone is _UTC and _BY_TYPE[dt.datetime] is _datetime:  # not when one is registered
+            return value.isoformat()[:-6] + "Z"
     return encode_value(value)
 
 

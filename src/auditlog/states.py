@@ -75,14 +75,15 @@ def before_values(state: InstanceState[Any]) -> Values:
 
 def missing_before(plan: Plan, state: InstanceState[Any], before: Values) -> set[str]:
     """Recorded columns whose value before the flush SQLAlchemy does not hold."""
+    keys = plan.keys
+    missing = set(keys.difference(before))
     current = state.dict
-    committed = state.committed_state
-    missing = set()
-    for key in plan.keys:
-        value = before.get(key, NO_VALUE)
+    for key, value in state.committed_state.items():  # the attributes changed since the load
+        if key not in keys:
+            continue
         if value is NO_VALUE:
             missing.add(key)
-        elif key in committed and value is current.get(key) and isinstance(value, (dict, list)):
+        elif value is current.get(key) and isinstance(value, (dict, list)):
             missing.add(key)  # a mutable JSON value changed in place: the old one is in the row
     return missing
 
