@@ -8,10 +8,15 @@ The same rows written through each path must read back the same, value for value
 from __future__ import annotations
 
 import datetime as dt
+import json
+import uuid
+from decimal import Decimal
 from typing import Any
 
+import hypothesis
 import pytest
 import sqlalchemy as sa
+from hypothesis import strategies as st
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -248,3 +253,99 @@ def test_a_flush_with_read_back_values_keeps_one_time_and_increasing_ids(
     assert len({e.timestamp for e in rows}) == 1
     assert [e.id for e in rows] == sorted(e.id for e in rows)
     assert len({e.id for e in rows}) == len(rows)
+
+
+# JSON documents: orjson (the ``fast`` extra) where installed, the standard library otherwise.
+# Both must store the same documents.
+
+_orjson_dumps = writer._orjson()
+_DOCUMENT = {
+    "text": 'Zoë \u2603 \U0001f600 "quoted" \\ \t\n',
+    "numbers": [0, -7, 2**63 - 1, 0.1, -2.5, 1e-07, 123456.789],
+    "nested": {"a": [1, {"b": [None, True, False, []]}], "empty": {}},
+    "int_keys": {1: "one", 20: "twenty"},
+    "decimal": Decimal("1.10"),
+    "moment": dt.datetime(2024, 5, 6, 7, 8, 9, 10, tzinfo=dt.timezone.utc),
+    "naive": dt.datetime(2024, 5, 6, 7, 8, 9),
+    "day": dt.date(2024, 5, 6),
+    "uuid": uuid.UUID("12345678-1234-5678-1234-567812345678"),
+}
+
+
+@pytest.fixture(params=["stdlib", "orjson"])
+def json_encoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with each encoder as the one documents are written with."""
+    if request.param == "orjson":
+        assert _orjson_dumps is not None, "orjson is part of the test dependencies"
+        monkeypatch.setattr(writer, "_dumps", _orjson_dumps)
+    else:
+        monkeypatch.setattr(writer, "_dumps", writer._stdlib_dumps)
+    return str(request.param)
+
+
+def test_orjson_is_the_encoder_where_it_is_installed() -> None:
+    assert _orjson_dumps is not None
+    assert writer._dumps.__name__ == "orjson_dumps"
+
+
+@pytest.mark.parametrize("count", [1, writer.COPY_THRESHOLD + 1])
+def test_both_json_encoders_store_the_same_documents(
+    conn: Connection, json_encoder: str, count: int
+) -> None:
+    """What each encoder stores reads back as the standard library's document, on every path:
+    including integers beyond 64 bits, which orjson refuses and hands back."""
+    rows = _rows(conn, count)
+    for i, row in enumerate(rows):
+        row["before_state"] = dict(_DOCUMENT, big=2**70 + i) if i % 2 else None
+        row["after_state"] = dict(_DOCUMENT, n=i)
+    writer.insert_rows(conn, rows)
+    stored = _stored(conn)
+    assert len(stored) == count
+    for row, back in zip(rows, stored, strict=True):
+        assert back["after_state"] == json.loads(writer._stdlib_dumps(row["after_state"]))
+        if row["before_state"] is not None:
+            assert back["before_state"]["big"] == row["before_state"]["big"]
+            assert back["before_state"] == json.loads(writer._stdlib_dumps(row["before_state"]))
+
+
+def test_orjson_hands_what_it_refuses_to_the_standard_library() -> None:
+    assert _orjson_dumps is not None
+    for value in ({"big": -(2**64)}, {"lone": "\ud800"}, {"deep": _nested(300)}):
+        assert _orjson_dumps(value) == writer._stdlib_dumps(value)
+
+
+def test_an_encoder_error_is_the_same_with_both() -> None:
+    """A value the library cannot encode fails the same way, whichever encoder runs."""
+    assert _orjson_dumps is not None
+    auditlog.register_type(_Tally, encode=_encode_tally, decode=_Tally)
+    for dumps in (_orjson_dumps, writer._stdlib_dumps):
+        assert json.loads(dumps({"t": _Tally(3)})) == {"t": 3}
+        with pytest.raises(ValueError, match="13 cannot be recorded"):
+            dumps({"t": _Tally(13)})
+
+
+def _nested(depth: int) -> Any:
+    value: Any = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(max_size=5) | st.integers(), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@hypothesis.given(_json_values)
+def test_both_json_encoders_write_the_same_value(value: Any) -> None:
+    assert _orjson_dumps is not None
+    assert json.loads(_orjson_dumps(value)) == json.loads(writer._stdlib_dumps(value))

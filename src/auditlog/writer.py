@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import sqlalchemy as sa
@@ -38,7 +38,33 @@ _JSON_COLUMNS = frozenset({"before_state", "after_state", "changed_fields", "ext
 _JSON_AT = tuple(i for i, name in enumerate(_COLUMNS) if name in _JSON_COLUMNS)
 _TIMESTAMP_AT = _COLUMNS.index("timestamp")
 #: One encoder for every document: ``json.dumps`` with options builds a new one per call.
-_dumps = json.JSONEncoder(default=encode_value, separators=(",", ":")).encode
+_stdlib_dumps = json.JSONEncoder(default=encode_value, separators=(",", ":")).encode
+
+
+def _orjson() -> Callable[[Any], str] | None:
+    """orjson's encoder where it is installed (the ``fast`` extra), falling back to the standard
+    library for what orjson refuses: integers beyond 64 bits, unpaired surrogates, nesting
+    deeper than 254. Other types go to ``encode_value`` on both, as do datetimes and dataclasses."""
+    try:
+        import orjson
+    except ImportError:
+        return None
+    dumps, refused = orjson.dumps, orjson.JSONEncodeError
+    options = (
+        orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+    )
+
+    def orjson_dumps(value: Any) -> str:
+        try:
+            return dumps(value, default=encode_value, option=options).decode()
+        except refused:
+            return _stdlib_dumps(value)
+
+    return orjson_dumps
+
+
+#: The JSON encoder of every document: orjson's where it is installed, else the standard library's.
+_dumps: Callable[[Any], str] = _orjson() or _stdlib_dumps
 
 
 def _copy_statement(connection: Connection) -> str:
