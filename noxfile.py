@@ -64,7 +64,7 @@ def bench(session: nox.Session) -> None:
     # The compared libraries live in this environment only, never in the project's dependencies.
     session.install(
         "-e",
-        ".",
+        ".[fast]",
         "sqlalchemy>=2.0.30,<2.1",
         "psycopg[binary]>=3.1",
         "pymysql>=1.1",

@@ -19,7 +19,9 @@ from .report import PHASES, Table, summarise
 from .variants import POSTGRESQL_ONLY
 
 TASKS = ("write", "flush", "bulk", "memory", "reads", "profile")
-COMPARABLE = ("continuum", "trigger", "audit-trail")
+COMPARABLE = ("continuum", "trigger", "audit-trail", "stdlib-json")
+#: compared by default; stdlib-json (auditlog without orjson) only when asked for
+DEFAULT_COMPARE = ("continuum", "trigger", "audit-trail")
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -57,9 +59,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--compare",
         type=_csv(COMPARABLE, extra=("none",)),
-        default=list(COMPARABLE),
+        default=list(DEFAULT_COMPARE),
         help="libraries run side by side: continuum, trigger, audit-trail, or none "
-        "(trigger and audit-trail on PostgreSQL only; default: all three)",
+        "(trigger and audit-trail on PostgreSQL only; default: all three); stdlib-json adds "
+        "auditlog writing its JSON with the standard library instead of orjson",
     )
     parser.add_argument("--rows", type=int, default=10_000, help="rows of the write workload")
     parser.add_argument("--batch", type=int, default=1_000, help="rows per commit (default 1000)")

@@ -5,7 +5,10 @@ them), and differs only in what records its changes:
 
 - ``plain``: nothing, the baseline;
 - ``auditlog``: this library, ``register`` + ``enable`` on the run's sessionmaker, inside an
-  ``audit_context`` carrying a user, a tenant, an address and a user agent;
+  ``audit_context`` carrying a user, a tenant, an address and a user agent; its JSON is written
+  by orjson (the ``fast`` extra, installed in the benchmark environment);
+- ``stdlib-json`` (only with ``--compare stdlib-json``): the same, with the standard library's
+  JSON encoder, as installed without the extra;
 - ``continuum``: SQLAlchemy-Continuum 2.0 (``make_versioned``, ``__versioned__ = {}``,
   ``configure_mappers``), one version row and one transaction row per change;
 - ``trigger`` (PostgreSQL): no Python at all, an ``AFTER ... FOR EACH ROW`` trigger writing
@@ -20,6 +23,7 @@ up in its own process (see ``worker.py``) and nothing is imported before it is n
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +36,7 @@ from sqlalchemy.orm import DeclarativeBase, mapped_column, sessionmaker
 
 __all__ = ["POSTGRESQL_ONLY", "VARIANTS", "Setup", "item_values", "set_up"]
 
-VARIANTS = ("plain", "auditlog", "continuum", "trigger", "audit-trail")
+VARIANTS = ("plain", "auditlog", "stdlib-json", "continuum", "trigger", "audit-trail")
 POSTGRESQL_ONLY = frozenset({"trigger", "audit-trail"})
 
 TABLE = "bench_item"
@@ -135,6 +139,14 @@ def _auditlog(engine: Engine) -> Setup:
     )
 
 
+def _stdlib_json(engine: Engine) -> Setup:
+    """auditlog with the standard library's JSON encoder, as installed without the fast extra."""
+    from auditlog import writer
+
+    writer._dumps = writer._stdlib_dumps
+    return dataclasses.replace(_auditlog(engine), variant="stdlib-json")
+
+
 def _continuum(engine: Engine) -> Setup:
     from sqlalchemy_continuum import make_versioned
 
@@ -224,6 +236,7 @@ def _audit_trail(engine: Engine) -> Setup:
 _SETUPS: dict[str, Callable[[Engine], Setup]] = {
     "plain": _plain,
     "auditlog": _auditlog,
+    "stdlib-json": _stdlib_json,
     "continuum": _continuum,
     "trigger": _trigger,
     "audit-trail": _audit_trail,
