@@ -349,3 +349,34 @@ _json_values = st.recursive(
 def test_both_json_encoders_write_the_same_value(value: Any) -> None:
     assert _orjson_dumps is not None
     assert json.loads(_orjson_dumps(value)) == json.loads(writer._stdlib_dumps(value))
+
+
+def test_a_flush_whose_entries_all_wait_for_read_back_opens_no_empty_copy(
+    engine: Engine, Session_: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An update of an Article sets ``revision`` in the database, so each entry waits for the
+    value: the flush's first write has no rows and must not open a COPY for nothing."""
+    from .models import Article
+
+    auditlog.register(Article)
+    count = writer.COPY_THRESHOLD + 2
+    with Session_.begin() as session:
+        session.add_all([Article(title=f"a{i}", price=i) for i in range(count)])
+    copies: list[int] = []
+    original = writer._copy
+
+    def counting_copy(connection: Connection, rows: Any) -> int:
+        written = original(connection, rows)
+        copies.append(written)
+        return written
+
+    monkeypatch.setattr(writer, "_copy", counting_copy)
+    with Session_.begin() as session:
+        for article in session.scalars(sa.select(Article)):
+            article.price += 100
+    updates = [e for e in entries(engine) if e.action_type == "update"]
+    assert sorted(e.after_state["price"] for e in updates) == list(range(100, 100 + count))
+    assert {(e.before_state["revision"], e.after_state["revision"]) for e in updates} == {(0, 1)}
+    with engine.connect() as connection:
+        can_copy = writer._can_copy(connection)
+    assert copies == ([count] if can_copy else [])  # one COPY, of the read-back entries

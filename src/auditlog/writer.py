@@ -17,6 +17,7 @@ checks that the paths store identical rows.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import weakref
 from collections.abc import Callable, Iterable
@@ -192,7 +193,11 @@ def insert_rows(
         rows = list(rows)
         count = len(rows)
     if count >= COPY_THRESHOLD and _can_copy(connection):
-        return _copy(connection, rows)
+        rows = iter(rows)
+        first = next(rows, None)  # none at all (every change read back later): no empty COPY
+        if first is None:
+            return 0
+        return _copy(connection, itertools.chain((first,), rows))
     batch = list(rows)
     if not batch:
         return 0
