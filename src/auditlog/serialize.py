@@ -48,7 +48,7 @@ def _float(value: float) -> Any:
 def _datetime(value: dt.datetime) -> str:
     offset = value.utcoffset()
     if offset is None:
-        return dt.datetime.isoformat(value)
+        return value.isoformat()
     if offset:
         value = value.astimezone(_UTC)
     return dt.datetime.isoformat(value)[:-6] + "Z"  # "+00:00" becomes "Z"
