@@ -373,6 +373,27 @@ def _entries(rows: Any) -> list[AuditLogEntry]:
     return [AuditLogEntry.model_validate(dict(row)) for row in rows]
 
 
+def _page(
+    session: Session, keys: Stmt, order: tuple[Any, ...], limit: int, offset: int = 0
+) -> list[AuditLogEntry]:
+    """The entries of one page: ``keys`` (a SELECT of ``audit_log.id`` with the page's WHERE
+    clause) in ``order``, ``limit`` rows from ``offset``.
+
+    On MariaDB and MySQL the page's ids are found first, in a derived table, and the entries
+    joined to them: the ids come from the filter's index alone, which the optimizer then seeks
+    as a range, where for the whole rows it reads the tenant's entries from the newest one
+    (65 ms instead of under 1 ms for a cursor page 1,000 deep at 40,000 entries).
+    """
+    keys = keys.order_by(*order).limit(limit).offset(offset or None)
+    if _dialect(session) in {"mysql", "mariadb"}:
+        found = keys.subquery("page_keys")
+        stmt = sa.select(*_ENTRY_COLUMNS).select_from(_t.join(found, _t.c.id == found.c.id))
+        stmt = stmt.order_by(*order)
+    else:
+        stmt = keys.with_only_columns(*_ENTRY_COLUMNS)
+    return _entries(session.execute(stmt).mappings())
+
+
 def _numbered_page(session: Session, q: HistoryQuery) -> HistoryPage:
     count = session.execute(
         apply_filters(sa.select(sa.func.count()).select_from(_t), q)
@@ -380,8 +401,8 @@ def _numbered_page(session: Session, q: HistoryQuery) -> HistoryPage:
     offset = (q.page - 1) * q.page_size
     results: list[AuditLogEntry] = []
     if offset < count:  # a page beyond the last is empty: no need to ask
-        stmt = apply_filters(sa.select(*_ENTRY_COLUMNS), q).order_by(*_NEWEST_FIRST)
-        results = _entries(session.execute(stmt.limit(q.page_size).offset(offset)).mappings())
+        keys = apply_filters(sa.select(_t.c.id), q)
+        results = _page(session, keys, _NEWEST_FIRST, q.page_size, offset)
     total_pages = max(1, math.ceil(count / q.page_size))
     has_next = q.page < total_pages
     has_previous = q.page > 1
@@ -402,12 +423,12 @@ def _dialect(session: Session) -> str:
 
 
 def _cursor_page(session: Session, q: CursorQuery) -> CursorPage:
-    stmt = apply_filters(sa.select(*_ENTRY_COLUMNS), q)
+    keys = apply_filters(sa.select(_t.c.id), q)
     forward = q.cursor is None or q.cursor.direction == "next"
     if q.cursor is not None:
-        stmt = beyond(stmt, q.cursor, _dialect(session))
-    stmt = stmt.order_by(*(_NEWEST_FIRST if forward else _OLDEST_FIRST)).limit(q.page_size + 1)
-    results = _entries(session.execute(stmt).mappings())
+        keys = beyond(keys, q.cursor, _dialect(session))
+    order = _NEWEST_FIRST if forward else _OLDEST_FIRST
+    results = _page(session, keys, order, q.page_size + 1)
     more = len(results) > q.page_size  # one row past the page says whether another page exists
     del results[q.page_size :]
     if not forward:
