@@ -374,18 +374,25 @@ def _entries(rows: Any) -> list[AuditLogEntry]:
 
 
 def _page(
-    session: Session, keys: Stmt, order: tuple[Any, ...], limit: int, offset: int = 0
+    session: Session,
+    keys: Stmt,
+    order: tuple[Any, ...],
+    limit: int,
+    offset: int = 0,
+    *,
+    deep: bool,
 ) -> list[AuditLogEntry]:
     """The entries of one page: ``keys`` (a SELECT of ``audit_log.id`` with the page's WHERE
     clause) in ``order``, ``limit`` rows from ``offset``.
 
-    On MariaDB and MySQL the page's ids are found first, in a derived table, and the entries
-    joined to them: the ids come from the filter's index alone, which the optimizer then seeks
-    as a range, where for the whole rows it reads the tenant's entries from the newest one
-    (65 ms instead of under 1 ms for a cursor page 1,000 deep at 40,000 entries).
+    On MariaDB and MySQL a ``deep`` page (past a cursor, or at an offset) finds its ids first,
+    in a derived table, and joins the entries to them: the ids come from the filter's index
+    alone, which the optimizer seeks as a range, where for whole rows it reads the tenant's
+    entries from the newest one (a cursor page 1,000 deep in 40,000 entries: 4 ms instead of
+    66). The first page reads its rows directly, which is a millisecond faster there.
     """
     keys = keys.order_by(*order).limit(limit).offset(offset or None)
-    if _dialect(session) in {"mysql", "mariadb"}:
+    if deep and _dialect(session) in {"mysql", "mariadb"}:
         found = keys.subquery("page_keys")
         stmt = sa.select(*_ENTRY_COLUMNS).select_from(_t.join(found, _t.c.id == found.c.id))
         stmt = stmt.order_by(*order)
@@ -402,7 +409,7 @@ def _numbered_page(session: Session, q: HistoryQuery) -> HistoryPage:
     results: list[AuditLogEntry] = []
     if offset < count:  # a page beyond the last is empty: no need to ask
         keys = apply_filters(sa.select(_t.c.id), q)
-        results = _page(session, keys, _NEWEST_FIRST, q.page_size, offset)
+        results = _page(session, keys, _NEWEST_FIRST, q.page_size, offset, deep=offset > 0)
     total_pages = max(1, math.ceil(count / q.page_size))
     has_next = q.page < total_pages
     has_previous = q.page > 1
@@ -428,7 +435,7 @@ def _cursor_page(session: Session, q: CursorQuery) -> CursorPage:
     if q.cursor is not None:
         keys = beyond(keys, q.cursor, _dialect(session))
     order = _NEWEST_FIRST if forward else _OLDEST_FIRST
-    results = _page(session, keys, order, q.page_size + 1)
+    results = _page(session, keys, order, q.page_size + 1, deep=q.cursor is not None)
     more = len(results) > q.page_size  # one row past the page says whether another page exists
     del results[q.page_size :]
     if not forward:
