@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 import auditlog
-from auditlog import AuditLog
+from auditlog import AuditLog, ContentType, content_types
 
 from .helpers import actions, entries
 from .models import Customer, Loan, Membership, Truck, Vehicle
@@ -135,6 +135,32 @@ def test_excluded_change_alone_is_no_entry(engine: Engine, Session_: sessionmake
     (create,) = entries(engine)
     assert create.after_state is not None
     assert "email" not in create.after_state
+
+
+def test_a_flush_that_records_nothing_creates_no_content_type(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    """An update of excluded attributes only writes no entry, and so needs no content type:
+    none is looked up or created until the model has an entry to write."""
+    name = f"{Customer.__module__}.{Customer.__qualname__}"
+    has_content_type = sa.select(sa.func.count()).where(ContentType.name == name)
+    with engine.begin() as conn:
+        conn.execute(sa.delete(ContentType).where(ContentType.name == name))  # earlier tests'
+        conn.execute(sa.insert(Customer), [{"id": i, "name": f"c{i}"} for i in (1, 2)])
+    content_types.clear_cache()
+    auditlog.register(Customer, exclude={"email"})
+    with Session_.begin() as session:
+        for customer in session.scalars(sa.select(Customer)):
+            customer.email = "new@example.com"
+    with engine.connect() as conn:
+        assert conn.scalar(has_content_type) == 0
+    assert entries(engine) == []
+    with Session_.begin() as session:
+        session.get_one(Customer, 1).name = "renamed"
+    (update,) = entries(engine)
+    with engine.connect() as conn:
+        assert conn.scalar(has_content_type) == 1
+    assert update.changed_fields == ["name"]
 
 
 def test_include_limits_recorded_attributes(

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from .models import content_type_table
 from .registry import Plan
 
-__all__ = ["clear_cache", "content_type_id"]
+__all__ = ["clear_cache", "content_type_id", "known_id"]
 
 _table = content_type_table
 _committed: WeakKeyDictionary[Engine, dict[str, int]] = WeakKeyDictionary()
@@ -82,6 +82,15 @@ def _pending(connection: Connection) -> dict[str, int]:
     else:
         connection.info.pop(_PENDING, None)
     return fresh
+
+
+def known_id(connection: Connection, plan: Plan) -> int | None:
+    """``plan``'s id where this process already holds it for ``connection``, without a query."""
+    name = plan.content_type_name
+    committed = _committed.get(connection.engine)
+    if committed is not None and name in committed:
+        return committed[name]
+    return _pending(connection).get(name)
 
 
 def content_type_id(session: Session, connection: Connection, plan: Plan) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,14 +105,14 @@ def _row(ctx: AuditContext, extra: Any, content_type: int, change: Change) -> Va
 
 def _entries(
     changes: Iterable[Change],
-    targets: dict[Plan, tuple[Connection, int]],
+    content_type: Callable[[Plan], int],
     ctx: AuditContext,
     at: dt.datetime,
     txid: bytes,
     ids: Iterator[bytes],
-) -> Iterator[Values]:
-    """The row of each change, built when asked for (an update that changed nothing recorded
-    has none)."""
+) -> Iterator[tuple[Plan, Values]]:
+    """The row of each change with its plan, built when asked for (an update that changed
+    nothing recorded has none)."""
     extra = encode_value(dict(ctx.extra)) if ctx.extra else None
     for change in changes:
         plan = change.plan
@@ -127,14 +127,14 @@ def _entries(
         else:
             before = None if change.before is None else _encode(plan, change.before)
             after = None if change.after is None else _encode(plan, change.after)
-        row = _row(ctx, extra, targets[plan][1], change)
+        row = _row(ctx, extra, content_type(plan), change)
         row["before_state"] = before
         row["after_state"] = after
         row["changed_fields"] = changed
         row["transaction_id"] = txid
         row["timestamp"] = at
         row["id"] = next(ids)
-        yield row
+        yield plan, row
 
 
 def write_changes(
@@ -164,25 +164,32 @@ def write_changes(
     if ids is None:
         ids = ulid_stream(now, count)
     txid = transaction_id(session)
-    # Connections and content type ids first: nothing else may run on a connection while its
-    # rows stream, and the rows are built during the stream.
-    targets: dict[Plan, tuple[Connection, int]] = {}
-    for plan in plans:
-        connection = session.connection(bind_arguments={"mapper": plan.mapper})
-        targets[plan] = (connection, content_types.content_type_id(session, connection, plan))
-    connections = {connection for connection, _ in targets.values()}
-    if len(connections) == 1:
-        (connection,) = connections
-        return insert_rows(connection, _entries(changes, targets, ctx, now, txid, ids), count)
-    by_connection: dict[Connection, list[Change]] = {}
-    for change in changes:
-        by_connection.setdefault(targets[change.plan][0], []).append(change)
-    written = 0
-    for connection, group in by_connection.items():
-        written += insert_rows(
-            connection, _entries(group, targets, ctx, now, txid, ids), len(group)
-        )
-    return written
+    connections = {
+        plan: session.connection(bind_arguments={"mapper": plan.mapper}) for plan in plans
+    }
+    known = {
+        plan: content_types.known_id(connection, plan) for plan, connection in connections.items()
+    }
+
+    def content_type(plan: Plan) -> int:
+        found = known[plan]
+        if found is None:  # the model's first entry here: looked up (or created) only now
+            found = known[plan] = content_types.content_type_id(session, connections[plan], plan)
+        return found
+
+    entries = _entries(changes, content_type, ctx, now, txid, ids)
+    targets = set(connections.values())
+    if len(targets) == 1 and None not in known.values():
+        # The usual case: the rows (and the changes) are built while they are written, so that
+        # on PostgreSQL the Python work overlaps the server's. Nothing else may run on the
+        # connection meanwhile, hence the content type ids known beforehand.
+        (connection,) = targets
+        return insert_rows(connection, (row for _, row in entries), count)
+    # A content type to look up, or several databases: the rows first, then a write for each.
+    by_connection: dict[Connection, list[Values]] = {}
+    for plan, row in entries:
+        by_connection.setdefault(connections[plan], []).append(row)
+    return sum(insert_rows(connection, rows) for connection, rows in by_connection.items())
 
 
 async def log_access_async(session: AsyncSession, obj: Any) -> str:
