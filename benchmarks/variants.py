@@ -141,9 +141,9 @@ def _auditlog(engine: Engine) -> Setup:
 
 def _stdlib_json(engine: Engine) -> Setup:
     """auditlog with the standard library's JSON encoder, as installed without the fast extra."""
-    from auditlog import writer
+    from auditlog import serialize
 
-    writer._dumps = writer._stdlib_dumps
+    serialize.dumps = serialize.stdlib_dumps
     return dataclasses.replace(_auditlog(engine), variant="stdlib-json")
 
 

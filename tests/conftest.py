@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 import auditlog
-from auditlog import capture, registry
+from auditlog import capture
 
 from .backends import BACKENDS, IN_CI, selected_backends, server_url
 from .models import Base
@@ -90,10 +90,9 @@ def Session_(engine: Engine) -> sessionmaker[Session]:
 
 @pytest.fixture(autouse=True)
 def _reset_auditlog() -> Iterator[None]:
-    """Every test starts with no registered models, no enabled sessions and no context."""
+    """Every test starts with no registered models, no listeners and no cached content types."""
     yield
-    capture.disable_all()
-    registry.clear()
+    capture.reset()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

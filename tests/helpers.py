@@ -6,8 +6,12 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import sessionmaker
 
+import auditlog
 from auditlog import AuditLog
+
+from .models import Customer
 
 
 def entries(engine: Engine, **filters: Any) -> list[AuditLog]:
@@ -20,3 +24,56 @@ def entries(engine: Engine, **filters: Any) -> list[AuditLog]:
 def actions(engine: Engine) -> list[tuple[str, str]]:
     """(action_type, object_id) of every entry, oldest first."""
     return [(e.action_type, e.object_id) for e in entries(engine)]
+
+
+# --- a small history, as the HTTP and command-line tests read it ----------------------------
+
+TENANT_A = "6f1c2a9e-0c4b-4f4e-9a51-3f3b1e7d2a0a"
+TENANT_B = "d3b07384-d9a0-4c3f-8b1e-7d5e0f6a2b0b"
+TOKENS = {"token-a": TENANT_A, "token-b": TENANT_B}
+AUTH_A = {"Authorization": "Bearer token-a"}
+AUTH_B = {"Authorization": "Bearer token-b"}
+PAGE_KEYS = [
+    "count", "total_pages", "current_page", "has_previous", "has_next", "previous_page",
+    "next_page", "results",
+]  # fmt: skip
+ENTRY_KEYS = {
+    "id", "tenant_id", "user_id", "created_by", "action_type", "timestamp", "ip_address",
+    "user_agent", "object_id", "before_state", "after_state", "content_type",
+}  # fmt: skip
+
+
+def seed_history(engine: Engine) -> None:
+    """Real audited writes: tenant A has 3 creates, 1 update, 1 delete; tenant B has 2 creates."""
+    auditlog.register(Customer)
+    maker = sessionmaker(engine, expire_on_commit=False)
+    auditlog.enable(maker)
+    alice = auditlog.audit_context(
+        tenant_id=TENANT_A, user_id="alice", ip_address="10.0.0.1", user_agent="pytest/1"
+    )
+    with alice, maker.begin() as session:
+        session.add_all(
+            [Customer(id=i, tenant_id=TENANT_A, name=f"customer {i}") for i in (1, 2, 3)]
+        )
+    with auditlog.audit_context(tenant_id=TENANT_A, user_id="bob", ip_address="2001:db8::1"):
+        with maker.begin() as session:
+            session.get_one(Customer, 1).name = "Ada"
+        with maker.begin() as session:
+            session.delete(session.get_one(Customer, 3))
+    carol = auditlog.audit_context(tenant_id=TENANT_B, user_id="carol", ip_address="10.0.0.2")
+    with carol, maker.begin() as session:
+        session.add_all([Customer(id=i, tenant_id=TENANT_B, name=f"b{i}") for i in (10, 11)])
+
+
+def assert_history_page(body: dict[str, Any]) -> None:
+    """The body has exactly the page keys and entry keys of GET /history/, with their types."""
+    assert list(body) == PAGE_KEYS
+    assert isinstance(body["count"], int)
+    for entry in body["results"]:
+        assert set(entry) == ENTRY_KEYS
+        assert len(entry["id"]) == 26
+        assert entry["created_by"] == entry["user_id"]
+        assert entry["action_type"] in {"create", "update", "delete", "access"}
+        assert entry["timestamp"].endswith("Z")
+        assert isinstance(entry["content_type"], int)
+        assert isinstance(entry["user_agent"], str)

@@ -6,9 +6,15 @@ same transaction; ``query_history`` reads them back in the shape of the ``GET /h
 
 from __future__ import annotations
 
-from .capture import disable, enable
+from .capture import (
+    UnauditedWriteWarning,
+    disable,
+    enable,
+    log_access,
+    log_access_async,
+    warn_unaudited_writes,
+)
 from .context import AuditContext, audit_context, current_context, update_context
-from .entries import log_access, log_access_async
 from .exceptions import (
     AuditLogError,
     CaptureError,
@@ -16,16 +22,17 @@ from .exceptions import (
     ContextError,
     InvalidQueryError,
 )
-from .guard import UnauditedWriteWarning, warn_unaudited_writes
 from .models import AuditLog, ContentType, create_tables, metadata
 from .query import (
+    AuditLogEntry,
+    CursorPage,
+    HistoryPage,
     query_history,
     query_history_async,
     query_history_cursor,
     query_history_cursor_async,
 )
 from .registry import MASKED, is_registered, register, unregister
-from .schemas import AuditLogEntry, CursorPage, HistoryPage
 from .serialize import decode_state, register_type
 
 __all__ = [

@@ -13,7 +13,7 @@ Storage choices, portable across SQLite, PostgreSQL and MariaDB:
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, cast
+from typing import Any, Literal, cast, get_args
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql
@@ -23,6 +23,8 @@ from ulid import ULID
 
 __all__ = [
     "ACTION_TYPES",
+    "MAX_ID",
+    "ActionType",
     "AuditLog",
     "ContentType",
     "audit_log_table",
@@ -31,7 +33,11 @@ __all__ = [
     "metadata",
 ]
 
-ACTION_TYPES = ("create", "update", "delete", "access")
+#: What an entry records: a change (create, update, delete), or a read (access).
+ActionType = Literal["create", "update", "delete", "access"]
+ACTION_TYPES: tuple[ActionType, ...] = get_args(ActionType)
+#: The largest integer id (content types, page numbers): 32 bits on every backend.
+MAX_ID = 2**31 - 1
 
 metadata = sa.MetaData()
 
@@ -168,10 +174,9 @@ class AuditLog(_Base):
 
     __table_args__ = (
         sa.CheckConstraint(
-            "action_type IN ('create', 'update', 'delete', 'access')",
-            name="ck_audit_log_action_type",
+            sa.column("action_type").in_(ACTION_TYPES), name="ck_audit_log_action_type"
         ),
-        # Each seed filter but object_id, scoped by tenant, read newest first (timestamp, id).
+        # Each filter but object_id, scoped by tenant, read newest first (timestamp, id).
         sa.Index("ix_audit_log_tenant_time", "tenant_id", "timestamp", "id"),
         sa.Index("ix_audit_log_tenant_user", "tenant_id", "user_id", "timestamp", "id"),
         sa.Index("ix_audit_log_tenant_ip", "tenant_id", "ip_address", "timestamp", "id"),

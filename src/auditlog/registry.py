@@ -1,19 +1,23 @@
 """Which models are audited, and how: ``include`` / ``exclude`` / ``mask`` per registered class.
 
-A registration covers the class and its mapped subclasses. For each mapper met at flush time a
-:class:`Plan` is compiled once (recorded keys, their encoders, primary key attributes) and cached,
-so the flush path only does dictionary lookups.
+One :class:`Registry` owns the registrations and everything derived from them: the compiled
+:class:`Plan` of each mapper met at flush time, the plan of each table a Core statement writes,
+the set of audited tables. Every derived cache is dropped together whenever a registration
+changes, and :meth:`Registry.reset` forgets everything, so nothing can go stale on its own.
+The module functions (:func:`register`, :func:`plan_for`, ...) act on the one registry of the
+process.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
 import sqlalchemy as sa
 from sqlalchemy.exc import NoInspectionAvailable
 from sqlalchemy.orm import ColumnProperty, Mapper, RelationshipProperty
+from sqlalchemy.orm.exc import UnmappedColumnError
 from sqlalchemy.orm.interfaces import MANYTOMANY, ONETOMANY
 from sqlalchemy.schema import Column
 
@@ -24,16 +28,16 @@ __all__ = [
     "MASKED",
     "ModelConfig",
     "Plan",
+    "Registry",
     "audited_tables",
     "cascades_deletes",
-    "clear",
     "default_plan",
     "is_registered",
     "pk_keys_of",
     "plan_for",
     "register",
-    "registered_mappers",
-    "registry_version",
+    "registry",
+    "table_plan",
     "unregister",
 ]
 
@@ -67,10 +71,34 @@ class Plan:
     pk_keys: tuple[str, ...]
     #: attribute key -> Column, for batched loads of values SQLAlchemy does not hold
     columns: dict[str, Column[Any]]
+    #: key of a column of the mapped table (as Core parameters name it) -> attribute key
+    column_keys: dict[str, str] = field(repr=False)
 
+    @property
+    def label(self) -> str:
+        """The class name, for messages."""
+        return self.mapper.class_.__name__
 
-_configs: dict[type, ModelConfig] = {}
-_plans: dict[Mapper[Any], Plan | None] = {}
+    def attribute_key(self, key: Any) -> str:
+        """A key of ``.values()`` or of a parameter set (an attribute, a column, or the name of
+        either) as the mapped attribute name, which states and primary keys are keyed by."""
+        column = key if isinstance(key, sa.Column) else getattr(key, "expression", None)
+        if isinstance(column, sa.Column):
+            try:
+                return str(self.mapper.get_property_by_column(column).key)
+            except UnmappedColumnError:  # not a column of this mapper
+                return str(column.key)
+        name = str(getattr(key, "key", key))
+        if name in self.mapper.attrs:
+            return name
+        return self.column_keys.get(name, name)
+
+    def identity(self, values: dict[str, Any]) -> tuple[Any, ...] | None:
+        """The primary key in ``values`` (keyed by attribute name), or None when incomplete."""
+        try:
+            return tuple(values[key] for key in self.pk_keys)
+        except KeyError:
+            return None
 
 
 def _mapper_of(model: Any) -> Mapper[Any]:
@@ -136,6 +164,172 @@ def _names(
     return names
 
 
+def _pk_keys(mapper: Mapper[Any]) -> tuple[str, ...]:
+    return tuple(mapper.get_property_by_column(c).key for c in mapper.primary_key)
+
+
+def compile_plan(mapper: Mapper[Any], config: ModelConfig) -> Plan:
+    """The plan of ``mapper`` under ``config``."""
+    fields: list[tuple[str, Encoder, bool]] = []
+    columns: dict[str, Column[Any]] = {}
+    for key in _column_keys(mapper):
+        if config.include is not None and key not in config.include:
+            continue
+        if key in config.exclude:
+            continue
+        column = mapper.columns[key]
+        fields.append((key, encoder_for(column.type), key in config.mask))
+        if isinstance(column, Column):
+            columns[key] = column
+    collections = tuple(
+        (prop.key, prop.key in config.mask)
+        for prop in mapper.relationships
+        if _recorded_collection(prop)
+        and (config.include is None or prop.key in config.include)
+        and prop.key not in config.exclude
+    )
+    cls = mapper.class_
+    local_table = mapper.local_table
+    column_keys: dict[str, str] = {}
+    for column in getattr(local_table, "c", ()):
+        try:
+            column_keys[column.key] = mapper.get_property_by_column(column).key
+        except UnmappedColumnError:
+            continue
+    return Plan(
+        mapper=mapper,
+        content_type_name=f"{cls.__module__}.{cls.__qualname__}",
+        table_name=getattr(local_table, "name", None),
+        fields=tuple(fields),
+        keys=frozenset(key for key, _, _ in fields),
+        collections=collections,
+        pk_keys=_pk_keys(mapper),
+        columns=columns,
+        column_keys=column_keys,
+    )
+
+
+class Registry:
+    """The registered classes with their options, and every cache derived from them."""
+
+    def __init__(self) -> None:
+        self._configs: dict[type, ModelConfig] = {}
+        self._forget_derived()
+
+    def _forget_derived(self) -> None:
+        self._plans: dict[Mapper[Any], Plan | None] = {}
+        self._table_plans: dict[Any, Plan | None] = {}
+        self._tables: frozenset[Any] | None = None
+        self._pk_keys: dict[Mapper[Any], tuple[str, ...]] = {}
+        self._cascades: dict[Mapper[Any], bool] = {}
+
+    def register(
+        self,
+        model: type,
+        *,
+        include: Iterable[str] | None = None,
+        exclude: Iterable[str] = (),
+        mask: Iterable[str] = (),
+    ) -> None:
+        """Record ``model``'s options (replacing earlier ones), validated against its attributes."""
+        mapper = _mapper_of(model)
+        valid = _column_keys(mapper) + _relationship_keys(mapper)
+        config = ModelConfig(
+            model=model,
+            include=None if include is None else _names("include", include, model, valid),
+            exclude=_names("exclude", exclude, model, valid),
+            mask=_names("mask", mask, model, valid),
+        )
+        self._configs[model] = config
+        self._forget_derived()
+
+    def unregister(self, model: type) -> None:
+        """Forget ``model``'s registration (no-op when it has none)."""
+        if self._configs.pop(model, None) is not None:
+            self._forget_derived()
+
+    def reset(self) -> None:
+        """Forget every registration."""
+        self._configs.clear()
+        self._forget_derived()
+
+    def _config_for(self, mapper: Mapper[Any]) -> ModelConfig | None:
+        for m in mapper.iterate_to_root():
+            config = self._configs.get(m.class_)
+            if config is not None:
+                return config
+        return None
+
+    def plan_for(self, mapper: Mapper[Any]) -> Plan | None:
+        """The compiled plan for a mapper, or None when its class is not audited."""
+        try:
+            return self._plans[mapper]
+        except KeyError:
+            pass
+        config = self._config_for(mapper)
+        plan = None if config is None else compile_plan(mapper, config)
+        self._plans[mapper] = plan
+        return plan
+
+    def table_plan(self, table: Any) -> Plan | None:
+        """The plan of the one registered mapper whose rows are exactly ``table``'s rows, for
+        Core statements; None for other tables and for tables that hold only part of an object
+        (joined or concrete inheritance)."""
+        try:
+            return self._table_plans[table]
+        except KeyError:
+            pass
+        found: Plan | None = None
+        owners: list[Mapper[Any]] = []
+        for model in self._configs:
+            for mapper in _mapper_of(model).self_and_descendants:
+                if table in mapper.tables and mapper not in owners:
+                    owners.append(mapper)
+        if owners:
+            root = owners[0].base_mapper
+            single = all(m.local_table is table for m in owners) and all(
+                m.local_table is table for m in root.self_and_descendants
+            )
+            if single and not any(m.concrete for m in owners):
+                found = self.plan_for(root if root in owners else owners[0])
+        self._table_plans[table] = found
+        return found
+
+    def audited_tables(self) -> frozenset[Any]:
+        """The tables written by registered models and their mapped subclasses."""
+        if self._tables is None:
+            found: set[Any] = set()
+            for model in self._configs:
+                for mapper in _mapper_of(model).self_and_descendants:
+                    found.update(mapper.tables)
+            self._tables = frozenset(found)
+        return self._tables
+
+    def pk_keys_of(self, mapper: Mapper[Any]) -> tuple[str, ...]:
+        """Attribute keys of the mapper's primary key columns, in key order."""
+        keys = self._pk_keys.get(mapper)
+        if keys is None:
+            keys = self._pk_keys[mapper] = _pk_keys(mapper)
+        return keys
+
+    def cascades_deletes(self, mapper: Mapper[Any]) -> bool:
+        """Whether deleting an object of ``mapper`` can cascade to other objects."""
+        found = self._cascades.get(mapper)
+        if found is None:
+            found = self._cascades[mapper] = any(p.cascade.delete for p in mapper.relationships)
+        return found
+
+
+#: The registry of the process.
+registry = Registry()
+
+plan_for = registry.plan_for
+table_plan = registry.table_plan
+audited_tables = registry.audited_tables
+pk_keys_of = registry.pk_keys_of
+cascades_deletes = registry.cascades_deletes
+
+
 @overload
 def register(model: T, /) -> T: ...
 @overload
@@ -172,141 +366,20 @@ def register(
     """
     if model is None:
         return lambda cls: register(cls, include=include, exclude=exclude, mask=mask)
-    mapper = _mapper_of(model)
-    valid = _column_keys(mapper) + _relationship_keys(mapper)
-    config = ModelConfig(
-        model=model,
-        include=None if include is None else _names("include", include, model, valid),
-        exclude=_names("exclude", exclude, model, valid),
-        mask=_names("mask", mask, model, valid),
-    )
-    _configs[model] = config
-    _plans.clear()
-    _tables.clear()
-    _version[0] += 1
+    registry.register(model, include=include, exclude=exclude, mask=mask)
     return model
 
 
 def unregister(model: type) -> None:
     """Stop auditing a class registered with :func:`register` (no-op when it is not)."""
-    if _configs.pop(model, None) is not None:
-        _plans.clear()
-        _tables.clear()
-        _version[0] += 1
-
-
-_tables: list[frozenset[Any]] = []
-_version = [0]
-
-
-def registry_version() -> int:
-    """A number that changes with every register(), unregister() and clear()."""
-    return _version[0]
-
-
-def registered_mappers() -> list[Mapper[Any]]:
-    """The mappers of the registered classes themselves (not their subclasses)."""
-    return [_mapper_of(model) for model in _configs]
-
-
-def audited_tables() -> frozenset[Any]:
-    """The tables written by registered models and their mapped subclasses (cached)."""
-    if not _tables:
-        found: set[Any] = set()
-        for model in _configs:
-            for mapper in _mapper_of(model).self_and_descendants:
-                found.update(mapper.tables)
-        _tables.append(frozenset(found))
-    return _tables[0]
+    registry.unregister(model)
 
 
 def is_registered(model: type) -> bool:
     """True when ``model`` or one of its mapped base classes is registered."""
-    return plan_for(_mapper_of(model)) is not None
-
-
-def clear() -> None:
-    """Unregister every model."""
-    _configs.clear()
-    _plans.clear()
-    _tables.clear()
-    _version[0] += 1
-
-
-def _config_for(mapper: Mapper[Any]) -> ModelConfig | None:
-    for m in mapper.iterate_to_root():
-        config = _configs.get(m.class_)
-        if config is not None:
-            return config
-    return None
-
-
-def _compile(mapper: Mapper[Any], config: ModelConfig) -> Plan:
-    fields: list[tuple[str, Encoder, bool]] = []
-    columns: dict[str, Column[Any]] = {}
-    for key in _column_keys(mapper):
-        if config.include is not None and key not in config.include:
-            continue
-        if key in config.exclude:
-            continue
-        column = mapper.columns[key]
-        fields.append((key, encoder_for(column.type), key in config.mask))
-        if isinstance(column, Column):
-            columns[key] = column
-    collections = tuple(
-        (prop.key, prop.key in config.mask)
-        for prop in mapper.relationships
-        if _recorded_collection(prop)
-        and (config.include is None or prop.key in config.include)
-        and prop.key not in config.exclude
-    )
-    cls = mapper.class_
-    local_table = mapper.local_table
-    return Plan(
-        mapper=mapper,
-        content_type_name=f"{cls.__module__}.{cls.__qualname__}",
-        table_name=getattr(local_table, "name", None),
-        fields=tuple(fields),
-        keys=frozenset(key for key, _, _ in fields),
-        collections=collections,
-        pk_keys=pk_keys_of(mapper),
-        columns=columns,
-    )
-
-
-_pk_keys: dict[Mapper[Any], tuple[str, ...]] = {}
-_cascades: dict[Mapper[Any], bool] = {}
-
-
-def cascades_deletes(mapper: Mapper[Any]) -> bool:
-    """Whether deleting an object of ``mapper`` can cascade to other objects (cached)."""
-    found = _cascades.get(mapper)
-    if found is None:
-        found = _cascades[mapper] = any(prop.cascade.delete for prop in mapper.relationships)
-    return found
-
-
-def pk_keys_of(mapper: Mapper[Any]) -> tuple[str, ...]:
-    """Attribute keys of the mapper's primary key columns, in key order (cached)."""
-    keys = _pk_keys.get(mapper)
-    if keys is None:
-        keys = tuple(mapper.get_property_by_column(c).key for c in mapper.primary_key)
-        _pk_keys[mapper] = keys
-    return keys
-
-
-def plan_for(mapper: Mapper[Any]) -> Plan | None:
-    """The compiled plan for a mapper, or None when its class is not audited."""
-    try:
-        return _plans[mapper]
-    except KeyError:
-        pass
-    config = _config_for(mapper)
-    plan = None if config is None else _compile(mapper, config)
-    _plans[mapper] = plan
-    return plan
+    return registry.plan_for(_mapper_of(model)) is not None
 
 
 def default_plan(mapper: Mapper[Any]) -> Plan:
     """A plan recording every column, for explicit entries on models that are not registered."""
-    return _compile(mapper, ModelConfig(mapper.class_, None, frozenset(), frozenset()))
+    return compile_plan(mapper, ModelConfig(mapper.class_, None, frozenset(), frozenset()))

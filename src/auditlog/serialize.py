@@ -12,6 +12,7 @@ import base64
 import datetime as dt
 import enum
 import ipaddress
+import json
 import math
 import uuid
 from collections.abc import Callable, Mapping
@@ -23,7 +24,16 @@ from pydantic import TypeAdapter
 from sqlalchemy.orm import Mapper
 from sqlalchemy.types import TypeEngine
 
-__all__ = ["MASKED", "decode_state", "decode_value", "encode_value", "encoder_for", "register_type"]
+__all__ = [
+    "MASKED",
+    "decode_state",
+    "decode_value",
+    "dumps",
+    "encode_value",
+    "encoder_for",
+    "object_id_text",
+    "register_type",
+]
 
 #: What a masked attribute's value is replaced with, on both sides of an entry.
 MASKED = "********"
@@ -282,3 +292,48 @@ def decode_state(model: type, state: Mapping[str, Any] | None) -> dict[str, Any]
         column = columns.get(key)
         out[key] = value if column is None or value == MASKED else decode_value(column.type, value)
     return out
+
+
+def object_id_text(pk: tuple[Any, ...]) -> str:
+    """A primary key as the ``object_id`` text: a single value encoded (an integer or a string
+    as it is), a composite key as a compact JSON array of the encoded parts."""
+    if len(pk) == 1:
+        value = pk[0]
+        if type(value) is int:
+            return str(value)
+        value = encode_value(value)
+        return value if isinstance(value, str) else json.dumps(value)
+    return json.dumps([encode_value(v) for v in pk], separators=(",", ":"))
+
+
+# --- JSON documents -----------------------------------------------------------------------------
+
+#: One encoder for every document: ``json.dumps`` with options builds a new one per call.
+stdlib_dumps = json.JSONEncoder(default=encode_value, separators=(",", ":")).encode
+
+
+def _orjson() -> Callable[[Any], str] | None:
+    """orjson's encoder where it is installed (the ``fast`` extra), falling back to the standard
+    library for what orjson refuses: integers beyond 64 bits, unpaired surrogates, nesting
+    deeper than 254. Other types go to ``encode_value`` on both, as do datetimes and dataclasses."""
+    try:
+        import orjson
+    except ImportError:
+        return None
+    encode, refused = orjson.dumps, orjson.JSONEncodeError
+    options = (
+        orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+    )
+
+    def orjson_dumps(value: Any) -> str:
+        try:
+            return encode(value, default=encode_value, option=options).decode()
+        except refused:
+            return stdlib_dumps(value)
+
+    return orjson_dumps
+
+
+#: The encoder of every stored JSON document: orjson's where it is installed, else the standard
+#: library's (see docs/serialization.md for the few values they write differently).
+dumps: Callable[[Any], str] = _orjson() or stdlib_dumps

@@ -18,16 +18,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from auditlog.http import Principal, token_authenticator
 from auditlog.integrations.fastapi import history_app, history_router
+from auditlog.integrations.http import Principal, token_authenticator
 
-from ..test_http import (
+from ..helpers import (
     AUTH_A,
     AUTH_B,
     TENANT_A,
     TENANT_B,
     TOKENS,
-    assert_seed_page,
+    assert_history_page,
     seed_history,
 )
 
@@ -57,7 +57,7 @@ async def test_serves_the_seed_page(client: httpx.AsyncClient) -> None:
     response = await client.get("/history/?action_type=create", headers=AUTH_A)
     assert response.status_code == 200
     body = response.json()
-    assert_seed_page(body)
+    assert_history_page(body)
     assert body["count"] == 3
     assert {e["user_id"] for e in body["results"]} == {"alice"}
     assert {e["ip_address"] for e in body["results"]} == {"10.0.0.1"}
@@ -126,7 +126,7 @@ async def test_paginates(client: httpx.AsyncClient) -> None:
 
 
 async def test_same_json_as_the_wsgi_app(engine: Engine, client: httpx.AsyncClient) -> None:
-    from auditlog.http import make_wsgi_app
+    from auditlog.integrations.server import make_wsgi_app
 
     app = make_wsgi_app(sessionmaker(engine), token_authenticator(TOKENS))
     with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://t") as wsgi:
@@ -221,7 +221,7 @@ async def test_mounts_in_a_starlette_app(engine: Engine) -> None:
         ok = await client.get("/audit/history/?action_type=delete", headers=AUTH_A)
         denied = await client.get("/audit/history/")
     assert ok.status_code == 200
-    assert_seed_page(ok.json())
+    assert_history_page(ok.json())
     assert [e["object_id"] for e in ok.json()["results"]] == ["3"]
     assert denied.status_code == 401
 

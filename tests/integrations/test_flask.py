@@ -12,10 +12,11 @@ from flask.testing import FlaskClient
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import scoped_session, sessionmaker
 
-from auditlog.http import make_wsgi_app, token_authenticator
 from auditlog.integrations.flask import history_blueprint
+from auditlog.integrations.http import token_authenticator
+from auditlog.integrations.server import make_wsgi_app
 
-from ..test_http import AUTH_A, AUTH_B, TENANT_A, TENANT_B, TOKENS, assert_seed_page, seed_history
+from ..helpers import AUTH_A, AUTH_B, TENANT_A, TENANT_B, TOKENS, assert_history_page, seed_history
 
 
 def make_app(engine: Engine, **options: Any) -> Flask:
@@ -37,7 +38,7 @@ def test_serves_the_seed_page(client: FlaskClient) -> None:
     assert response.status_code == 200
     assert response.mimetype == "application/json"
     body = response.get_json()
-    assert_seed_page(body)
+    assert_history_page(body)
     assert body["count"] == 1
     (entry,) = body["results"]
     assert (entry["user_id"], entry["ip_address"], entry["object_id"]) == (

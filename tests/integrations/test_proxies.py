@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from auditlog import ConfigurationError
-from auditlog.integrations._proxies import (
+from auditlog.integrations.proxies import (
     HIDDEN,
     MALFORMED,
     TrustedProxies,

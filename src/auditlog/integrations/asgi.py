@@ -19,19 +19,11 @@ See docs/context.md for the full guide.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from ..context import USER_AGENT_MAX_LENGTH, audit_context
-from ._proxies import (
-    IPAddress,
-    IPNetwork,
-    ProxyHeader,
-    TrustedProxies,
-    check_proxy_header,
-    clean_user_agent,
-    client_address,
-)
+from .request_context import ContextMiddleware
 
 __all__ = ["AuditContextMiddleware"]
 
@@ -44,7 +36,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 ScopeGetter = Callable[[Scope], Any]
 
 
-class AuditContextMiddleware:
+class AuditContextMiddleware(ContextMiddleware["ASGIApp", "ScopeGetter"]):
     """Run each HTTP request and WebSocket connection inside :func:`auditlog.audit_context`.
 
     The context carries the client address, the user agent, and the user and tenant ids that
@@ -59,22 +51,6 @@ class AuditContextMiddleware:
     pass straight through.
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        trusted_proxies: Iterable[str | IPAddress | IPNetwork] = (),
-        proxy_header: ProxyHeader = "x-forwarded-for",
-        get_user_id: ScopeGetter | None = None,
-        get_tenant_id: ScopeGetter | None = None,
-    ) -> None:
-        self.app = app
-        self.trusted_proxies = TrustedProxies(trusted_proxies)
-        self.proxy_header = check_proxy_header(proxy_header)
-        self.get_user_id = get_user_id
-        self.get_tenant_id = get_tenant_id
-        self._header_name = proxy_header.encode("latin-1")
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
@@ -86,22 +62,17 @@ class AuditContextMiddleware:
         """The ``audit_context`` arguments for one connection; override to add values (``extra``)."""
         user_agent: str | None = None
         forwarded: list[str] = []
+        header_name = self.proxy_header.encode("latin-1")
         for name, value in scope.get("headers") or ():
             name = name.lower()
             if name == b"user-agent" and user_agent is None:
                 user_agent = value[: USER_AGENT_MAX_LENGTH * 2].decode("latin-1")
-            elif name == self._header_name:
+            elif name == header_name:
                 forwarded.append(value.decode("latin-1"))
         client = scope.get("client")
         peer = client[0] if client and isinstance(client[0], str) else None
         return {
-            "ip_address": client_address(
-                peer,
-                ",".join(forwarded) if forwarded else None,
-                self.trusted_proxies,
-                self.proxy_header,
-            ),
-            "user_agent": clean_user_agent(user_agent, USER_AGENT_MAX_LENGTH),
+            **self.request_values(peer, ",".join(forwarded) if forwarded else None, user_agent),
             "user_id": await _call(self.get_user_id, scope),
             "tenant_id": await _call(self.get_tenant_id, scope),
         }

@@ -2,9 +2,10 @@
 
     app.include_router(history_router(SessionLocal, authenticate=lookup_token))
 
-The route documents the seed's page (``response_model=HistoryPage``, with its example), every
-query parameter, the bearer security scheme and the 400/401/503 error bodies. Parsing, scoping and
-errors come from :mod:`auditlog.http`, so the JSON is the same as in the Flask blueprint.
+The route documents the page (``response_model=HistoryPage``, with an example), every query
+parameter, the bearer security scheme and the 400/401/503 error bodies. Parsing, scoping and
+errors come from :mod:`auditlog.integrations.http`, so the JSON is the same as in the Flask
+blueprint.
 Sync sessions run in the threadpool; an ``AsyncSession`` is awaited.
 """
 
@@ -27,40 +28,24 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from .._asyncio import AsyncSession
-from ..http import (
-    PARAMETERS,
+from ..query import HistoryPage, HistoryQuery
+from ..query.pages import numbered_page
+from .http import (
     ErrorBody,
     HTTPError,
     Principal,
     bearer_token,
     check_principal,
     empty_page,
+    openapi_parameters,
     parse_query,
-    scoped_arguments,
+    scoped_query,
 )
-from ..query import query_history, query_history_async
-from ..schemas import HistoryPage
 
 __all__ = ["history_app", "history_router"]
 
 #: ``authenticate`` may also be a coroutine function here.
 AnyAuthenticate = Callable[[str], Any]
-
-
-def _openapi_parameters() -> list[dict[str, Any]]:
-    parameters = []
-    for name, (schema, description) in PARAMETERS.items():
-        parameter: dict[str, Any] = {
-            "name": name,
-            "in": "query",
-            "required": False,
-            "schema": schema,
-            "description": description,
-        }
-        if name == "action_type":
-            parameter.update(style="form", explode=True, example=["create"])
-        parameters.append(parameter)
-    return parameters
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -87,22 +72,20 @@ async def _principal(authenticate: AnyAuthenticate, authorization: str | None) -
     return check_principal(await run_in_threadpool(authenticate, token))
 
 
-def _query_in(session: Session, arguments: dict[str, Any]) -> HistoryPage:
+def _query_in(session: Session, query: HistoryQuery) -> HistoryPage:
     with session:
-        return query_history(session, **arguments)
+        return numbered_page(session, query)
 
 
-async def _run(
-    session: Session | AsyncSession, arguments: dict[str, Any], own: bool
-) -> HistoryPage:
+async def _run(session: Session | AsyncSession, query: HistoryQuery, own: bool) -> HistoryPage:
     if isinstance(session, AsyncSession):
         if not own:
-            return await query_history_async(session, **arguments)
+            return await session.run_sync(numbered_page, query)
         async with session:
-            return await query_history_async(session, **arguments)
+            return await session.run_sync(numbered_page, query)
     if not own:
-        return await run_in_threadpool(lambda: query_history(session, **arguments))
-    return await run_in_threadpool(_query_in, session, arguments)
+        return await run_in_threadpool(numbered_page, session, query)
+    return await run_in_threadpool(_query_in, session, query)
 
 
 def history_router(
@@ -119,7 +102,8 @@ def history_router(
     Give exactly one of ``session_factory`` (a ``sessionmaker``, an ``async_sessionmaker``, or any
     callable returning a new ``Session``/``AsyncSession``; closed after the request) and
     ``session_dependency`` (a FastAPI dependency yielding the app's own session).
-    ``authenticate`` maps a bearer token to a :class:`~auditlog.http.Principal` or ``None``; it
+    ``authenticate`` maps a bearer token to a :class:`~auditlog.integrations.http.Principal` or
+    ``None``; it
     may be a coroutine function. ``router_options`` go to ``APIRouter``.
     """
     if (session_factory is None) == (session_dependency is None):
@@ -138,7 +122,7 @@ def history_router(
         tags=list(tags),
         summary="History",
         description="Audit entries of the caller's tenant, newest first, one page at a time.",
-        openapi_extra={"parameters": _openapi_parameters()},
+        openapi_extra={"parameters": openapi_parameters()},
         dependencies=[Security(bearer)],
     )
     async def history(
@@ -147,10 +131,10 @@ def history_router(
     ) -> Any:
         try:
             principal = await _principal(authenticate, request.headers.get("authorization"))
-            arguments = parse_query(request.scope.get("query_string", b""))
-            scoped = scoped_arguments(principal, arguments)
+            query = parse_query(request.scope.get("query_string", b""))
+            scoped = scoped_query(principal, query)
             if scoped is None:
-                return empty_page(arguments.get("page", 1))
+                return empty_page(query.page)
             try:
                 if session_factory is not None:
                     return await _run(session_factory(), scoped, own=True)

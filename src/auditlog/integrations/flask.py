@@ -2,7 +2,7 @@
 
     app.register_blueprint(history_blueprint(SessionLocal, authenticate=lookup_token))
 
-Parsing, scoping and errors come from :mod:`auditlog.http`: the JSON is the same as the FastAPI
+Parsing, scoping and errors come from :mod:`auditlog.integrations.http`: the JSON is the same as the FastAPI
 router's.
 """
 
@@ -18,7 +18,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         'auditlog.integrations.flask needs Flask: pip install "sqlalchemy-auditlog[flask]"'
     ) from exc
 
-from ..http import Authenticate, HTTPError, authenticate_request, history_page
+from .http import Authenticate, HTTPError, authenticate_request, history_page
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -38,7 +38,7 @@ def history_blueprint(
 
     ``session_factory`` returns a new ``Session`` (a ``sessionmaker`` or a ``scoped_session``
     registry); it is closed after the request. ``authenticate`` maps a bearer token to a
-    :class:`~auditlog.http.Principal` or ``None``.
+    :class:`~auditlog.integrations.http.Principal` or ``None``.
     """
     blueprint = Blueprint(name, __name__, url_prefix=url_prefix)
 

@@ -19,30 +19,23 @@ import contextvars
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-from ..context import USER_AGENT_MAX_LENGTH, AuditContext, audit_context
-from ._proxies import (
-    IPAddress,
-    IPNetwork,
-    ProxyHeader,
-    TrustedProxies,
-    check_proxy_header,
-    clean_user_agent,
-    client_address,
-)
+from ..context import AuditContext, audit_context
+from .request_context import ContextMiddleware
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 __all__ = ["AuditContextMiddleware"]
 
+WSGIApp: TypeAlias = "WSGIApplication"
 #: Reads a value (user id, tenant id) from the WSGI environ.
 EnvironGetter = Callable[["WSGIEnvironment"], Any]
 _ENVIRON_KEYS = {"x-forwarded-for": "HTTP_X_FORWARDED_FOR", "forwarded": "HTTP_FORWARDED"}
 
 
-class AuditContextMiddleware:
+class AuditContextMiddleware(ContextMiddleware[WSGIApp, EnvironGetter]):
     """Run each request inside :func:`auditlog.audit_context`, until its body is closed.
 
     The context carries the client address (``REMOTE_ADDR``), the user agent
@@ -56,21 +49,6 @@ class AuditContextMiddleware:
     the right-most address in it that is not a trusted proxy. Read only the header your proxies
     set: one they pass through untouched is written by the client.
     """
-
-    def __init__(
-        self,
-        app: WSGIApplication,
-        *,
-        trusted_proxies: Iterable[str | IPAddress | IPNetwork] = (),
-        proxy_header: ProxyHeader = "x-forwarded-for",
-        get_user_id: EnvironGetter | None = None,
-        get_tenant_id: EnvironGetter | None = None,
-    ) -> None:
-        self.app = app
-        self.trusted_proxies = TrustedProxies(trusted_proxies)
-        self.proxy_header = check_proxy_header(proxy_header)
-        self.get_user_id = get_user_id
-        self.get_tenant_id = get_tenant_id
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         context = contextvars.copy_context()
@@ -94,14 +72,10 @@ class AuditContextMiddleware:
         forwarded = environ.get(_ENVIRON_KEYS[self.proxy_header])
         user_agent = environ.get("HTTP_USER_AGENT")
         return {
-            "ip_address": client_address(
+            **self.request_values(
                 peer if isinstance(peer, str) else None,
                 forwarded if isinstance(forwarded, str) else None,
-                self.trusted_proxies,
-                self.proxy_header,
-            ),
-            "user_agent": clean_user_agent(
-                user_agent if isinstance(user_agent, str) else None, USER_AGENT_MAX_LENGTH
+                user_agent if isinstance(user_agent, str) else None,
             ),
             "user_id": self.get_user_id(environ) if self.get_user_id else None,
             "tenant_id": self.get_tenant_id(environ) if self.get_tenant_id else None,

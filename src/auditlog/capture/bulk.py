@@ -1,0 +1,171 @@
+"""The one algorithm for statements that write many rows at once, row by row in the log.
+
+``session.execute(update(Model)...)``, Core statements on an enabled session's connection and the
+legacy ``bulk_*`` methods bypass the unit of work. Two thin hooks describe each such statement as a
+:class:`BulkStatement` (:mod:`.orm_statements` for ORM-enabled statements, :mod:`.core_statements`
+for Core ones); everything else happens here, the same way for both:
+
+1. :func:`read_before`: the rows the statement can change are read first, in the same transaction
+   and locked (``SELECT ... FOR UPDATE`` where the database has it) so no concurrent writer slips
+   between the read and the write: by primary key when the parameters give every key, else by
+   the statement's criteria; for an upsert, every row its values may conflict with.
+2. the hook runs the statement;
+3. :func:`write_after`: the statement may not have changed more rows than were read (else it
+   fails rather than leave a change unaudited); the new values are read back by primary key; each
+   row becomes a create, an update or a delete entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from ..exceptions import CaptureError
+from ..registry import Plan
+from .entries import Change, write_changes
+from .rows import Values, load_columns, read_rows
+
+__all__ = ["BulkStatement", "Rows", "insert_statement", "read_before", "write_after"]
+
+#: Rows by primary key.
+Rows = dict[tuple[Any, ...], Values]
+
+
+@dataclass
+class BulkStatement:
+    """What a hook knows of one INSERT, UPDATE or DELETE of an audited model's table."""
+
+    plan: Plan
+    action: Literal["insert", "update", "delete"]
+    #: how messages name the statement: ``update(Loan)``
+    label: str
+    #: the primary keys of the rows, when its parameters give every one of them
+    keys: list[tuple[Any, ...]] | None = None
+    #: UPDATE and DELETE without ``keys``: the WHERE clause and its bound values
+    where: Any = None
+    params: Any = None
+    #: INSERT: its parameter sets, keyed by attribute name, and whether it is an upsert
+    #: (``ON CONFLICT``, ``ON DUPLICATE KEY``) with the columns its conflict clause names
+    values: Sequence[Mapping[str, Any]] = ()
+    upsert: bool = False
+    conflict_target: tuple[str, ...] = ()
+
+
+def insert_statement(
+    plan: Plan,
+    statement: Any,
+    parameter_sets: Sequence[Mapping[Any, Any]],
+    *,
+    label: str,
+    keys: list[tuple[Any, ...]] | None = None,
+) -> BulkStatement:
+    """The :class:`BulkStatement` of an INSERT: its value rows from the parameter sets, a
+    multi-row ``.values([...])`` and ``.values(...)``; for an upsert, its conflict target."""
+    raw = [params for params in parameter_sets if params]
+    for group in getattr(statement, "_multi_values", ()):
+        raw.extend(dict(row) for row in group)
+    if getattr(statement, "_values", None):
+        raw.append(statement._values)
+    clause = getattr(statement, "_post_values_clause", None)
+    targets = getattr(clause, "inferred_target_elements", None) or ()
+    return BulkStatement(
+        plan,
+        "insert",
+        label,
+        keys=keys,
+        values=[{plan.attribute_key(k): v for k, v in row.items()} for row in raw],
+        upsert=clause is not None,
+        conflict_target=tuple(plan.attribute_key(t) for t in targets),
+    )
+
+
+def read_before(session: Session, stmt: BulkStatement) -> Rows:
+    """The stored values of every row ``stmt`` may change, read and locked before it runs."""
+    plan = stmt.plan
+    if stmt.action == "insert":
+        return _conflicting(session, stmt) if stmt.upsert else {}
+    if stmt.keys is not None:
+        return load_columns(session, plan, stmt.keys, plan.keys, for_update=True)
+    return read_rows(session, plan, stmt.where, stmt.params, lock=True)
+
+
+def write_after(
+    session: Session,
+    stmt: BulkStatement,
+    before: Rows,
+    *,
+    rowcount: Any = None,
+    inserted: Iterable[tuple[Any, ...]] = (),
+) -> int:
+    """Write the entries of ``stmt``, which has run: ``rowcount`` as the database reported it,
+    ``inserted`` the keys an INSERT returned. Returns how many entries were written."""
+    plan = stmt.plan
+    if stmt.action != "insert" and isinstance(rowcount, int) and rowcount > len(before) >= 0:
+        raise CaptureError(
+            f"{stmt.label} changed {rowcount} rows but {len(before)} were read before it ran: "
+            "rows matching it appeared concurrently; the statement is refused so that no change "
+            "goes unaudited"
+        )
+    if stmt.action == "delete":
+        return write_changes(
+            session, [Change(plan, "delete", pk, values, None) for pk, values in before.items()]
+        )
+    keys = stmt.keys if stmt.keys is not None else list(before)
+    if stmt.action == "insert" and stmt.keys is None:
+        keys = list(inserted)
+    after = load_columns(session, plan, keys, plan.keys)
+    if stmt.action == "update" and after.keys() - before.keys():
+        raise CaptureError(
+            f"{stmt.label} changed rows that appeared after they were read (inserted "
+            "concurrently under the same key); the statement is refused so that no change goes "
+            "unaudited"
+        )
+    changes = []
+    for pk in dict.fromkeys(keys):
+        if pk not in after:
+            continue
+        if pk in before:
+            changes.append(Change(plan, "update", pk, before[pk], after[pk]))
+        else:
+            changes.append(Change(plan, "create", pk, None, after[pk]))
+    return write_changes(session, changes)
+
+
+def _conflict_keys(stmt: BulkStatement) -> list[tuple[str, ...]]:
+    """Attribute key groups an upsert may conflict on: its conflict target if it names one,
+    else the primary key and every unique key."""
+    if stmt.conflict_target:
+        return [stmt.conflict_target]
+    plan = stmt.plan
+    groups = [plan.pk_keys]
+    table = plan.mapper.local_table
+    for constraint in getattr(table, "constraints", ()):
+        if isinstance(constraint, sa.UniqueConstraint):
+            groups.append(tuple(plan.attribute_key(c) for c in constraint.columns))
+    for index in getattr(table, "indexes", ()):
+        if index.unique:
+            groups.append(tuple(plan.attribute_key(c) for c in index.columns))
+    return [g for g in dict.fromkeys(groups) if g]
+
+
+def _conflicting(session: Session, stmt: BulkStatement) -> Rows:
+    """Rows an upsert may update, read and locked before it runs."""
+    plan = stmt.plan
+    cls = plan.mapper.class_
+    found: Rows = {}
+    for keys in _conflict_keys(stmt):
+        tuples = [tuple(row[k] for k in keys) for row in stmt.values if all(k in row for k in keys)]
+        if not tuples:
+            continue
+        columns = [getattr(cls, k) for k in keys]
+        where: Any = (
+            columns[0].in_([t[0] for t in tuples])
+            if len(keys) == 1
+            else sa.tuple_(*columns).in_(tuples)
+        )
+        found.update(read_rows(session, plan, where, lock=True))
+    return found

@@ -1,0 +1,142 @@
+"""The Core hook of the bulk algorithm: statements on an audited session's connection.
+
+The legacy ``bulk_*`` session methods, ``session.execute()`` of a statement on a ``Table`` and
+``session.connection().execute(...)`` emit no session event, but all of them run on a connection
+an enabled session began. :func:`mark_connection` (called by the session's ``after_begin``) marks
+that connection; the engine's ``before_execute`` describes each INSERT, UPDATE or DELETE on the
+table of a registered model for :mod:`.bulk` and reads its rows, and ``after_execute`` writes its
+entries. The mark counts only for the transaction it was made in (``commit`` and ``rollback``
+remove it), so a pooled connection used later outside the session is not mistaken for the
+session's.
+
+Tables shared by joined-inheritance mappers are left out (a row there is only part of an object):
+:func:`auditlog.warn_unaudited_writes` points such writes out.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any, Literal
+
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Delete, Insert, Update
+
+from ..registry import table_plan
+from .bulk import BulkStatement, Rows, insert_statement, read_before, write_after
+from .engines import EngineListeners
+from .span import INTERNAL, audited_write, in_audited_write
+
+__all__ = ["ENGINE_EVENTS", "captures", "mark_connection"]
+
+_SESSION = "auditlog.session"
+_PENDING = "auditlog.core_pending"
+
+
+def captures(connection: Connection, table: Any) -> bool:
+    """Whether a write to ``table`` on ``connection`` is captured here."""
+    return _session_of(connection) is not None and table_plan(table) is not None
+
+
+def mark_connection(session: Session, connection: Connection) -> None:
+    """Mark a connection an enabled session uses, for the connection's current transaction."""
+    ENGINE_EVENTS.attach(connection.engine)
+    root = connection.get_transaction()
+    if root is not None:
+        connection.info[_SESSION] = (weakref.ref(root), weakref.ref(session))
+
+
+def _session_of(connection: Connection) -> Session | None:
+    """The enabled session whose transaction ``connection`` is in now, if any.
+
+    ``connection.info`` belongs to the pooled DBAPI connection and outlives the transaction:
+    the mark counts only while the transaction it was made in is the current one.
+    """
+    held = connection.info.get(_SESSION)
+    if held is None:
+        return None
+    transaction = connection.get_transaction()
+    if transaction is None or held[0]() is not transaction:
+        connection.info.pop(_SESSION, None)
+        return None
+    session: Session | None = held[1]()
+    return session
+
+
+def _describe(
+    elem: Any, sets: list[dict[str, Any]], multi: bool, params: Any
+) -> tuple[BulkStatement | None, Any]:
+    """The :class:`BulkStatement` of ``elem`` (and ``elem`` itself, with the primary key to be
+    returned where an INSERT's parameters do not give it), or None when it is not captured."""
+    plan = table_plan(getattr(elem, "table", None))
+    if plan is None:
+        return None, elem
+    action: Literal["insert", "update", "delete"] = (
+        "insert" if isinstance(elem, Insert) else "update" if isinstance(elem, Update) else "delete"
+    )
+    label = f"{action}({plan.table_name})"
+    keys = [plan.identity({plan.attribute_key(k): v for k, v in p.items()}) for p in sets]
+    known = [k for k in keys if k is not None]
+    if action == "insert":
+        given = known if len(known) == len(keys) and sets != [{}] else None
+        if given is None:
+            elem = elem.return_defaults(*(plan.mapper.columns[k] for k in plan.pk_keys))
+        return insert_statement(plan, elem, sets, label=label, keys=given), elem
+    if multi and len(known) == len(keys):
+        return BulkStatement(plan, action, label, keys=known), elem
+    return BulkStatement(plan, action, label, where=elem.whereclause, params=params), elem
+
+
+def before_execute(
+    conn: Connection, elem: Any, multiparams: Any, params: Any, execution_options: Any
+) -> tuple[Any, Any, Any]:
+    """Read the rows a captured statement may change, before it runs."""
+    if (
+        not isinstance(elem, (Insert, Update, Delete))
+        or in_audited_write()
+        or execution_options.get(INTERNAL)
+    ):
+        return elem, multiparams, params
+    session = _session_of(conn)
+    if session is None:
+        return elem, multiparams, params
+    sets = list(multiparams) if multiparams else [params or {}]
+    stmt, elem = _describe(elem, sets, bool(multiparams), params)
+    if stmt is None:
+        return elem, multiparams, params
+    with audited_write():
+        before = read_before(session, stmt)
+    conn.info.setdefault(_PENDING, []).append((elem, stmt, before))
+    return elem, multiparams, params
+
+
+def after_execute(
+    conn: Connection, elem: Any, multiparams: Any, params: Any, execution_options: Any, result: Any
+) -> None:
+    """Write the entries of a captured statement that has run."""
+    stack: list[tuple[Any, BulkStatement, Rows]] | None = conn.info.get(_PENDING)
+    if not stack or stack[-1][0] is not elem:
+        return
+    _, stmt, before = stack.pop()
+    session = _session_of(conn)
+    if session is None:
+        return
+    inserted: list[tuple[Any, ...]] = []
+    if stmt.action == "insert" and stmt.keys is None:
+        inserted = [tuple(row) for row in result.inserted_primary_key_rows or ()]
+    with audited_write():
+        write_after(session, stmt, before, rowcount=result.rowcount, inserted=inserted)
+
+
+def _unmark(connection: Connection) -> None:
+    connection.info.pop(_SESSION, None)
+    connection.info.pop(_PENDING, None)
+
+
+#: The engine events of this hook, attached to an engine when an enabled session first uses it.
+ENGINE_EVENTS = EngineListeners(
+    ("before_execute", before_execute, {"retval": True}),
+    ("after_execute", after_execute, {}),
+    ("commit", _unmark, {}),
+    ("rollback", _unmark, {}),
+)

@@ -1,0 +1,227 @@
+"""The unit of work's listeners: one entry per created, changed or deleted registered object.
+
+- ``before_flush`` keeps the values each dirty or deleted registered object had before the flush
+  (the flush may expire some, e.g. server ``onupdate`` columns), including objects a delete will
+  cascade to, and loads in one query per model what SQLAlchemy does not hold.
+- ``after_flush`` runs after the SQL, while attribute history still shows what changed: each
+  change is built as its entry is written (on PostgreSQL, while ``COPY`` streams, so the Python
+  work overlaps the server's); the few whose values the database set during the flush are read
+  back in one query per model and written after the others. An error fails the flush, so no
+  change is committed unaudited.
+- ``after_flush_postexec`` / ``after_soft_rollback`` end the span in which writes count as audited.
+
+Per-flush state lives in the flush context, never in module globals; see
+https://docs.sqlalchemy.org/en/20/orm/session_events.html for the order of these events.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import instance_state
+from sqlalchemy.orm.base import NO_VALUE
+from sqlalchemy.orm.state import InstanceState
+from sqlalchemy.orm.unitofwork import UOWTransaction
+
+from ..registry import Plan, cascades_deletes, plan_for
+from .entries import Change, write_changes
+from .ids import ulid_stream
+from .rows import Values, before_values, identity_of, load_columns, missing_before
+from .span import begin_audited_write, end_audited_write
+
+__all__ = ["after_flush", "after_flush_postexec", "after_soft_rollback", "before_flush"]
+
+_SNAPSHOTS = "auditlog.snapshots"
+_DONE = "auditlog.done"
+_SPAN = "auditlog.span"
+
+
+def before_flush(session: Session, flush_context: UOWTransaction, instances: Any) -> None:
+    """Keep what the flush is about to overwrite or expire, for the before-states."""
+    if _SNAPSHOTS in flush_context.attributes:
+        return  # enabled on several targets: run once
+    snapshots: dict[InstanceState[Any], Values] = {}
+    flush_context.attributes[_SNAPSHOTS] = snapshots
+    flush_context.attributes[_SPAN] = begin_audited_write()
+    to_load: dict[Plan, list[tuple[InstanceState[Any], set[str]]]] = {}
+
+    def keep(state: InstanceState[Any], plan: Plan) -> None:
+        before = snapshots[state] = before_values(state)
+        missing = missing_before(plan, state, before)
+        if missing:
+            to_load.setdefault(plan, []).append((state, missing))
+
+    for obj in session.dirty:
+        state = instance_state(obj)
+        plan = plan_for(state.mapper)
+        if plan is not None and state.key is not None:
+            keep(state, plan)
+    for obj in session.deleted:
+        state = instance_state(obj)
+        if state.key is None:
+            continue
+        plan = plan_for(state.mapper)
+        if plan is not None:
+            keep(state, plan)
+        if not cascades_deletes(state.mapper):
+            continue
+        # objects the delete cascades to (not when passive_deletes leaves them to the database)
+        for _, mapper, child, _ in state.mapper.cascade_iterator("delete", state):
+            child_plan = plan_for(mapper)
+            if child_plan is not None and child.key is not None and child not in snapshots:
+                keep(child, child_plan)
+    for plan, pending in to_load.items():
+        keys = set().union(*(missing for _, missing in pending))
+        loaded = load_columns(session, plan, (identity_of(s) for s, _ in pending), keys)
+        for state, missing in pending:
+            row = loaded.get(identity_of(state))
+            if row is not None:
+                snapshots[state].update({key: row[key] for key in missing})
+
+
+def after_flush(session: Session, flush_context: UOWTransaction) -> None:
+    """Write one entry per created, changed or deleted registered object of this flush."""
+    if flush_context.attributes.get(_DONE):
+        return
+    flush_context.attributes[_DONE] = True
+    audited: list[tuple[InstanceState[Any], bool, Plan]] = []
+    for state, (isdelete, listonly) in flush_context.states.items():
+        if not listonly:
+            plan = plan_for(state.mapper)
+            if plan is not None:
+                audited.append((state, isdelete, plan))
+    if not audited:
+        return
+    changes = _FlushChanges(audited, flush_context.attributes.get(_SNAPSHOTS) or {})
+    # one time and one id sequence for the whole flush, read-back changes included
+    now = dt.datetime.now(dt.timezone.utc)
+    ids = ulid_stream(now, len(audited))  # at most one entry per audited object
+    write_changes(session, changes, changes.plans, len(audited), at=now, ids=ids)
+    write_changes(session, changes.read_back(session), at=now, ids=ids)
+
+
+def after_flush_postexec(session: Session, flush_context: UOWTransaction) -> None:
+    """The flush's own writes are over."""
+    token = flush_context.attributes.pop(_SPAN, None)
+    if token is not None:
+        end_audited_write(token)
+
+
+def after_soft_rollback(session: Session, previous_transaction: Any) -> None:
+    """A failed flush ends here, without after_flush_postexec: its writes are over too."""
+    end_audited_write()
+
+
+@dataclass(slots=True)
+class _Stale:
+    """A change some of whose values must be read from the row first."""
+
+    change: Change
+    pk: tuple[Any, ...]  # the primary key as it is now (an update may have changed it)
+    reload: set[str]  # set by the database during the flush: after-values to read
+    unloaded: set[str]  # never loaded and unchanged: the same on both sides
+
+
+class _FlushChanges:
+    """The changes of one flush, built one by one as they are iterated.
+
+    A change whose values are all held is yielded; one that needs values the database set or
+    that were never loaded is set aside, and :meth:`read_back` completes those once the
+    iteration is over.
+    """
+
+    def __init__(
+        self,
+        audited: list[tuple[InstanceState[Any], bool, Plan]],
+        snapshots: dict[InstanceState[Any], Values],
+    ) -> None:
+        self.audited = audited
+        self.snapshots = snapshots
+        self.plans = {plan for _, _, plan in audited}
+        self._stale: dict[Plan, list[_Stale]] = {}
+        self._iterated = False
+
+    def __iter__(self) -> Iterator[Change]:
+        for state, isdelete, plan in self.audited:
+            snapshot = self.snapshots.get(state)
+            if isdelete:
+                before = _before(state, snapshot, plan)
+                yield Change(plan, "delete", identity_of(state), before, None)
+                continue
+            change, stale = _change_of(state, plan, snapshot)
+            if stale is None:
+                yield change
+            else:
+                self._stale.setdefault(plan, []).append(stale)
+        self._iterated = True
+
+    def read_back(self, session: Session) -> list[Change]:
+        """The changes set aside, completed from their rows: one query per model."""
+        if not self._iterated:
+            raise RuntimeError("read_back() needs every change built first")
+        completed: list[Change] = []
+        for plan, pending in self._stale.items():
+            keys = set().union(*(s.reload | s.unloaded for s in pending))
+            loaded = load_columns(session, plan, (s.pk for s in pending), keys)
+            for stale in pending:
+                row = loaded.get(stale.pk, {})
+                change = stale.change
+                assert change.after is not None
+                change.after.update({key: row.get(key) for key in stale.reload | stale.unloaded})
+                if change.before is not None:
+                    change.before.update({key: row.get(key) for key in stale.unloaded})
+                completed.append(change)
+        return completed
+
+
+def _before(state: InstanceState[Any], snapshot: Values | None, plan: Plan) -> Values:
+    """Values of the recorded attributes before this flush."""
+    source = snapshot if snapshot is not None else before_values(state)
+    get = source.get
+    return {key: None if (value := get(key)) is NO_VALUE else value for key in plan.keys}
+
+
+def _change_of(
+    state: InstanceState[Any], plan: Plan, snapshot: Values | None
+) -> tuple[Change, _Stale | None]:
+    """The create or update of one object, and what of it must be read back (None when nothing)."""
+    current = state.dict
+    after: Values
+    reload: set[str] = set()
+    unloaded: set[str] = set()
+    if plan.keys.issubset(current):  # the usual case: every recorded value is held
+        after = {key: current[key] for key in plan.keys}
+    else:
+        after = {}
+        expired = state.expired_attributes
+        for key in plan.keys:
+            if key in current:
+                after[key] = current[key]
+            elif key in expired:
+                reload.add(key)
+            elif snapshot is not None and key in snapshot:
+                after[key] = snapshot[key]
+            elif state.key is not None:
+                unloaded.add(key)
+            else:
+                after[key] = None  # a new object's attribute that was never set
+    if state.key is None:
+        for key, _ in plan.collections:
+            after[key] = current.get(key)
+        change = Change(plan, "create", identity_of(state), None, after)
+    else:
+        before = _before(state, snapshot, plan)
+        committed = state.committed_state
+        for key, _ in plan.collections:  # the recorded collections the update changed
+            if key in committed:
+                before[key] = committed[key]
+                after[key] = current.get(key)
+        change = Change(plan, "update", identity_of(state), before, after)
+    if not (reload or unloaded):
+        return change, None
+    pk_now = tuple(current.get(k, v) for k, v in zip(plan.pk_keys, change.pk, strict=True))
+    return change, _Stale(change, pk_now, reload, unloaded)

@@ -1,0 +1,100 @@
+"""The ORM hook of the bulk algorithm: ``update()``, ``delete()`` and ``insert()`` statements run
+with ``session.execute``, which bypass the unit of work and so the flush listeners.
+
+``do_orm_execute`` describes each such statement on a registered model for :mod:`.bulk` and runs
+it in between, unchanged (``synchronize_session`` and all), except that an INSERT also returns
+the primary keys of its rows, for the entries, and hands the caller only what it asked for.
+Statements on models that are not registered cost one dictionary lookup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from sqlalchemy.engine import Result
+from sqlalchemy.orm import ORMExecuteState
+
+from ..exceptions import CaptureError
+from ..registry import Plan, plan_for
+from .bulk import BulkStatement, insert_statement, read_before, write_after
+from .span import INTERNAL, audited_write
+
+__all__ = ["do_orm_execute"]
+
+
+def do_orm_execute(orm_execute_state: ORMExecuteState) -> Result[Any] | None:
+    """Capture an ORM-enabled INSERT, UPDATE or DELETE on a registered model."""
+    state = orm_execute_state
+    if not (state.is_update or state.is_delete or state.is_insert):
+        return None
+    if state.execution_options.get(INTERNAL):
+        return None
+    mapper = state.bind_mapper
+    plan = plan_for(mapper) if mapper is not None else None
+    if plan is None:
+        return None
+    with audited_write():
+        if state.is_insert:
+            return _insert(state, plan)
+        stmt = _update_or_delete(state, plan)
+        before = read_before(state.session, stmt)
+        result = _run(state)
+        write_after(state.session, stmt, before, rowcount=getattr(result, "rowcount", None))
+        return result
+
+
+def _run(state: ORMExecuteState, statement: Any = None) -> Result[Any]:
+    if statement is None:
+        return state.invoke_statement(execution_options={INTERNAL: True})
+    return state.invoke_statement(statement=statement, execution_options={INTERNAL: True})
+
+
+def _update_or_delete(state: ORMExecuteState, plan: Plan) -> BulkStatement:
+    action: Literal["update", "delete"] = "update" if state.is_update else "delete"
+    params = state.parameters
+    if isinstance(params, Sequence) and not isinstance(params, Mapping) and params:
+        # bulk UPDATE by primary key: a list of parameter dictionaries
+        keys = [plan.identity({plan.attribute_key(k): v for k, v in p.items()}) for p in params]
+        if any(key is None for key in keys):
+            raise CaptureError(
+                f"bulk {action}({plan.label}): every parameter set needs the primary key "
+                f"({', '.join(plan.pk_keys)})"
+            )
+        return BulkStatement(
+            plan, action, f"bulk {action}({plan.label})", keys=[k for k in keys if k is not None]
+        )
+    statement: Any = state.statement
+    if state.is_update:
+        names = {plan.attribute_key(k) for k in getattr(statement, "_values", None) or {}}
+        if isinstance(params, Mapping):
+            names |= {plan.attribute_key(k) for k in params}
+        if names & set(plan.pk_keys):
+            raise CaptureError(
+                f"update({plan.label}) sets primary key values, which auditlog cannot follow row "
+                "by row; change keys through the ORM unit of work instead"
+            )
+    return BulkStatement(
+        plan,
+        action,
+        f"{action}({plan.label})",
+        where=statement.whereclause,
+        params=params if isinstance(params, Mapping) else None,
+    )
+
+
+def _insert(state: ORMExecuteState, plan: Plan) -> Result[Any]:
+    """An INSERT (executemany and upserts too), with ``RETURNING`` of the primary key added."""
+    statement: Any = state.statement
+    params = state.parameters
+    sets = [params] if isinstance(params, Mapping) else list(params or ())
+    stmt = insert_statement(plan, statement, sets, label=f"insert({plan.label})")
+    before = read_before(state.session, stmt)
+    cls = plan.mapper.class_
+    theirs = len(getattr(statement, "_returning", ()) or ())
+    with_keys = statement.returning(*(getattr(cls, k) for k in plan.pk_keys))
+    frozen = _run(state, with_keys).freeze()
+    inserted = [tuple(row[theirs:]) for row in frozen().all()]
+    write_after(state.session, stmt, before, inserted=inserted)
+    result = frozen()
+    return result.columns(*range(theirs)) if theirs else result

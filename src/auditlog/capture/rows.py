@@ -1,0 +1,127 @@
+"""The values of audited rows: read from SQLAlchemy's instance state, or loaded from the table.
+
+Values SQLAlchemy already holds are read from ``state.dict`` and ``state.committed_state`` (the
+originals of changed attributes). What it does not hold (deferred or expired columns, the old value
+of a JSON document changed in place) is loaded with one query per model and flush.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import instance_state
+from sqlalchemy.orm.base import NO_VALUE
+from sqlalchemy.orm.state import InstanceState
+
+from ..registry import Plan, pk_keys_of
+from ..serialize import object_id_text
+from .span import INTERNAL_OPTIONS
+
+__all__ = [
+    "LOAD_CHUNK",
+    "Values",
+    "before_values",
+    "identity_of",
+    "load_columns",
+    "missing_before",
+    "read_rows",
+    "related_ids",
+]
+
+#: One row's values, keyed by mapped attribute name.
+Values = dict[str, Any]
+
+#: Primary keys per query when loading rows: far below every driver's parameter limit.
+LOAD_CHUNK = 2000
+#: Databases where ``FOR UPDATE`` locks the rows read (SQLite locks the whole file on write).
+_LOCKING = frozenset({"postgresql", "mysql", "mariadb"})
+
+
+def identity_of(state: InstanceState[Any]) -> tuple[Any, ...]:
+    """The primary key values of an object, persistent or just inserted."""
+    if state.key is not None:
+        return tuple(state.key[1])
+    values = state.dict
+    return tuple(values.get(key) for key in pk_keys_of(state.mapper))
+
+
+def related_ids(collection: Any) -> list[str]:
+    """A collection of related objects as the sorted list of their object ids."""
+    if collection is None or collection is NO_VALUE:
+        return []
+    items = collection.values() if isinstance(collection, dict) else collection
+    return sorted(object_id_text(identity_of(instance_state(obj))) for obj in items)
+
+
+def before_values(state: InstanceState[Any]) -> Values:
+    """The values before the coming flush: loaded values, with originals of changed attributes."""
+    before = dict(state.dict)
+    before.update(state.committed_state)
+    return before
+
+
+def missing_before(plan: Plan, state: InstanceState[Any], before: Values) -> set[str]:
+    """Recorded columns whose value before the flush SQLAlchemy does not hold."""
+    keys = plan.keys
+    missing = set(keys.difference(before))
+    current = state.dict
+    for key, value in state.committed_state.items():  # the attributes changed since the load
+        if key not in keys:
+            continue
+        if value is NO_VALUE:
+            missing.add(key)
+        elif value is current.get(key) and isinstance(value, (dict, list)):
+            missing.add(key)  # a mutable JSON value changed in place: the old one is in the row
+    return missing
+
+
+def read_rows(
+    session: Session,
+    plan: Plan,
+    where: Any,
+    params: Any = None,
+    *,
+    keys: Iterable[str] | None = None,
+    lock: bool = False,
+) -> dict[tuple[Any, ...], Values]:
+    """Stored values of ``keys`` (the recorded columns by default) of the rows matching
+    ``where``, in one query, keyed by primary key; with ``lock``, ``SELECT ... FOR UPDATE``
+    where the database has it, so that no other writer changes them before this transaction
+    does."""
+    cls = plan.mapper.class_
+    pk_keys = plan.pk_keys
+    wanted = sorted(set(plan.keys if keys is None else keys) | set(pk_keys))
+    query = sa.select(*(getattr(cls, key) for key in wanted))
+    if where is not None:
+        query = query.where(where)
+    if lock and session.get_bind(mapper=plan.mapper).dialect.name in _LOCKING:
+        query = query.with_for_update()
+    rows = session.execute(query, params, execution_options=INTERNAL_OPTIONS).mappings()
+    return {tuple(row[k] for k in pk_keys): dict(row) for row in rows}
+
+
+def load_columns(
+    session: Session,
+    plan: Plan,
+    identities: Iterable[tuple[Any, ...]],
+    keys: Iterable[str],
+    *,
+    for_update: bool = False,
+) -> dict[tuple[Any, ...], Values]:
+    """:func:`read_rows` for the rows with these primary keys, a chunk of keys per query."""
+    idents = list(dict.fromkeys(identities))
+    keys = list(keys)
+    cls = plan.mapper.class_
+    pk_keys = plan.pk_keys
+    found: dict[tuple[Any, ...], Values] = {}
+    for start in range(0, len(idents), LOAD_CHUNK):
+        chunk = idents[start : start + LOAD_CHUNK]
+        if len(pk_keys) == 1:
+            where = getattr(cls, pk_keys[0]).in_([ident[0] for ident in chunk])
+        else:
+            where = sa.tuple_(*(getattr(cls, k) for k in pk_keys)).in_(chunk)
+        found.update(read_rows(session, plan, where, keys=keys, lock=for_update))
+    return found

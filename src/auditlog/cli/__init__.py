@@ -1,0 +1,109 @@
+"""The ``auditlog`` command: ``demo``, ``serve`` and ``history`` (see docs/cli.md).
+
+One module per command; this one holds the argument parser and :func:`main`. Exit status: 0 on
+success, 1 when the database cannot be used or the server cannot listen, 2 for bad arguments.
+Errors are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+from collections.abc import Sequence
+
+from pydantic import TypeAdapter, ValidationError
+
+from .. import __version__
+from .database import DATABASE_URL_ENV, CommandError
+from .demo import demo_command
+from .history import history_command
+from .serve import TOKENS_ENV, serve_command
+
+__all__ = ["main"]
+
+
+def _datetime(value: str) -> dt.datetime:
+    try:
+        return TypeAdapter(dt.datetime).validate_python(value)
+    except ValidationError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date-time: {value!r}") from None
+
+
+def _port(value: str) -> int:
+    if not value.isdecimal() or int(value) > 65535:
+        raise argparse.ArgumentTypeError(f"not a port number (0 to 65535): {value!r}")
+    return int(value)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="auditlog", description="Who changed what, when and from where."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    database = argparse.ArgumentParser(add_help=False)
+    database.add_argument(
+        "--database-url",
+        default=os.environ.get(DATABASE_URL_ENV) or None,
+        metavar="URL",
+        help=f"SQLAlchemy database URL (default: ${DATABASE_URL_ENV})",
+    )
+    server = argparse.ArgumentParser(add_help=False)
+    server.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    server.add_argument("--port", type=_port, default=8000, help="port; 0 picks a free one (8000)")
+
+    demo = commands.add_parser(
+        "demo",
+        parents=[server],
+        help="write a sample app's audit entries, then serve GET /history/",
+        description="Run a small sample application's writes through auditlog (on a temporary "
+        "SQLite file unless --database-url), then serve GET /history/ for one of its tenants.",
+    )
+    demo.add_argument("--token", help="bearer token to accept (default: a random one)")
+    demo.add_argument("--database-url", metavar="URL", help="write the sample entries here")
+    demo.set_defaults(handler=demo_command)
+
+    serve = commands.add_parser(
+        "serve",
+        parents=[database, server],
+        help="serve GET /history/ for an existing database",
+        description=f"Serve GET /history/. Bearer tokens map to tenants through ${TOKENS_ENV} "
+        "(token=tenant_id,token2=tenant_id2) and --tokens-file (one token=tenant_id a line).",
+    )
+    serve.add_argument("--tokens-file", metavar="PATH", help="file of token=tenant_id lines")
+    serve.set_defaults(handler=serve_command)
+
+    history = commands.add_parser(
+        "history",
+        parents=[database],
+        help="print one page of history as JSON",
+        description="Print one page of audit entries, newest first, as the GET /history/ JSON.",
+    )
+    for name in ("tenant_id", "user_id", "ip_address", "object_id"):
+        history.add_argument("--" + name.replace("_", "-"), metavar=name.upper())
+    history.add_argument(
+        "--action-type", metavar="ACTIONS", help="create, update, delete, access; comma-separated"
+    )
+    history.add_argument("--content-type", metavar="ID_OR_MODEL", help="content type id or name")
+    history.add_argument("--since", type=_datetime, metavar="TIME", help="ISO 8601, inclusive")
+    history.add_argument("--until", type=_datetime, metavar="TIME", help="ISO 8601, exclusive")
+    history.add_argument("--page", type=int, default=1, help="page number, from 1 (1)")
+    history.add_argument("--page-size", type=int, default=20, help="entries per page (20)")
+    history.set_defaults(handler=history_command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``auditlog`` command; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        status: int = args.handler(args)
+    except CommandError as exc:
+        print(f"auditlog {args.command}: error: {exc}", file=sys.stderr)
+        return exc.status
+    except KeyboardInterrupt:
+        return 130
+    return status

@@ -1,0 +1,340 @@
+"""``GET /history/`` without a framework: authentication, query parameters, scoping, errors.
+
+The FastAPI and Flask integrations and the standard-library WSGI app of
+:func:`auditlog.integrations.server.make_wsgi_app` share this core, so every mount answers the
+same request with the same status and the same JSON:
+
+- the ``Authorization: Bearer <token>`` header goes through the app's ``authenticate`` callable,
+  which returns a :class:`Principal` or ``None``; missing or rejected -> 401 with
+  ``WWW-Authenticate: Bearer``;
+- the raw query string is parsed strictly and validated once (:func:`parse_query`, giving a
+  :class:`~auditlog.query.HistoryQuery`): unknown, repeated (except ``action_type``), malformed
+  or out-of-range parameters -> 400 with a JSON body naming the parameter;
+- the query always runs with ``tenant_id`` set to the principal's tenant (:func:`scoped_query`).
+
+See docs/http.md for the behaviour in full.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import logging
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..exceptions import InvalidQueryError
+from ..models import MAX_ID
+from ..query import MAX_PAGE_SIZE, HistoryPage, HistoryQuery
+from ..query.pages import numbered_page
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+__all__ = [
+    "PARAMETERS",
+    "TOKEN_PATTERN",
+    "Authenticate",
+    "ErrorBody",
+    "HTTPError",
+    "Principal",
+    "authenticate_request",
+    "bearer_token",
+    "check_principal",
+    "empty_page",
+    "history_page",
+    "openapi_parameters",
+    "parse_query",
+    "scoped_query",
+    "token_authenticator",
+]
+
+#: RFC 6750 ``b64token``: anything else is refused before the app's callable sees it.
+TOKEN_PATTERN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+_DIGITS = re.compile(r"[0-9]+")
+_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]*)?([eE][+-]?[0-9]+)?")
+_DATETIME: TypeAdapter[dt.datetime] = TypeAdapter(dt.datetime)
+_UTC_MIN = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+_UTC_MAX = dt.datetime.max.replace(tzinfo=dt.timezone.utc)
+_log = logging.getLogger("auditlog.http")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: every result is limited to ``tenant_id``; ``user_id`` is informative."""
+
+    tenant_id: str
+    user_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.tenant_id, str) or not self.tenant_id:
+            raise ValueError("Principal.tenant_id must be a non-empty string")
+
+
+#: Maps a bearer token to its principal, or ``None`` when the token is not valid.
+Authenticate = Callable[[str], "Principal | None"]
+
+
+def token_authenticator(tokens: Mapping[str, str | Principal]) -> Authenticate:
+    """An ``authenticate`` callable for a fixed table of tokens (token -> tenant id or principal).
+
+    Tokens are compared in constant time.
+    """
+    table = [
+        (token.encode(), p if isinstance(p, Principal) else Principal(tenant_id=p))
+        for token, p in tokens.items()
+    ]
+
+    def authenticate(token: str) -> Principal | None:
+        given = token.encode()
+        found = None
+        for known, principal in table:
+            if hmac.compare_digest(known, given):
+                found = principal
+        return found
+
+    return authenticate
+
+
+class ErrorBody(BaseModel):
+    """The JSON body of every 4xx/5xx answer of the endpoint."""
+
+    error: str = Field(description="A stable code: not_authenticated, invalid_parameter, ...")
+    detail: str = Field(description="What went wrong, for people.")
+    parameter: str | None = Field(default=None, description="The query parameter at fault.")
+
+
+class HTTPError(Exception):
+    """An answer other than 200: ``status``, a JSON ``body`` and extra ``headers``."""
+
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        detail: str,
+        *,
+        parameter: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.body = ErrorBody(error=error, detail=detail, parameter=parameter)
+        self.headers = dict(headers or {})
+
+    @classmethod
+    def bad_parameter(cls, parameter: str, detail: str) -> HTTPError:
+        return cls(400, "invalid_parameter", f"{parameter}: {detail}", parameter=parameter)
+
+    @classmethod
+    def unauthorized(cls, detail: str) -> HTTPError:
+        return cls(401, "not_authenticated", detail, headers={"WWW-Authenticate": "Bearer"})
+
+    @classmethod
+    def unavailable(cls, cause: BaseException) -> HTTPError:
+        """503 for a database failure; the cause is logged, never shown to the client."""
+        _log.error("GET /history/: the audit log cannot be read: %s", cause, exc_info=cause)
+        return cls(503, "unavailable", "the audit log cannot be read right now")
+
+    def json(self) -> bytes:
+        return self.body.model_dump_json(exclude_none=True).encode()
+
+
+# --- authentication -----------------------------------------------------------------------------
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header; 401 when absent or malformed."""
+    if not authorization or not authorization.strip():
+        raise HTTPError.unauthorized("missing bearer token in the Authorization header")
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise HTTPError.unauthorized("the Authorization header must be 'Bearer <token>'")
+    if not TOKEN_PATTERN.fullmatch(token):
+        raise HTTPError.unauthorized("invalid bearer token")
+    return token
+
+
+def check_principal(principal: object) -> Principal:
+    """The principal an ``authenticate`` callable returned; 401 for ``None``."""
+    if principal is None:
+        raise HTTPError.unauthorized("invalid bearer token")
+    if not isinstance(principal, Principal):
+        raise TypeError(f"authenticate must return a Principal or None, not {principal!r}")
+    return principal
+
+
+def authenticate_request(authorization: str | None, authenticate: Authenticate) -> Principal:
+    """Authenticate the ``Authorization`` header value with the app's callable; 401 otherwise."""
+    return check_principal(authenticate(bearer_token(authorization)))
+
+
+# --- query parameters ---------------------------------------------------------------------------
+
+#: The query parameters, in the order the OpenAPI document lists them: the filters, paging, and
+#: ``tenant_id`` last (it never widens the scope).
+PARAMETERS: tuple[str, ...] = (
+    *(name for name in HistoryQuery.model_fields if name != "tenant_id"),
+    "tenant_id",
+)
+#: What the endpoint says of a parameter where the library call's description does not fit.
+_HTTP_DESCRIPTIONS = {
+    "tenant_id": "Ignored for scoping: results are always those of the caller's tenant, so "
+    "another tenant's id gives an empty page.",
+}
+
+
+def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """An optional field's schema as a query parameter's: the ``null`` alternative dropped (an
+    absent parameter is the null), and its keywords kept on what remains."""
+    options = [s for s in schema.get("anyOf", ()) if s != {"type": "null"}]
+    if len(options) != 1:
+        return schema
+    outer = {k: v for k, v in schema.items() if k not in ("anyOf", "default")}
+    return {**options[0], **outer}
+
+
+def openapi_parameters() -> list[dict[str, Any]]:
+    """The OpenAPI description of every query parameter, from :class:`HistoryQuery`'s schema."""
+    properties = HistoryQuery.model_json_schema()["properties"]
+    parameters = []
+    for name in PARAMETERS:
+        schema = _without_null(properties[name])
+        schema.pop("title", None)
+        description = _HTTP_DESCRIPTIONS.get(name) or schema.pop("description")
+        schema.pop("description", None)
+        if name == "content_type":  # ids only over HTTP
+            schema = next(s for s in schema["anyOf"] if s.get("type") == "integer")
+        parameter: dict[str, Any] = {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "schema": schema,
+            "description": description,
+        }
+        if name == "action_type":
+            parameter.update(style="form", explode=True, example=["create"])
+        parameters.append(parameter)
+    return parameters
+
+
+def _integer(name: str, value: str, low: int, high: int) -> int:
+    if not _DIGITS.fullmatch(value) or len(value) > 12:
+        raise HTTPError.bad_parameter(name, f"expected a whole number from {low} to {high}")
+    number = int(value)
+    if not low <= number <= high:
+        raise HTTPError.bad_parameter(name, f"must be from {low} to {high} (got {number})")
+    return number
+
+
+def _datetime(name: str, value: str) -> dt.datetime:
+    if _NUMBER.fullmatch(value.strip()):  # pydantic would read a number as a Unix time
+        raise HTTPError.bad_parameter(name, "expected an ISO 8601 date-time, not a number")
+    try:
+        moment = _DATETIME.validate_python(value)
+    except ValidationError:
+        raise HTTPError.bad_parameter(name, "expected an ISO 8601 date-time") from None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=dt.timezone.utc)
+    try:
+        return moment.astimezone(dt.timezone.utc)
+    except OverflowError:  # beyond year 1 or 9999 once in UTC: the nearest representable bound
+        return _UTC_MIN if moment.year == 1 else _UTC_MAX
+
+
+def _decode(query_string: bytes | str) -> list[tuple[str, str]]:
+    # Percent-decode byte for byte (latin-1), then decode UTF-8 strictly: no silent U+FFFD.
+    text = query_string.decode("latin-1") if isinstance(query_string, bytes) else query_string
+    decoded = []
+    for key, value in parse_qsl(text, keep_blank_values=True, encoding="latin-1"):
+        try:
+            name = key.encode("latin-1").decode()
+        except (UnicodeError, ValueError):
+            raise HTTPError.bad_parameter("query", "parameter names must be UTF-8") from None
+        try:
+            decoded.append((name, value.encode("latin-1").decode()))
+        except (UnicodeError, ValueError):
+            raise HTTPError.bad_parameter(name, "the value is not valid UTF-8") from None
+    return decoded
+
+
+#: Parameters read as whole numbers in the query string, and their bounds.
+_INTEGERS = {"page": (1, MAX_ID), "page_size": (1, MAX_PAGE_SIZE), "content_type": (0, MAX_ID)}
+
+
+def parse_query(query_string: bytes | str) -> HistoryQuery:
+    """The validated query of a raw query string (bytes, or WSGI's latin-1 text).
+
+    Empty values count as absent. Raises :class:`HTTPError` (400) naming the bad parameter.
+    """
+    given: dict[str, list[str]] = {}
+    for name, value in _decode(query_string):
+        if name not in PARAMETERS:
+            known = ", ".join(PARAMETERS)
+            raise HTTPError.bad_parameter(name, f"unknown query parameter; use {known}")
+        if "\x00" in value:
+            raise HTTPError.bad_parameter(name, "must not contain NUL characters")
+        given.setdefault(name, []).append(value)
+    arguments: dict[str, Any] = {}
+    for name, values in given.items():
+        present = [v for v in values if v.strip()]
+        if not present:
+            continue
+        if name == "action_type":
+            arguments[name] = ",".join(present)
+            continue
+        if len(present) > 1:
+            raise HTTPError.bad_parameter(name, "given more than once")
+        value = present[0].strip()
+        if name in _INTEGERS:
+            arguments[name] = _integer(name, value, *_INTEGERS[name])
+        elif name in ("since", "until"):
+            arguments[name] = _datetime(name, value)
+        else:
+            arguments[name] = value
+    try:
+        return HistoryQuery.parse(**arguments)
+    except InvalidQueryError as exc:
+        raise HTTPError.bad_parameter(exc.argument, exc.message) from None
+
+
+def scoped_query(principal: Principal, query: HistoryQuery) -> HistoryQuery | None:
+    """``query`` limited to the principal's tenant.
+
+    Returns ``None`` when nothing can match: the query names another tenant (the answer is an
+    empty page, never that tenant's entries), or ``until`` is not after ``since``.
+    """
+    if query.tenant_id is not None and query.tenant_id != principal.tenant_id:
+        return None
+    if query.since is not None and query.until is not None and query.until <= query.since:
+        return None
+    return query.model_copy(update={"tenant_id": principal.tenant_id})
+
+
+def empty_page(page: int = 1) -> HistoryPage:
+    """The page of a query nothing can match."""
+    return HistoryPage.numbered(0, page, 1, [])
+
+
+def history_page(
+    session_factory: Callable[[], Session], principal: Principal, query_string: bytes | str
+) -> HistoryPage:
+    """Parse, scope and run one request's query on a new session (sync mounts).
+
+    Raises :class:`HTTPError`: 400 for a bad parameter, 503 when the database fails.
+    """
+    query = parse_query(query_string)
+    scoped = scoped_query(principal, query)
+    if scoped is None:
+        return empty_page(query.page)
+    try:
+        with session_factory() as session:
+            return numbered_page(session, scoped)
+    except SQLAlchemyError as exc:
+        raise HTTPError.unavailable(exc) from None

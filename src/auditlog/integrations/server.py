@@ -1,0 +1,56 @@
+"""``GET /history/`` as a WSGI application on the standard library alone.
+
+``auditlog demo`` and ``auditlog serve`` run it; any WSGI server (gunicorn, uWSGI, waitress) can
+too. Parsing, scoping and errors come from :mod:`auditlog.integrations.http`, so it answers
+exactly as the FastAPI and Flask mounts do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .http import Authenticate, HTTPError, authenticate_request, history_page
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+__all__ = ["make_wsgi_app"]
+
+_REASONS = {
+    200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
+    405: "Method Not Allowed", 503: "Service Unavailable",
+}  # fmt: skip
+StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], list[bytes]]
+
+
+def make_wsgi_app(
+    session_factory: Callable[[], Session],
+    authenticate: Authenticate,
+    *,
+    path: str = "/history/",
+) -> WSGIApp:
+    """A WSGI application serving ``GET path`` (with or without the final slash) and nothing else."""
+    paths = {path, path.rstrip("/") or "/"}
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        headers = [("Content-Type", "application/json")]
+        try:
+            if environ.get("PATH_INFO", "") not in paths:
+                raise HTTPError(404, "not_found", f"no such resource; use GET {path}")
+            if method not in ("GET", "HEAD"):
+                headers.append(("Allow", "GET, HEAD"))
+                raise HTTPError(405, "method_not_allowed", f"use GET {path}")
+            principal = authenticate_request(environ.get("HTTP_AUTHORIZATION"), authenticate)
+            page = history_page(session_factory, principal, environ.get("QUERY_STRING", ""))
+            status, body = 200, page.model_dump_json().encode()
+        except HTTPError as exc:
+            status, body = exc.status, exc.json()
+            headers.extend(exc.headers.items())
+        headers.append(("Content-Length", str(len(body))))
+        start_response(f"{status} {_REASONS[status]}", headers)
+        return [] if method == "HEAD" else [body]
+
+    return app

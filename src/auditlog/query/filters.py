@@ -1,0 +1,108 @@
+"""One small function per filter: a ``Select`` of ``audit_log`` in, a narrower one out.
+
+The session stays out of them; :func:`apply_filters` applies every given one (AND).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import reduce
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..models import audit_log_table as _t
+from ..models import content_type_table
+from .cursor import Cursor
+from .params import HistoryFilters
+
+__all__ = [
+    "FILTERS",
+    "Stmt",
+    "apply_filters",
+    "beyond",
+    "by_action_type",
+    "by_content_type",
+    "by_ip_address",
+    "by_object_id",
+    "by_tenant",
+    "by_user",
+    "in_window",
+]
+
+Stmt = sa.Select[Any]
+Filter = Callable[[Stmt, HistoryFilters], Stmt]
+
+
+def by_tenant(stmt: Stmt, q: HistoryFilters) -> Stmt:
+    return stmt if q.tenant_id is None else stmt.where(_t.c.tenant_id == q.tenant_id)
+
+
+def by_user(stmt: Stmt, q: HistoryFilters) -> Stmt:
+    return stmt if q.user_id is None else stmt.where(_t.c.user_id == q.user_id)
+
+
+def by_ip_address(stmt: Stmt, q: HistoryFilters) -> Stmt:
+    return stmt if q.ip_address is None else stmt.where(_t.c.ip_address == q.ip_address)
+
+
+def by_action_type(stmt: Stmt, q: HistoryFilters) -> Stmt:
+    if not q.action_type:
+        return stmt
+    if len(q.action_type) == 1:
+        return stmt.where(_t.c.action_type == q.action_type[0])
+    return stmt.where(_t.c.action_type.in_(q.action_type))
+
+
+def by_object_id(stmt: Stmt, q: HistoryFilters) -> Stmt:
+    return stmt if q.object_id is None else stmt.where(_t.c.object_id == q.object_id)
+
+
+def by_content_type(stmt: Stmt, q: HistoryFilters) -> Stmt:
+    if q.content_type is None:
+        return stmt
+    if isinstance(q.content_type, int):
+        return stmt.where(_t.c.content_type == q.content_type)
+    named = content_type_table.c.name == q.content_type
+    return stmt.where(
+        _t.c.content_type == sa.select(content_type_table.c.id).where(named).scalar_subquery()
+    )
+
+
+def in_window(stmt: Stmt, q: HistoryFilters) -> Stmt:
+    """``since`` inclusive, ``until`` exclusive; ``until <= since`` is an empty window, not an error."""
+    if q.since is not None:
+        stmt = stmt.where(_t.c.timestamp >= q.since)
+    if q.until is not None:
+        stmt = stmt.where(_t.c.timestamp < q.until)
+    return stmt
+
+
+FILTERS: Sequence[Filter] = (
+    by_tenant, by_user, by_ip_address, by_action_type, by_object_id, by_content_type, in_window,
+)  # fmt: skip
+
+
+def apply_filters(stmt: Stmt, q: HistoryFilters) -> Stmt:
+    """``stmt`` with the WHERE clause of every given filter."""
+    return reduce(lambda s, f: f(s, q), FILTERS, stmt)
+
+
+def beyond(stmt: Stmt, cursor: Cursor, dialect: str) -> Stmt:
+    """Only the entries after ``cursor`` in its direction, as a range the indexes can seek to.
+
+    PostgreSQL and SQLite compare row values, ``(timestamp, id) < (:ts, :id)``, and use it as an
+    index bound. MariaDB/MySQL do not turn a row comparison into a range, so there it is spelled
+    ``timestamp <= :ts AND (timestamp < :ts OR id < :id)``: the first term bounds the range scan.
+    """
+    ts, ident = (
+        sa.literal(cursor.timestamp, _t.c.timestamp.type),
+        sa.literal(cursor.id, _t.c.id.type),
+    )
+    older = cursor.direction == "next"
+    if dialect in {"postgresql", "sqlite"}:
+        row, at = sa.tuple_(_t.c.timestamp, _t.c.id), sa.tuple_(ts, ident)
+        return stmt.where(row < at if older else row > at)
+    if older:
+        return stmt.where(_t.c.timestamp <= ts, sa.or_(_t.c.timestamp < ts, _t.c.id < ident))
+    return stmt.where(_t.c.timestamp >= ts, sa.or_(_t.c.timestamp > ts, _t.c.id > ident))

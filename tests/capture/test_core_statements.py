@@ -1,0 +1,104 @@
+"""Core statements and the legacy bulk_* methods on an audited session's connection."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+import auditlog
+
+from ..helpers import entries
+from ..models import Customer, Membership, Truck, Vehicle
+
+
+@pytest.fixture(autouse=True)
+def _registered() -> None:
+    auditlog.register(Customer)
+    auditlog.register(Membership)
+
+
+def test_bulk_save_objects_records_creates_and_updates(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    with Session_.begin() as session:
+        session.bulk_save_objects([Customer(name="a"), Customer(name="b")])
+    with Session_() as session:
+        first = session.scalars(sa.select(Customer).where(Customer.name == "a")).one()
+    first.name = "a2"  # detached, as bulk_save_objects is meant to be used
+    with Session_.begin() as session:
+        session.bulk_save_objects([first])
+    created = entries(engine, action_type="create")
+    assert sorted(e.after_state["name"] for e in created if e.after_state) == ["a", "b"]
+    assert all(e.object_id == str(e.after_state and e.after_state["id"]) for e in created)
+    (update,) = entries(engine, action_type="update")
+    assert update.before_state is not None and update.after_state is not None
+    assert (update.before_state["name"], update.after_state["name"]) == ("a", "a2")
+
+
+def test_bulk_insert_and_update_mappings(engine: Engine, Session_: sessionmaker[Session]) -> None:
+    with auditlog.audit_context(user_id="legacy"), Session_.begin() as session:
+        session.bulk_insert_mappings(  # type: ignore[arg-type]
+            Customer, [{"id": 10, "name": "x"}, {"id": 11, "name": "y", "email": "y@x"}]
+        )
+        session.bulk_insert_mappings(Membership, [{"org": "o", "member": 1, "role": "r"}])  # type: ignore[arg-type]
+        session.bulk_update_mappings(Customer, [{"id": 10, "email": "x@x"}])  # type: ignore[arg-type]
+    log = entries(engine)
+    assert {(e.action_type, e.object_id) for e in log} == {
+        ("create", "10"),
+        ("create", "11"),
+        ("create", '["o",1]'),
+        ("update", "10"),
+    }
+    assert {e.user_id for e in log} == {"legacy"}
+    (update,) = [e for e in log if e.action_type == "update"]
+    assert update.before_state is not None and update.after_state is not None
+    assert (update.before_state["email"], update.after_state["email"]) == (None, "x@x")
+    assert update.changed_fields == ["email"]
+
+
+def test_core_statements_through_the_session_are_captured(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    table = Customer.__table__
+    with Session_.begin() as session:
+        session.execute(sa.insert(table), [{"id": 1, "name": "core"}, {"id": 2, "name": "two"}])
+        session.execute(sa.update(table).where(table.c.id == 1).values(name="changed"))
+        session.connection().execute(sa.delete(table).where(table.c.id == 2))
+    log = [(e.action_type, e.object_id) for e in entries(engine)]
+    assert sorted(log) == [("create", "1"), ("create", "2"), ("delete", "2"), ("update", "1")]
+    (update,) = entries(engine, action_type="update")
+    assert update.before_state is not None and update.after_state is not None
+    assert (update.before_state["name"], update.after_state["name"]) == ("core", "changed")
+
+
+def test_rolled_back_core_writes_leave_no_entries(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    with Session_() as session:
+        session.bulk_insert_mappings(Customer, [{"name": "gone"}])  # type: ignore[arg-type]
+        session.rollback()
+    assert entries(engine) == []
+
+
+def test_a_connection_back_in_the_pool_is_not_the_sessions_anymore(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    with Session_.begin() as session:
+        session.add(Customer(name="via session"))
+    with engine.begin() as conn:  # the same pooled connection, outside any session
+        conn.execute(sa.insert(Customer.__table__).values(name="plain core"))
+    assert [e.after_state and e.after_state["name"] for e in entries(engine)] == ["via session"]
+
+
+def test_joined_inheritance_tables_are_left_to_the_warning(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    auditlog.register(Vehicle)
+    auditlog.warn_unaudited_writes(engine)
+    try:
+        with Session_.begin() as session, pytest.warns(auditlog.UnauditedWriteWarning):
+            session.bulk_save_objects([Truck(payload_kg=1)])
+    finally:
+        auditlog.warn_unaudited_writes(engine, enabled=False)

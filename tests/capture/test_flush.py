@@ -1,0 +1,406 @@
+"""What a flush writes: create / update / delete entries, exactly as the contract describes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+import auditlog
+from auditlog import AuditLog, ContentType
+from auditlog.capture import content_types
+
+from ..helpers import actions, entries
+from ..models import Customer, Loan, Membership, Truck, Vehicle
+
+
+@pytest.fixture(autouse=True)
+def _registered() -> None:
+    auditlog.register(Customer, mask={"password"})
+    auditlog.register(Loan)
+    auditlog.register(Membership)
+    auditlog.register(Vehicle)
+
+
+def test_create_records_every_attribute_with_keys_and_defaults(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    with Session_.begin() as session:
+        customer = Customer(name="Ada", email="ada@example.com", password="secret")
+        session.add(customer)
+        session.flush()
+        loan = Loan(amount=Decimal("1500.25"), customer=customer)
+        session.add(loan)
+    (c_entry, l_entry) = entries(engine)
+    assert c_entry.action_type == "create"
+    assert c_entry.before_state is None
+    assert c_entry.object_id == str(customer.id)
+    assert c_entry.after_state == {
+        "id": customer.id,
+        "tenant_id": None,
+        "name": "Ada",
+        "email": "ada@example.com",
+        "password": auditlog.MASKED,
+        "notes": None,
+        "loans": [],  # one-to-many collection: sorted ids of the related loans
+    }
+    assert l_entry.object_id == str(loan.id)
+    assert l_entry.after_state is not None
+    assert (
+        l_entry.after_state
+        == {
+            "id": str(loan.id),
+            "customer_id": customer.id,
+            "amount": "1500.2500",
+            "status": "draft",  # Python-side default
+            "version": 1,  # server default, read back after the INSERT
+            "created_at": loan.created_at.astimezone(dt.timezone.utc).isoformat()[:-6] + "Z",
+        }
+    )
+    assert c_entry.content_type != l_entry.content_type
+
+
+def test_update_records_before_and_after(engine: Engine, Session_: sessionmaker[Session]) -> None:
+    with Session_.begin() as session:
+        customer = Customer(name="Ada", email="a@example.com")
+        session.add(customer)
+    with Session_.begin() as session:
+        customer = session.get_one(Customer, customer.id)
+        customer.name = "Ada L."
+    update = entries(engine, action_type="update")
+    assert len(update) == 1
+    assert update[0].before_state is not None and update[0].after_state is not None
+    assert update[0].before_state["name"] == "Ada"
+    assert update[0].after_state["name"] == "Ada L."
+    assert update[0].before_state["email"] == update[0].after_state["email"] == "a@example.com"
+    assert update[0].changed_fields == ["name"]
+
+
+def test_update_of_unloaded_object_reads_committed_values(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    """Expired and deferred attributes are loaded (one query) so the before-state is complete."""
+    with Session_.begin() as session:
+        customer = Customer(name="Ada", notes="vip")
+        session.add(customer)
+    with Session_() as session:
+        session.expire_all()
+        customer = session.get_one(Customer, customer.id)
+        session.expire(customer, ["name"])
+        customer.name = "Grace"  # set without loading the old value
+        session.commit()
+    (update,) = entries(engine, action_type="update")
+    assert update.before_state is not None and update.after_state is not None
+    assert update.before_state["name"] == "Ada"
+    assert update.before_state["notes"] == "vip"  # deferred column, never loaded by the app
+    assert update.after_state["name"] == "Grace"
+    assert update.after_state["notes"] == "vip"
+
+
+def test_noop_update_writes_nothing(engine: Engine, Session_: sessionmaker[Session]) -> None:
+    with Session_.begin() as session:
+        customer = Customer(name="Ada")
+        session.add(customer)
+    with Session_.begin() as session:
+        customer = session.get_one(Customer, customer.id)
+        customer.name = "Ada"  # same value
+    assert [a for a, _ in actions(engine)] == ["create"]
+
+
+def test_masked_change_is_an_entry_with_hidden_values(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    with Session_.begin() as session:
+        customer = Customer(name="Ada", password="one")
+        session.add(customer)
+    with Session_.begin() as session:
+        session.get_one(Customer, customer.id).password = "two"
+    (update,) = entries(engine, action_type="update")
+    assert update.before_state is not None and update.after_state is not None
+    assert update.before_state["password"] == update.after_state["password"] == auditlog.MASKED
+    assert update.changed_fields == ["password"]
+
+
+def test_excluded_change_alone_is_no_entry(engine: Engine, Session_: sessionmaker[Session]) -> None:
+    auditlog.register(Customer, exclude={"email"})
+    with Session_.begin() as session:
+        customer = Customer(name="Ada", email="a@example.com")
+        session.add(customer)
+    with Session_.begin() as session:
+        session.get_one(Customer, customer.id).email = "b@example.com"
+    (create,) = entries(engine)
+    assert create.after_state is not None
+    assert "email" not in create.after_state
+
+
+def test_a_flush_that_records_nothing_creates_no_content_type(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    """An update of excluded attributes only writes no entry, and so needs no content type:
+    none is looked up or created until the model has an entry to write."""
+    name = f"{Customer.__module__}.{Customer.__qualname__}"
+    has_content_type = sa.select(sa.func.count()).where(ContentType.name == name)
+    with engine.begin() as conn:
+        conn.execute(sa.delete(ContentType).where(ContentType.name == name))  # earlier tests'
+        conn.execute(sa.insert(Customer), [{"id": i, "name": f"c{i}"} for i in (1, 2)])
+    content_types.clear_cache()
+    auditlog.register(Customer, exclude={"email"})
+    with Session_.begin() as session:
+        for customer in session.scalars(sa.select(Customer)):
+            customer.email = "new@example.com"
+    with engine.connect() as conn:
+        assert conn.scalar(has_content_type) == 0
+    assert entries(engine) == []
+    with Session_.begin() as session:
+        session.get_one(Customer, 1).name = "renamed"
+    (update,) = entries(engine)
+    with engine.connect() as conn:
+        assert conn.scalar(has_content_type) == 1
+    assert update.changed_fields == ["name"]
+
+
+def test_include_limits_recorded_attributes(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    auditlog.register(Customer, include={"id", "name"})
+    with Session_.begin() as session:
+        customer = Customer(name="Ada", email="a@example.com")
+        session.add(customer)
+    with Session_.begin() as session:
+        customer = session.get_one(Customer, customer.id)
+        customer.email = "b@example.com"  # not recorded: no entry
+    with Session_.begin() as session:
+        session.get_one(Customer, customer.id).name = "Grace"
+    create, update = entries(engine)
+    assert create.after_state == {"id": customer.id, "name": "Ada"}
+    assert update.before_state == {"id": customer.id, "name": "Ada"}
+    assert update.after_state == {"id": customer.id, "name": "Grace"}
+
+
+def test_delete_records_last_stored_values(engine: Engine, Session_: sessionmaker[Session]) -> None:
+    with Session_.begin() as session:
+        customer = Customer(name="Ada", notes="vip")
+        session.add(customer)
+    with Session_() as session:
+        session.delete(session.get_one(Customer, customer.id))
+        session.commit()
+    delete = entries(engine, action_type="delete")
+    assert len(delete) == 1
+    assert delete[0].after_state is None
+    assert delete[0].before_state == {
+        "id": customer.id,
+        "tenant_id": None,
+        "name": "Ada",
+        "email": None,
+        "password": auditlog.MASKED,
+        "notes": "vip",
+    }
+
+
+def test_cascaded_orm_delete_gets_an_entry_each(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    with Session_.begin() as session:
+        customer = Customer(name="Ada", loans=[Loan(amount=Decimal(1)), Loan(amount=Decimal(2))])
+        session.add(customer)
+    with Session_.begin() as session:
+        session.delete(session.get_one(Customer, customer.id))
+    deletes = entries(engine, action_type="delete")
+    assert sorted(
+        e.before_state["amount"] for e in deletes if e.before_state and "amount" in e.before_state
+    ) == [
+        "1.0000",
+        "2.0000",
+    ]
+    assert len(deletes) == 3
+
+
+def test_several_flushes_in_one_transaction_get_one_entry_each(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    with Session_.begin() as session:
+        customer = Customer(name="v1")
+        session.add(customer)
+        session.flush()
+        customer.name = "v2"
+        session.flush()
+        customer.name = "v3"
+        session.flush()
+        session.delete(customer)
+    rows = entries(engine)
+    assert [e.action_type for e in rows] == ["create", "update", "update", "delete"]
+    assert [e.after_state and e.after_state["name"] for e in rows] == ["v1", "v2", "v3", None]
+    assert rows[1].before_state is not None and rows[1].before_state["name"] == "v1"
+    assert len({e.transaction_id for e in rows}) == 1
+
+
+def test_autoflush_is_captured(engine: Engine, Session_: sessionmaker[Session]) -> None:
+    with Session_.begin() as session:
+        session.add(Customer(name="Ada"))
+        # the query autoflushes the pending object
+        assert session.scalar(sa.select(sa.func.count()).select_from(Customer)) == 1
+        assert len(entries_in(session)) == 1
+
+
+def entries_in(session: Session) -> list[AuditLog]:
+    return list(session.scalars(sa.select(AuditLog)))
+
+
+def test_rollback_leaves_no_entries(engine: Engine, Session_: sessionmaker[Session]) -> None:
+    with Session_() as session:
+        session.add(Customer(name="Ada"))
+        session.flush()
+        assert len(entries_in(session)) == 1
+        session.rollback()
+    assert entries(engine) == []
+
+
+def test_rolled_back_savepoint_leaves_no_entries(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    with Session_.begin() as session:
+        session.add(Customer(name="kept"))
+        savepoint = session.begin_nested()
+        session.add(Customer(name="dropped"))
+        session.flush()
+        savepoint.rollback()
+        with session.begin_nested():
+            session.add(Customer(name="released"))
+    names = sorted(e.after_state["name"] for e in entries(engine) if e.after_state)
+    assert names == ["kept", "released"]
+
+
+def test_composite_primary_key_object_id(engine: Engine, Session_: sessionmaker[Session]) -> None:
+    with Session_.begin() as session:
+        session.add(Membership(org="acme", member=7, role="admin"))
+    (entry,) = entries(engine)
+    assert entry.object_id == '["acme",7]'
+    assert entry.after_state == {"org": "acme", "member": 7, "role": "admin"}
+
+
+def test_registering_a_base_covers_joined_subclasses(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    with Session_.begin() as session:
+        truck = Truck(payload_kg=900)
+        session.add_all([truck, Vehicle(kind="vehicle")])
+    with Session_.begin() as session:
+        session.get_one(Truck, truck.id).payload_kg = 1000
+    rows = entries(engine)
+    truck_rows = [
+        e
+        for e in rows
+        if e.object_id == str(truck.id) and e.after_state and e.after_state["kind"] == "truck"
+    ]
+    assert truck_rows[0].after_state == {
+        "id": truck.id,
+        "kind": "truck",
+        "wheels": 4,
+        "payload_kg": 900,
+    }
+    assert truck_rows[1].before_state is not None
+    assert truck_rows[1].before_state["payload_kg"] == 900
+    assert truck_rows[1].after_state is not None and truck_rows[1].after_state["payload_kg"] == 1000
+    assert len({e.content_type for e in rows}) == 2  # Truck and Vehicle are distinct models
+
+
+def test_unregistered_models_are_not_captured(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    auditlog.unregister(Customer)
+    with Session_.begin() as session:
+        session.add(Customer(name="Ada"))
+        session.add(Membership(org="a", member=1, role="r"))
+    assert [e.object_id for e in entries(engine)] == ['["a",1]']
+
+
+def test_sql_expression_assignment_records_resulting_value(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    with Session_.begin() as session:
+        loan = Loan(amount=Decimal("10"))
+        session.add(loan)
+    with Session_.begin() as session:
+        loan = session.get_one(Loan, loan.id)
+        loan.version = Loan.version + 1
+    (update,) = entries(engine, action_type="update")
+    assert update.before_state is not None and update.after_state is not None
+    assert (update.before_state["version"], update.after_state["version"]) == (1, 2)
+
+
+def test_uuid_primary_key_is_object_id_text(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    loan_id = uuid.uuid4()
+    with Session_.begin() as session:
+        session.add(Loan(id=loan_id, amount=Decimal(1)))
+    assert entries(engine)[0].object_id == str(loan_id)
+
+
+def test_absent_states_are_sql_null(engine: Engine, Session_: sessionmaker[Session]) -> None:
+    """A create's before_state (and a missing extra) is SQL NULL, not the JSON value null."""
+    with Session_.begin() as session:
+        session.add(Customer(name="Ada"))
+    table = AuditLog.__table__
+    with engine.connect() as conn:
+        nulls = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(table)
+            .where(table.c.before_state.is_(None), table.c.extra.is_(None))
+        ).scalar_one()
+    assert nulls == 1
+
+
+def test_large_flushes_write_every_entry_exactly(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    """Batches big enough for the bulk write path (COPY on PostgreSQL) keep every value."""
+    with auditlog.audit_context(user_id="batch", ip_address="2001:db8::7", note="n"):
+        with Session_.begin() as session:
+            customers = [Customer(name=f"c{i}", email=f"{i}@x", password="p") for i in range(40)]
+            session.add_all(customers)
+        with Session_.begin() as session:
+            for customer in customers:
+                session.get_one(Customer, customer.id).name = f"renamed {customer.id}"
+        with Session_.begin() as session:
+            for customer in customers[:20]:
+                session.delete(session.get_one(Customer, customer.id))
+    rows = entries(engine)
+    assert [e.action_type for e in rows] == ["create"] * 40 + ["update"] * 40 + ["delete"] * 20
+    by_object = {}
+    for e in rows:
+        assert (e.user_id, e.ip_address, e.extra) == ("batch", "2001:db8::7", {"note": "n"})
+        by_object.setdefault(e.object_id, []).append(e)
+    for customer in customers:
+        history = by_object[str(customer.id)]
+        assert history[0].after_state is not None
+        assert history[0].after_state["email"] == f"{customer.id - customers[0].id}@x"
+        created = {k: v for k, v in history[0].after_state.items() if k != "loans"}
+        assert history[1].before_state == created
+        assert history[1].after_state is not None
+        assert history[1].after_state["name"] == f"renamed {customer.id}"
+        assert history[1].changed_fields == ["name"]
+    assert len({e.id for e in rows}) == 100
+    assert len({e.transaction_id for e in rows}) == 3
+
+
+def test_a_failing_large_batch_commits_nothing(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE audit_log RENAME TO audit_log_away"))
+    try:
+        with Session_() as session:
+            session.add_all([Customer(name=f"c{i}") for i in range(30)])
+            with pytest.raises(sa.exc.DBAPIError, match="audit_log"):
+                session.commit()
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE audit_log_away RENAME TO audit_log"))
+    with engine.connect() as conn:
+        assert conn.scalar(sa.select(sa.func.count()).select_from(Customer)) == 0

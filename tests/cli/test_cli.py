@@ -1,0 +1,380 @@
+"""The ``auditlog`` command, run for real: subprocesses, real servers on free ports, real HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+import auditlog
+from auditlog.cli.demo import TENANTS
+from auditlog.cli.demo import Base as DemoBase
+
+from ..helpers import AUTH_A, AUTH_B, TENANT_A, TENANT_B, assert_history_page, seed_history
+
+COMMAND = [sys.executable, "-m", "auditlog"]
+SERVING = re.compile(r"Serving GET /history/ at (?P<base>http://\S+)/history/")
+ACME, GLOBEX = TENANTS
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUDITLOG_")}
+    env.update(extra)
+    return env
+
+
+def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*COMMAND, *args], capture_output=True, text=True, env=_env(**env), timeout=120
+    )
+
+
+def url_of(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=False)
+
+
+@dataclass
+class Server:
+    base: str
+    lines: list[str] = field(default_factory=list)
+
+
+@contextmanager
+def serving(*args: str, last_line: str = "Serving", **env: str) -> Iterator[Server]:
+    """Start ``auditlog ARGS`` on a free port, wait until it answers, stop it afterwards."""
+    with tempfile.TemporaryFile("w+") as stderr:
+        proc = subprocess.Popen(
+            [*COMMAND, *args, "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            env=_env(**env),
+        )
+        lines: queue.Queue[str | None] = queue.Queue()
+
+        def read() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                lines.put(line.rstrip("\n"))
+            lines.put(None)
+
+        def errors() -> str:
+            stderr.seek(0)
+            return stderr.read()
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        try:
+            server = _wait_for_banner(proc, lines, last_line, errors)
+            _wait_until_answering(server.base)
+            yield server
+        finally:
+            proc.terminate()
+            status = proc.wait(timeout=30)
+            reader.join(timeout=10)
+            assert proc.stdout is not None
+            proc.stdout.close()
+        assert status == 0, errors()
+        assert "Traceback" not in errors()
+
+
+def _wait_for_banner(
+    proc: subprocess.Popen[str],
+    lines: queue.Queue[str | None],
+    last_line: str,
+    errors: Callable[[], str],
+) -> Server:
+    server: Server | None = None
+    collected: list[str] = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=1)
+        except queue.Empty:
+            continue
+        if line is None:
+            pytest.fail(f"the server exited with {proc.wait()}: {errors()}")
+        collected.append(line)
+        match = SERVING.search(line)
+        if match:
+            server = Server(match["base"], collected)
+        if server is not None and last_line in line:
+            return server
+    pytest.fail(f"no banner in time; got {collected}")
+
+
+def _wait_until_answering(base: str) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(f"{base}/history/", timeout=5)
+            return
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+# --- demo ---------------------------------------------------------------------------------------
+
+
+def _token(server: Server) -> str:
+    (line,) = [line for line in server.lines if line.startswith("Token")]
+    return line.rsplit(": ", 1)[1]
+
+
+def test_demo_serves_the_sample_history_with_the_printed_token() -> None:
+    with serving("demo", last_line="curl") as server:
+        token = _token(server)
+        curl = server.lines[-1].strip()
+        url = f"{server.base}/history/?action_type=create"
+        assert curl == f'curl -H "Authorization: Bearer {token}" "{url}"'
+        auth = {"Authorization": f"Bearer {token}"}
+
+        created = httpx.get(url, headers=auth)
+        assert created.status_code == 200
+        body = created.json()
+        assert_history_page(body)
+        assert body["count"] == 4
+        assert {e["action_type"] for e in body["results"]} == {"create"}
+        assert {e["tenant_id"] for e in body["results"]} == {ACME.id}
+        assert {e["before_state"] is None for e in body["results"]} == {True}
+
+        everything = httpx.get(f"{server.base}/history/?page_size=100", headers=auth).json()
+        entries = everything["results"]
+        assert {e["action_type"] for e in entries} == {"create", "update", "delete", "access"}
+        assert {e["user_id"] for e in entries} == {*ACME.users, None}
+        assert {e["ip_address"] for e in entries} == {*ACME.addresses, None}
+        assert {e["tenant_id"] for e in entries} == {ACME.id}
+
+        page = httpx.get(f"{server.base}/history/?page_size=3&page=2", headers=auth).json()
+        assert (page["current_page"], page["previous_page"], len(page["results"])) == (2, 1, 3)
+
+        other = httpx.get(f"{server.base}/history/?tenant_id={GLOBEX.id}", headers=auth).json()
+        assert other["results"] == []
+
+        missing = httpx.get(url)
+        assert missing.status_code == 401
+        assert missing.headers["www-authenticate"] == "Bearer"
+        wrong = httpx.get(url, headers={"Authorization": "Bearer not-the-token"})
+        assert wrong.status_code == 401
+
+        bad = httpx.get(f"{server.base}/history/?action_type=created", headers=auth)
+        assert (bad.status_code, bad.json()["parameter"]) == (400, "action_type")
+    database = re.search(r"in sqlite:///(\S+)$", server.lines[0])
+    assert database is not None
+    assert not Path(database[1]).parent.exists()  # the temporary database is removed on exit
+
+
+def test_demo_writes_through_the_library_into_a_given_database(engine: Engine) -> None:
+    try:
+        with serving(
+            "demo", "--token", "demo-token", "--database-url", url_of(engine), last_line="curl"
+        ) as server:
+            assert _token(server) == "demo-token"
+            auth = {"Authorization": "Bearer demo-token"}
+            body = httpx.get(f"{server.base}/history/?action_type=delete", headers=auth).json()
+            assert body["count"] == 1
+            assert body["results"][0]["after_state"] is None
+            assert body["results"][0]["before_state"]["amount"] == "1200.50"
+        with Session(engine) as session:
+            for tenant in TENANTS:
+                page = auditlog.query_history(session, tenant_id=tenant.id, page_size=100)
+                assert page.count == 9
+                assert len({e.user_id for e in page.results}) == 3  # two users and a job
+    finally:
+        DemoBase.metadata.drop_all(engine)
+
+
+def test_demo_refuses_a_token_that_cannot_be_sent() -> None:
+    result = run("demo", "--token", "not a token")
+    assert result.returncode == 2
+    assert "--token" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_demo_reports_a_port_in_use() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = run("demo", "--port", str(taken.getsockname()[1]))
+    assert result.returncode == 1
+    assert "cannot listen on 127.0.0.1:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# --- serve --------------------------------------------------------------------------------------
+
+
+def test_serve_maps_configured_tokens_to_tenants(engine: Engine) -> None:
+    seed_history(engine)
+    tokens = f"token-a={TENANT_A}, token-b={TENANT_B}"
+    with serving("serve", "--database-url", url_of(engine), AUDITLOG_TOKENS=tokens) as server:
+        a = httpx.get(f"{server.base}/history/", headers=AUTH_A).json()
+        b = httpx.get(f"{server.base}/history/", headers=AUTH_B).json()
+        assert_history_page(a)
+        assert (a["count"], b["count"]) == (5, 2)
+        assert {e["tenant_id"] for e in a["results"]} == {TENANT_A}
+        assert {e["tenant_id"] for e in b["results"]} == {TENANT_B}
+        sneaky = httpx.get(
+            f"{server.base}/history/", params={"tenant_id": TENANT_B}, headers=AUTH_A
+        )
+        assert (sneaky.status_code, sneaky.json()["count"]) == (200, 0)
+        denied = httpx.get(f"{server.base}/history/")
+        assert (denied.status_code, denied.headers["www-authenticate"]) == (401, "Bearer")
+        bad = httpx.get(f"{server.base}/history/?page_size=0", headers=AUTH_A)
+        assert (bad.status_code, bad.json()["parameter"]) == (400, "page_size")
+
+
+def test_serve_reads_a_tokens_file(engine: Engine, tmp_path: Path) -> None:
+    seed_history(engine)
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"# ops team\ntoken-b = {TENANT_B}\n\n", encoding="utf-8")
+    url = url_of(engine)
+    with serving("serve", "--database-url", url, "--tokens-file", str(tokens)) as server:
+        b = httpx.get(f"{server.base}/history/?action_type=create", headers=AUTH_B).json()
+        assert b["count"] == 2
+        assert httpx.get(f"{server.base}/history/", headers=AUTH_A).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("tokens", "message"),
+    [("", "no tokens"), ("token-a", "expected token=tenant_id"), ("a b=t", "a token is")],
+)
+def test_serve_needs_well_formed_tokens(tmp_path: Path, tokens: str, message: str) -> None:
+    result = run("serve", "--database-url", "sqlite://", AUDITLOG_TOKENS=tokens)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# --- history ------------------------------------------------------------------------------------
+
+
+def test_history_prints_the_json_page(engine: Engine) -> None:
+    seed_history(engine)
+    result = run(
+        "history", "--database-url", url_of(engine), "--tenant-id", TENANT_A,
+        "--action-type", "create,delete", "--page-size", "3",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout)
+    assert_history_page(printed)
+    with Session(engine) as session:
+        expected = auditlog.query_history(
+            session, tenant_id=TENANT_A, action_type="create,delete", page_size=3
+        )
+    assert printed == expected.model_dump(mode="json")
+    assert (printed["count"], printed["total_pages"], printed["next_page"]) == (4, 2, 2)
+
+
+def test_history_filters(engine: Engine) -> None:
+    seed_history(engine)
+    url = url_of(engine)
+    by_user = json.loads(run("history", "--database-url", url, "--user-id", "carol").stdout)
+    assert {e["tenant_id"] for e in by_user["results"]} == {TENANT_B}
+    by_ip = json.loads(run("history", "--database-url", url, "--ip-address", "2001:db8::1").stdout)
+    assert by_ip["count"] == 2
+    by_object = run("history", "--database-url", url, "--object-id", "1", "--page", "2",
+                    "--page-size", "1")  # fmt: skip
+    page = json.loads(by_object.stdout)
+    assert (page["current_page"], page["results"][0]["action_type"]) == (2, "create")
+    everything = json.loads(run("history", "--database-url", url, "--page-size", "100").stdout)
+    assert everything["count"] == 7  # no --tenant-id: every tenant
+
+
+def test_history_reads_the_url_from_the_environment(engine: Engine) -> None:
+    seed_history(engine)
+    result = run("history", "--user-id", "bob", AUDITLOG_DATABASE_URL=url_of(engine))
+    assert json.loads(result.stdout)["count"] == 2
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        (["--page", "0"], "--page"),
+        (["--page-size", "5000"], "--page-size"),
+        (["--action-type", "create,erase"], "--action-type"),
+        (["--ip-address", "10.0.0"], "--ip-address"),
+        (["--since", "last week"], "--since"),
+        (["--page", "two"], "--page"),
+    ],
+)
+def test_history_names_a_bad_filter(options: list[str], named: str) -> None:
+    result = run("history", "--database-url", "sqlite://", *options)
+    assert result.returncode == 2
+    assert named in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("url", "status", "message"),
+    [
+        ("not a url", 2, "is not a database URL"),
+        ("nosuchdb://host/db", 2, "cannot use nosuchdb://host/db"),
+        ("postgresql+psycopg://nobody:secret@127.0.0.1:9/none", 1, "cannot use the database"),
+        ("mariadb+pymysql://nobody:secret@127.0.0.1:9/none", 1, "cannot use the database"),
+        ("sqlite:///does/not/exist.sqlite3", 1, "no SQLite database file"),
+    ],
+)
+def test_history_explains_an_unusable_database(url: str, status: int, message: str) -> None:
+    result = run("history", "--database-url", url)
+    assert result.returncode == status
+    assert message in result.stderr
+    assert "secret" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_history_explains_a_missing_audit_table(tmp_path: Path) -> None:
+    path = tmp_path / "app.sqlite3"
+    empty = sa.create_engine(f"sqlite:///{path}")
+    with empty.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE customer (id INTEGER PRIMARY KEY)"))
+    empty.dispose()
+    result = run("history", "--database-url", f"sqlite:///{path}")
+    assert result.returncode == 1
+    assert "no audit_log table" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_history_needs_a_database_url() -> None:
+    result = run("history")
+    assert result.returncode == 2
+    assert "--database-url is required" in result.stderr
+
+
+# --- the command itself -------------------------------------------------------------------------
+
+
+def test_console_script_and_module_agree() -> None:
+    script = Path(sys.executable).with_name("auditlog")
+    assert script.exists()
+    via_script = subprocess.run([str(script), "--version"], capture_output=True, text=True)
+    via_module = run("--version")
+    assert via_script.stdout == via_module.stdout == f"auditlog {auditlog.__version__}\n"
+
+
+def test_help_lists_the_subcommands() -> None:
+    result = run("--help")
+    assert result.returncode == 0
+    for command in ("demo", "serve", "history"):
+        assert command in result.stdout
+    assert run().returncode == 2
