@@ -25,6 +25,7 @@ from sqlalchemy.sql.dml import Delete, Insert, Update
 from ..registry import table_plan
 from .bulk import BulkStatement, Rows, insert_statement, read_before, write_after
 from .engines import EngineListeners
+from .refusal import refused_on_error
 from .span import INTERNAL, audited_write, in_audited_write
 
 __all__ = ["ENGINE_EVENTS", "captures", "mark_connection"]
@@ -124,7 +125,7 @@ def after_execute(
     inserted: list[tuple[Any, ...]] = []
     if stmt.action == "insert" and stmt.keys is None:
         inserted = [tuple(row) for row in result.inserted_primary_key_rows or ()]
-    with audited_write():
+    with audited_write(), refused_on_error(conn):
         write_after(session, stmt, before, rowcount=result.rowcount, inserted=inserted)
 
 

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, SessionTransaction, scoped_session, sessionm
 from .._asyncio import AsyncSession, async_sessionmaker
 from ..exceptions import ConfigurationError
 from ..registry import registry
-from . import content_types, core_statements
+from . import content_types, core_statements, refusal
 from .flush import after_flush, after_flush_postexec, after_soft_rollback, before_flush
 from .orm_statements import do_orm_execute
 
@@ -111,6 +111,7 @@ def _disable_all() -> None:
             _detach(listen_on)
         _targets.clear()
         core_statements.ENGINE_EVENTS.detach_all()
+        refusal.ENGINE_EVENTS.detach_all()
         content_types.unwatch()
 
 

@@ -3,7 +3,8 @@ with ``session.execute``, which bypass the unit of work and so the flush listene
 
 ``do_orm_execute`` describes each such statement on a registered model for :mod:`.bulk` and runs
 it in between, unchanged (``synchronize_session`` and all), except that an INSERT also returns
-the primary keys of its rows, for the entries, and hands the caller only what it asked for.
+the primary keys of its rows, for the entries, and hands the caller only what it asked for. If
+the entries cannot be written, the transaction can no longer commit (:mod:`.refusal`).
 Statements on models that are not registered cost one dictionary lookup.
 """
 
@@ -12,12 +13,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from sqlalchemy.engine import Result
+from sqlalchemy.engine import Connection, Result
 from sqlalchemy.orm import ORMExecuteState
 
 from ..exceptions import CaptureError
 from ..registry import Plan, plan_for
 from .bulk import BulkStatement, insert_statement, read_before, write_after
+from .refusal import refused_on_error
 from .span import INTERNAL, audited_write
 
 __all__ = ["do_orm_execute"]
@@ -40,8 +42,14 @@ def do_orm_execute(orm_execute_state: ORMExecuteState) -> Result[Any] | None:
         stmt = _update_or_delete(state, plan)
         before = read_before(state.session, stmt)
         result = _run(state)
-        write_after(state.session, stmt, before, rowcount=getattr(result, "rowcount", None))
+        with refused_on_error(_connection(state, plan)):
+            write_after(state.session, stmt, before, rowcount=getattr(result, "rowcount", None))
         return result
+
+
+def _connection(state: ORMExecuteState, plan: Plan) -> Connection:
+    """The connection the statement ran on."""
+    return state.session.connection(bind_arguments={"mapper": plan.mapper})
 
 
 def _run(state: ORMExecuteState, statement: Any = None) -> Result[Any]:
@@ -95,6 +103,7 @@ def _insert(state: ORMExecuteState, plan: Plan) -> Result[Any]:
     with_keys = statement.returning(*(getattr(cls, k) for k in plan.pk_keys))
     frozen = _run(state, with_keys).freeze()
     inserted = [tuple(row[theirs:]) for row in frozen().all()]
-    write_after(state.session, stmt, before, inserted=inserted)
+    with refused_on_error(_connection(state, plan)):
+        write_after(state.session, stmt, before, inserted=inserted)
     result = frozen()
     return result.columns(*range(theirs)) if theirs else result
