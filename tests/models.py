@@ -81,6 +81,22 @@ class Truck(Vehicle):
     __mapper_args__: Any = {"polymorphic_identity": "truck"}
 
 
+class Pet(Base):
+    """Single-table inheritance with a subclass-only column."""
+
+    __tablename__ = "pet"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(20))
+    name: Mapped[str] = mapped_column(sa.String(50))
+    __mapper_args__: Any = {"polymorphic_on": "kind", "polymorphic_identity": "pet"}
+
+
+class Parrot(Pet):
+    secret: Mapped[str | None] = mapped_column(sa.String(50), nullable=True)
+    __mapper_args__: Any = {"polymorphic_identity": "parrot"}
+
+
 def _micro(type_: sa.types.TypeEngine[Any], mysql_type: sa.types.TypeEngine[Any]) -> Any:
     """MariaDB drops fractions of a second unless the column asks for them."""
     return type_.with_variant(mysql_type, "mysql", "mariadb")

@@ -26,18 +26,20 @@ from .serialize import MASKED, Encoder, encoder_for
 
 __all__ = [
     "MASKED",
+    "Family",
     "ModelConfig",
     "Plan",
     "Registry",
     "audited_tables",
     "cascades_deletes",
     "default_plan",
+    "family",
     "is_registered",
     "pk_keys_of",
     "plan_for",
     "register",
     "registry",
-    "table_plan",
+    "table_family",
     "unregister",
 ]
 
@@ -99,6 +101,50 @@ class Plan:
             return tuple(values[key] for key in self.pk_keys)
         except KeyError:
             return None
+
+
+@dataclass(frozen=True, eq=False)
+class Family:
+    """The plans of the rows a statement on ``mapper``'s table can write, told apart per row.
+
+    A statement on a single-table inheritance base writes rows of every subclass: each row is
+    recorded by the plan of its own class (its content type, its masks), found through the
+    discriminator. Rows that have no place of their own here (those of a joined-inheritance
+    subclass, or an unknown discriminator) are recorded by ``fallback``: the statement mapper's
+    plan, with every attribute a registered subclass masks or excludes masked.
+    """
+
+    mapper: Mapper[Any]
+    #: the statement mapper's keys: attribute names, primary key (registered or not)
+    keys: Plan
+    #: the plan of each single-table member of the family (None: not audited)
+    by_mapper: dict[Mapper[Any], Plan | None]
+    fallback: Plan | None
+    #: what a read selects, and where each plan's values and the key are in a row
+    selected: tuple[Any, ...]
+    positions: dict[Plan, tuple[tuple[str, int], ...]]
+    pk_at: tuple[int, ...]
+    discriminator_at: int | None
+
+    @property
+    def label(self) -> str:
+        return self.keys.label
+
+    def plan_of(self, row: Any) -> Plan | None:
+        """The plan that records ``row`` (a row of :attr:`selected`), or None."""
+        if self.discriminator_at is None:
+            return self.fallback
+        sub = self.mapper.polymorphic_map.get(row[self.discriminator_at])
+        if sub in self.by_mapper:
+            return self.by_mapper[sub]
+        return self.fallback
+
+    def values(self, plan: Plan, row: Any) -> dict[str, Any]:
+        """``plan``'s recorded values in ``row``."""
+        return {key: row[at] for key, at in self.positions[plan]}
+
+    def pk(self, row: Any) -> tuple[Any, ...]:
+        return tuple(row[at] for at in self.pk_at)
 
 
 def _mapper_of(model: Any) -> Mapper[Any]:
@@ -218,7 +264,8 @@ class Registry:
 
     def _forget_derived(self) -> None:
         self._plans: dict[Mapper[Any], Plan | None] = {}
-        self._table_plans: dict[Any, Plan | None] = {}
+        self._families: dict[Mapper[Any], Family | None] = {}
+        self._table_families: dict[Any, Family | None] = {}
         self._tables: frozenset[Any] | None = None
         self._pk_keys: dict[Mapper[Any], tuple[str, ...]] = {}
         self._cascades: dict[Mapper[Any], bool] = {}
@@ -240,6 +287,13 @@ class Registry:
             exclude=_names("exclude", exclude, model, valid),
             mask=_names("mask", mask, model, valid),
         )
+        masked_keys = config.mask & set(_pk_keys(mapper))
+        if masked_keys:
+            raise ConfigurationError(
+                f"register({model.__name__}): cannot mask the primary key "
+                f"{sorted(masked_keys)[0]!r}: every entry names its object by it (object_id); "
+                "audit a surrogate key instead, or exclude the model"
+            )
         self._configs[model] = config
         self._forget_derived()
 
@@ -254,11 +308,22 @@ class Registry:
         self._forget_derived()
 
     def _config_for(self, mapper: Mapper[Any]) -> ModelConfig | None:
-        for m in mapper.iterate_to_root():
-            config = self._configs.get(m.class_)
-            if config is not None:
-                return config
-        return None
+        """The options of ``mapper``'s class: those of every registered class on its way to the
+        root, combined so that a subclass adds to its parents' and never drops them: masks and
+        exclusions accumulate, and ``include`` lists join (a subclass registered without one
+        records what its nearest registered parent includes)."""
+        found = [
+            self._configs[m.class_] for m in mapper.iterate_to_root() if m.class_ in self._configs
+        ]
+        if not found:
+            return None
+        includes = [c.include for c in found if c.include is not None]
+        return ModelConfig(
+            model=found[0].model,
+            include=frozenset().union(*includes) if includes else None,
+            exclude=frozenset().union(*(c.exclude for c in found)),
+            mask=frozenset().union(*(c.mask for c in found)),
+        )
 
     def plan_for(self, mapper: Mapper[Any]) -> Plan | None:
         """The compiled plan for a mapper, or None when its class is not audited."""
@@ -271,28 +336,95 @@ class Registry:
         self._plans[mapper] = plan
         return plan
 
-    def table_plan(self, table: Any) -> Plan | None:
-        """The plan of the one registered mapper whose rows are exactly ``table``'s rows, for
-        Core statements; None for other tables and for tables that hold only part of an object
-        (joined or concrete inheritance)."""
+    def family(self, mapper: Mapper[Any]) -> Family | None:
+        """The :class:`Family` of a statement on ``mapper``, or None when none of its rows can
+        be audited."""
         try:
-            return self._table_plans[table]
+            return self._families[mapper]
         except KeyError:
             pass
-        found: Plan | None = None
+        found = self._family(mapper)
+        self._families[mapper] = found
+        return found
+
+    def _family(self, mapper: Mapper[Any]) -> Family | None:
+        members = [m for m in mapper.self_and_descendants if m.local_table is mapper.local_table]
+        by_mapper = {m: self.plan_for(m) for m in members}
+        fallback = self.plan_for(mapper)
+        if fallback is not None:  # joined subclasses' masks and exclusions hold in base rows
+            hidden: set[str] = set()
+            for sub in mapper.self_and_descendants:
+                config = self._config_for(sub) if sub not in by_mapper else None
+                if config is not None:
+                    hidden |= config.mask | config.exclude
+            hidden &= fallback.keys
+            if hidden - {key for key, _, masked in fallback.fields if masked}:
+                config = self._config_for(mapper)
+                assert config is not None
+                fallback = compile_plan(
+                    mapper,
+                    ModelConfig(
+                        mapper.class_, config.include, config.exclude, config.mask | hidden
+                    ),
+                )
+        plans = [p for p in (*by_mapper.values(), fallback) if p is not None]
+        if not plans:
+            return None
+        keys = self.plan_for(mapper) or default_plan(mapper)
+        selected: list[Any] = []
+        at: dict[Any, int] = {}
+
+        def select(column: Any, expression: Any) -> int:
+            if column not in at:
+                at[column] = len(selected)
+                selected.append(expression)
+            return at[column]
+
+        cls = mapper.class_
+        own: dict[Any, str] = {mapper.columns[key]: key for key in _column_keys(mapper)}
+        pk_at = tuple(select(c, getattr(cls, own[c])) for c in mapper.primary_key)
+        positions = {
+            plan: tuple(
+                (key, select(column, getattr(cls, own[column]) if column in own else column))
+                for key, column in plan.columns.items()
+            )
+            for plan in dict.fromkeys(plans)
+        }
+        discriminator = mapper.polymorphic_on
+        discriminator_at = (
+            select(discriminator, discriminator) if discriminator is not None else None
+        )
+        return Family(
+            mapper=mapper,
+            keys=keys,
+            by_mapper=by_mapper,
+            fallback=fallback if discriminator is not None else by_mapper[mapper],
+            selected=tuple(selected),
+            positions=positions,
+            pk_at=pk_at,
+            discriminator_at=discriminator_at,
+        )
+
+    def table_family(self, table: Any) -> Family | None:
+        """The family of Core statements on ``table``: that of the topmost mapper of a
+        single-table hierarchy mapping it; None for other tables and for tables that hold only
+        part of an object (joined or concrete inheritance)."""
+        try:
+            return self._table_families[table]
+        except KeyError:
+            pass
+        found: Family | None = None
         owners: list[Mapper[Any]] = []
         for model in self._configs:
-            for mapper in _mapper_of(model).self_and_descendants:
+            for mapper in _mapper_of(model).base_mapper.self_and_descendants:
                 if table in mapper.tables and mapper not in owners:
                     owners.append(mapper)
         if owners:
             root = owners[0].base_mapper
-            single = all(m.local_table is table for m in owners) and all(
-                m.local_table is table for m in root.self_and_descendants
-            )
+            single = all(m.local_table is table for m in root.self_and_descendants)
             if single and not any(m.concrete for m in owners):
-                found = self.plan_for(root if root in owners else owners[0])
-        self._table_plans[table] = found
+                found = self.family(root)
+        self._table_families[table] = found
         return found
 
     def audited_tables(self) -> frozenset[Any]:
@@ -324,7 +456,8 @@ class Registry:
 registry = Registry()
 
 plan_for = registry.plan_for
-table_plan = registry.table_plan
+family = registry.family
+table_family = registry.table_family
 audited_tables = registry.audited_tables
 pk_keys_of = registry.pk_keys_of
 cascades_deletes = registry.cascades_deletes

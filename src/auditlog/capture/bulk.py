@@ -25,21 +25,22 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ..exceptions import CaptureError
-from ..registry import Plan
+from ..registry import Family
 from .entries import Change, write_changes
-from .rows import Values, load_columns, read_rows
+from .rows import FamilyRows, load_family, read_family
 
-__all__ = ["BulkStatement", "Rows", "insert_statement", "read_before", "write_after"]
-
-#: Rows by primary key.
-Rows = dict[tuple[Any, ...], Values]
+__all__ = ["BulkStatement", "insert_statement", "read_before", "write_after"]
 
 
 @dataclass
 class BulkStatement:
-    """What a hook knows of one INSERT, UPDATE or DELETE of an audited model's table."""
+    """What a hook knows of one INSERT, UPDATE or DELETE of an audited model's table.
 
-    plan: Plan
+    Each row is recorded by the plan of its own class (:class:`~auditlog.registry.Family`), so
+    that a statement on a polymorphic base keeps every subclass's masks and content type.
+    """
+
+    family: Family
     action: Literal["insert", "update", "delete"]
     #: how messages name the statement: ``update(Loan)``
     label: str
@@ -56,7 +57,7 @@ class BulkStatement:
 
 
 def insert_statement(
-    plan: Plan,
+    family: Family,
     statement: Any,
     parameter_sets: Sequence[Mapping[Any, Any]],
     *,
@@ -72,38 +73,38 @@ def insert_statement(
         raw.append(statement._values)
     clause = getattr(statement, "_post_values_clause", None)
     targets = getattr(clause, "inferred_target_elements", None) or ()
+    attribute_key = family.keys.attribute_key
     return BulkStatement(
-        plan,
+        family,
         "insert",
         label,
         keys=keys,
-        values=[{plan.attribute_key(k): v for k, v in row.items()} for row in raw],
+        values=[{attribute_key(k): v for k, v in row.items()} for row in raw],
         upsert=clause is not None,
-        conflict_target=tuple(plan.attribute_key(t) for t in targets),
+        conflict_target=tuple(attribute_key(t) for t in targets),
     )
 
 
-def read_before(session: Session, stmt: BulkStatement) -> Rows:
+def read_before(session: Session, stmt: BulkStatement) -> FamilyRows:
     """The stored values of every row ``stmt`` may change, read and locked before it runs."""
-    plan = stmt.plan
     if stmt.action == "insert":
         return _conflicting(session, stmt) if stmt.upsert else {}
     if stmt.keys is not None:
-        return load_columns(session, plan, stmt.keys, plan.keys, for_update=True)
-    return read_rows(session, plan, stmt.where, stmt.params, lock=True)
+        return load_family(session, stmt.family, stmt.keys, for_update=True)
+    return read_family(session, stmt.family, stmt.where, stmt.params, lock=True)
 
 
 def write_after(
     session: Session,
     stmt: BulkStatement,
-    before: Rows,
+    before: FamilyRows,
     *,
     rowcount: Any = None,
     inserted: Iterable[tuple[Any, ...]] = (),
 ) -> int:
     """Write the entries of ``stmt``, which has run: ``rowcount`` as the database reported it,
     ``inserted`` the keys an INSERT returned. Returns how many entries were written."""
-    plan = stmt.plan
+    family = stmt.family
     if stmt.action != "insert" and isinstance(rowcount, int) and rowcount > len(before) >= 0:
         raise CaptureError(
             f"{stmt.label} changed {rowcount} rows but {len(before)} were read before it ran: "
@@ -111,13 +112,16 @@ def write_after(
             "goes unaudited"
         )
     if stmt.action == "delete":
-        return write_changes(
-            session, [Change(plan, "delete", pk, values, None) for pk, values in before.items()]
-        )
+        changes = [
+            Change(plan, "delete", pk, family.values(plan, row), None)
+            for pk, (plan, row) in before.items()
+            if plan is not None
+        ]
+        return write_changes(session, changes)
     keys = stmt.keys if stmt.keys is not None else list(before)
     if stmt.action == "insert" and stmt.keys is None:
         keys = list(inserted)
-    after = load_columns(session, plan, keys, plan.keys)
+    after = load_family(session, family, keys)
     if stmt.action == "update" and after.keys() - before.keys():
         raise CaptureError(
             f"{stmt.label} changed rows that appeared after they were read (inserted "
@@ -128,10 +132,16 @@ def write_after(
     for pk in dict.fromkeys(keys):
         if pk not in after:
             continue
+        plan, row = after[pk]
         if pk in before:
-            changes.append(Change(plan, "update", pk, before[pk], after[pk]))
-        else:
-            changes.append(Change(plan, "create", pk, None, after[pk]))
+            plan, old = before[pk]  # the class the row had: its plan records both sides
+            if plan is None:
+                continue
+            changes.append(
+                Change(plan, "update", pk, family.values(plan, old), family.values(plan, row))
+            )
+        elif plan is not None:
+            changes.append(Change(plan, "create", pk, None, family.values(plan, row)))
     return write_changes(session, changes)
 
 
@@ -140,23 +150,22 @@ def _conflict_keys(stmt: BulkStatement) -> list[tuple[str, ...]]:
     else the primary key and every unique key."""
     if stmt.conflict_target:
         return [stmt.conflict_target]
-    plan = stmt.plan
-    groups = [plan.pk_keys]
-    table = plan.mapper.local_table
+    keys = stmt.family.keys
+    groups = [keys.pk_keys]
+    table = keys.mapper.local_table
     for constraint in getattr(table, "constraints", ()):
         if isinstance(constraint, sa.UniqueConstraint):
-            groups.append(tuple(plan.attribute_key(c) for c in constraint.columns))
+            groups.append(tuple(keys.attribute_key(c) for c in constraint.columns))
     for index in getattr(table, "indexes", ()):
         if index.unique:
-            groups.append(tuple(plan.attribute_key(c) for c in index.columns))
+            groups.append(tuple(keys.attribute_key(c) for c in index.columns))
     return [g for g in dict.fromkeys(groups) if g]
 
 
-def _conflicting(session: Session, stmt: BulkStatement) -> Rows:
+def _conflicting(session: Session, stmt: BulkStatement) -> FamilyRows:
     """Rows an upsert may update, read and locked before it runs."""
-    plan = stmt.plan
-    cls = plan.mapper.class_
-    found: Rows = {}
+    cls = stmt.family.mapper.class_
+    found: FamilyRows = {}
     for keys in _conflict_keys(stmt):
         tuples = [tuple(row[k] for k in keys) for row in stmt.values if all(k in row for k in keys)]
         if not tuples:
@@ -167,5 +176,5 @@ def _conflicting(session: Session, stmt: BulkStatement) -> Rows:
             if len(keys) == 1
             else sa.tuple_(*columns).in_(tuples)
         )
-        found.update(read_rows(session, plan, where, lock=True))
+        found.update(read_family(session, stmt.family, where, lock=True))
     return found

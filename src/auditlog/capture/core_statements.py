@@ -22,10 +22,11 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Delete, Insert, Update
 
-from ..registry import table_plan
-from .bulk import BulkStatement, Rows, insert_statement, read_before, write_after
+from ..registry import table_family
+from .bulk import BulkStatement, insert_statement, read_before, write_after
 from .engines import EngineListeners
 from .refusal import refused_on_error
+from .rows import FamilyRows
 from .span import INTERNAL, audited_write, in_audited_write
 
 __all__ = ["ENGINE_EVENTS", "captures", "mark_connection"]
@@ -36,7 +37,7 @@ _PENDING = "auditlog.core_pending"
 
 def captures(connection: Connection, table: Any) -> bool:
     """Whether a write to ``table`` on ``connection`` is captured here."""
-    return _session_of(connection) is not None and table_plan(table) is not None
+    return _session_of(connection) is not None and table_family(table) is not None
 
 
 def mark_connection(session: Session, connection: Connection) -> None:
@@ -69,9 +70,10 @@ def _describe(
 ) -> tuple[BulkStatement | None, Any]:
     """The :class:`BulkStatement` of ``elem`` (and ``elem`` itself, with the primary key to be
     returned where an INSERT's parameters do not give it), or None when it is not captured."""
-    plan = table_plan(getattr(elem, "table", None))
-    if plan is None:
+    rows = table_family(getattr(elem, "table", None))
+    if rows is None:
         return None, elem
+    plan = rows.keys
     action: Literal["insert", "update", "delete"] = (
         "insert" if isinstance(elem, Insert) else "update" if isinstance(elem, Update) else "delete"
     )
@@ -82,10 +84,10 @@ def _describe(
         given = known if len(known) == len(keys) and sets != [{}] else None
         if given is None:
             elem = elem.return_defaults(*(plan.mapper.columns[k] for k in plan.pk_keys))
-        return insert_statement(plan, elem, sets, label=label, keys=given), elem
+        return insert_statement(rows, elem, sets, label=label, keys=given), elem
     if multi and len(known) == len(keys):
-        return BulkStatement(plan, action, label, keys=known), elem
-    return BulkStatement(plan, action, label, where=elem.whereclause, params=params), elem
+        return BulkStatement(rows, action, label, keys=known), elem
+    return BulkStatement(rows, action, label, where=elem.whereclause, params=params), elem
 
 
 def before_execute(
@@ -115,7 +117,7 @@ def after_execute(
     conn: Connection, elem: Any, multiparams: Any, params: Any, execution_options: Any, result: Any
 ) -> None:
     """Write the entries of a captured statement that has run."""
-    stack: list[tuple[Any, BulkStatement, Rows]] | None = conn.info.get(_PENDING)
+    stack: list[tuple[Any, BulkStatement, FamilyRows]] | None = conn.info.get(_PENDING)
     if not stack or stack[-1][0] is not elem:
         return
     _, stmt, before = stack.pop()

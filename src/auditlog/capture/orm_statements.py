@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection, Result
 from sqlalchemy.orm import ORMExecuteState
 
 from ..exceptions import CaptureError
-from ..registry import Plan, plan_for
+from ..registry import Family, family
 from .bulk import BulkStatement, insert_statement, read_before, write_after
 from .refusal import refused_on_error
 from .span import INTERNAL, audited_write
@@ -33,23 +33,23 @@ def do_orm_execute(orm_execute_state: ORMExecuteState) -> Result[Any] | None:
     if state.execution_options.get(INTERNAL):
         return None
     mapper = state.bind_mapper
-    plan = plan_for(mapper) if mapper is not None else None
-    if plan is None:
+    rows = family(mapper) if mapper is not None else None
+    if rows is None:
         return None
     with audited_write():
         if state.is_insert:
-            return _insert(state, plan)
-        stmt = _update_or_delete(state, plan)
+            return _insert(state, rows)
+        stmt = _update_or_delete(state, rows)
         before = read_before(state.session, stmt)
         result = _run(state)
-        with refused_on_error(_connection(state, plan)):
+        with refused_on_error(_connection(state, rows)):
             write_after(state.session, stmt, before, rowcount=getattr(result, "rowcount", None))
         return result
 
 
-def _connection(state: ORMExecuteState, plan: Plan) -> Connection:
+def _connection(state: ORMExecuteState, rows: Family) -> Connection:
     """The connection the statement ran on."""
-    return state.session.connection(bind_arguments={"mapper": plan.mapper})
+    return state.session.connection(bind_arguments={"mapper": rows.mapper})
 
 
 def _run(state: ORMExecuteState, statement: Any = None) -> Result[Any]:
@@ -58,7 +58,8 @@ def _run(state: ORMExecuteState, statement: Any = None) -> Result[Any]:
     return state.invoke_statement(statement=statement, execution_options={INTERNAL: True})
 
 
-def _update_or_delete(state: ORMExecuteState, plan: Plan) -> BulkStatement:
+def _update_or_delete(state: ORMExecuteState, rows: Family) -> BulkStatement:
+    plan = rows.keys
     action: Literal["update", "delete"] = "update" if state.is_update else "delete"
     params = state.parameters
     if isinstance(params, Sequence) and not isinstance(params, Mapping) and params:
@@ -70,7 +71,7 @@ def _update_or_delete(state: ORMExecuteState, plan: Plan) -> BulkStatement:
                 f"({', '.join(plan.pk_keys)})"
             )
         return BulkStatement(
-            plan, action, f"bulk {action}({plan.label})", keys=[k for k in keys if k is not None]
+            rows, action, f"bulk {action}({plan.label})", keys=[k for k in keys if k is not None]
         )
     statement: Any = state.statement
     if state.is_update:
@@ -83,7 +84,7 @@ def _update_or_delete(state: ORMExecuteState, plan: Plan) -> BulkStatement:
                 "by row; change keys through the ORM unit of work instead"
             )
     return BulkStatement(
-        plan,
+        rows,
         action,
         f"{action}({plan.label})",
         where=statement.whereclause,
@@ -91,19 +92,20 @@ def _update_or_delete(state: ORMExecuteState, plan: Plan) -> BulkStatement:
     )
 
 
-def _insert(state: ORMExecuteState, plan: Plan) -> Result[Any]:
+def _insert(state: ORMExecuteState, rows: Family) -> Result[Any]:
     """An INSERT (executemany and upserts too), with ``RETURNING`` of the primary key added."""
     statement: Any = state.statement
     params = state.parameters
     sets = [params] if isinstance(params, Mapping) else list(params or ())
-    stmt = insert_statement(plan, statement, sets, label=f"insert({plan.label})")
+    plan = rows.keys
+    stmt = insert_statement(rows, statement, sets, label=f"insert({plan.label})")
     before = read_before(state.session, stmt)
     cls = plan.mapper.class_
     theirs = len(getattr(statement, "_returning", ()) or ())
     with_keys = statement.returning(*(getattr(cls, k) for k in plan.pk_keys))
     frozen = _run(state, with_keys).freeze()
     inserted = [tuple(row[theirs:]) for row in frozen().all()]
-    with refused_on_error(_connection(state, plan)):
+    with refused_on_error(_connection(state, rows)):
         write_after(state.session, stmt, before, inserted=inserted)
     result = frozen()
     return result.columns(*range(theirs)) if theirs else result

@@ -16,23 +16,28 @@ from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.orm.base import NO_VALUE
 from sqlalchemy.orm.state import InstanceState
 
-from ..registry import Plan, pk_keys_of
+from ..registry import Family, Plan, pk_keys_of
 from ..serialize import object_id_text
 from .span import INTERNAL_OPTIONS
 
 __all__ = [
     "LOAD_CHUNK",
+    "FamilyRows",
     "Values",
     "before_values",
     "identity_of",
     "load_columns",
+    "load_family",
     "missing_before",
+    "read_family",
     "read_rows",
     "related_ids",
 ]
 
 #: One row's values, keyed by mapped attribute name.
 Values = dict[str, Any]
+#: Rows of a family by primary key, each with the plan that records it (None: not audited).
+FamilyRows = dict[tuple[Any, ...], tuple[Plan | None, Any]]
 
 #: Primary keys per query when loading rows: far below every driver's parameter limit.
 LOAD_CHUNK = 2000
@@ -97,7 +102,7 @@ def read_rows(
     query = sa.select(*(getattr(cls, key) for key in wanted))
     if where is not None:
         query = query.where(where)
-    if lock and session.get_bind(mapper=plan.mapper).dialect.name in _LOCKING:
+    if lock and _locking(session, plan.mapper):
         query = query.with_for_update()
     rows = session.execute(query, params, execution_options=INTERNAL_OPTIONS).mappings()
     return {tuple(row[k] for k in pk_keys): dict(row) for row in rows}
@@ -124,4 +129,47 @@ def load_columns(
         else:
             where = sa.tuple_(*(getattr(cls, k) for k in pk_keys)).in_(chunk)
         found.update(read_rows(session, plan, where, keys=keys, lock=for_update))
+    return found
+
+
+def _locking(session: Session, mapper: Any) -> bool:
+    return session.get_bind(mapper=mapper).dialect.name in _LOCKING
+
+
+def read_family(
+    session: Session, family: Family, where: Any, params: Any = None, *, lock: bool = False
+) -> FamilyRows:
+    """The rows matching ``where``, each with the plan of ``family`` that records it (None for a
+    subclass that is not audited), in one query keyed by primary key (``SELECT ... FOR UPDATE``
+    with ``lock``, as :func:`read_rows`)."""
+    query = sa.select(*family.selected)
+    if where is not None:
+        query = query.where(where)
+    if lock and _locking(session, family.mapper):
+        query = query.with_for_update()
+    found: FamilyRows = {}
+    for row in session.execute(query, params, execution_options=INTERNAL_OPTIONS):
+        found[family.pk(row)] = (family.plan_of(row), row)
+    return found
+
+
+def load_family(
+    session: Session,
+    family: Family,
+    identities: Iterable[tuple[Any, ...]],
+    *,
+    for_update: bool = False,
+) -> FamilyRows:
+    """:func:`read_family` for the rows with these primary keys, a chunk of keys per query."""
+    idents = list(dict.fromkeys(identities))
+    cls = family.mapper.class_
+    pk_keys = family.keys.pk_keys
+    found: FamilyRows = {}
+    for start in range(0, len(idents), LOAD_CHUNK):
+        chunk = idents[start : start + LOAD_CHUNK]
+        if len(pk_keys) == 1:
+            where = getattr(cls, pk_keys[0]).in_([ident[0] for ident in chunk])
+        else:
+            where = sa.tuple_(*(getattr(cls, k) for k in pk_keys)).in_(chunk)
+        found.update(read_family(session, family, where, lock=for_update))
     return found
