@@ -141,9 +141,9 @@ def _auditlog(engine: Engine) -> Setup:
 
 def _stdlib_json(engine: Engine) -> Setup:
     """auditlog with the standard library's JSON encoder, as installed without the fast extra."""
-    from auditlog import serialize
+    from auditlog import documents
 
-    serialize.dumps = serialize.stdlib_dumps
+    documents.encoder = documents.stdlib_dumps
     return dataclasses.replace(_auditlog(engine), variant="stdlib-json")
 
 

@@ -97,6 +97,15 @@ class Parrot(Pet):
     __mapper_args__: Any = {"polymorphic_identity": "parrot"}
 
 
+class Note(Base):
+    """A large text value."""
+
+    __tablename__ = "note"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    body: Mapped[str] = mapped_column(sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb"))
+
+
 def _micro(type_: sa.types.TypeEngine[Any], mysql_type: sa.types.TypeEngine[Any]) -> Any:
     """MariaDB drops fractions of a second unless the column asks for them."""
     return type_.with_variant(mysql_type, "mysql", "mariadb")

@@ -69,6 +69,28 @@ def test_control_characters_are_dropped_from_the_user_agent() -> None:
         assert current_context().user_agent == "curl/8"
 
 
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        ("  Mozilla/5.0  ", "Mozilla/5.0"),
+        ("a\x85b\x9fc", "abc"),  # C1 controls
+        ("evil\u202egnp.exe", "evilgnp.exe"),  # a right-to-left override
+        ("x\u2066y\u2069", "xy"),  # isolates
+        ("café ✓", "café ✓"),
+    ],
+)
+def test_the_user_agent_keeps_only_text_that_shows_as_itself(given: str, kept: str) -> None:
+    with audit_context(user_agent=given):
+        assert current_context().user_agent == kept
+
+
+@pytest.mark.parametrize("key", ["user_id", "tenant_id"])
+@pytest.mark.parametrize("bad", ["a\x00b", "a\nb", "a\x9bb", "admin\u202e"])
+def test_ids_with_control_or_bidi_characters_are_refused(key: str, bad: str) -> None:
+    with pytest.raises(ContextError, match=f"{key}: .*U\\+"), audit_context(**{key: bad}):
+        pass
+
+
 def test_overlong_values_are_rejected_or_bounded() -> None:
     with audit_context(user_agent="x" * 10_000):
         assert len(current_context().user_agent or "") == auditlog.context.USER_AGENT_MAX_LENGTH

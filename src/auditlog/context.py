@@ -19,9 +19,11 @@ from typing import Any
 from .exceptions import ContextError
 
 __all__ = [
+    "UNSAFE_TEXT",
     "USER_AGENT_MAX_LENGTH",
     "AuditContext",
     "audit_context",
+    "clean_text",
     "current_context",
     "ip_text",
     "update_context",
@@ -70,7 +72,16 @@ class _Frame:
 _frame: ContextVar[_Frame | None] = ContextVar("auditlog_context", default=None)
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: C0 and C1 control characters and the bidirectional overrides and isolates that make text
+#: display as something else (CVE-2021-42574): dropped from free text, refused in ids.
+UNSAFE_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def clean_text(value: str, max_length: int) -> str:
+    """Free text from a client (a user agent) made safe to store and to show: unsafe characters
+    dropped, surrounding blanks stripped, cut to ``max_length``. Only a bounded prefix is read:
+    the text may be of any size."""
+    return UNSAFE_TEXT.sub("", value[: max_length * 2]).strip()[:max_length]
 
 
 def ip_text(value: Any) -> str:
@@ -99,12 +110,18 @@ def _clean(values: Mapping[str, Any]) -> dict[str, Any]:
         elif key == "user_agent":
             if not isinstance(value, str):
                 raise ContextError(f"user_agent: expected a string, got {type(value).__name__}")
-            out[key] = _CONTROL.sub("", value)[:USER_AGENT_MAX_LENGTH]
+            out[key] = clean_text(value, USER_AGENT_MAX_LENGTH)
         else:
             text = str(value)
             if len(text) > _MAX_LENGTH[key]:
                 raise ContextError(
                     f"{key}: {len(text)} characters, at most {_MAX_LENGTH[key]} are stored"
+                )
+            unsafe = UNSAFE_TEXT.search(text)
+            if unsafe:
+                raise ContextError(
+                    f"{key}: {text!r} holds the control or bidirectional character "
+                    f"U+{ord(unsafe[0]):04X}; ids must be plain text"
                 )
             out[key] = text
     return out

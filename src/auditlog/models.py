@@ -65,7 +65,10 @@ class ULIDType(sa.types.TypeDecorator[str]):
     def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
         if value is None:
             return None
-        return str(ULID.from_bytes(bytes(value)))
+        raw = bytes(value)
+        if len(raw) != 16:  # not written by auditlog: shown as hex rather than failing the read
+            return raw.hex()
+        return str(ULID.from_bytes(raw))
 
 
 class UTCDateTime(sa.types.TypeDecorator[dt.datetime]):

@@ -14,6 +14,7 @@ import enum
 import ipaddress
 import json
 import math
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from decimal import Decimal
@@ -28,11 +29,12 @@ __all__ = [
     "MASKED",
     "decode_state",
     "decode_value",
-    "dumps",
     "encode_value",
     "encoder_for",
     "object_id_text",
     "register_type",
+    "restored",
+    "storable",
 ]
 
 #: What a masked attribute's value is replaced with, on both sides of an entry.
@@ -216,6 +218,7 @@ def _parse_datetime(value: str) -> dt.datetime:
 
 def decode_value(column_type: TypeEngine[Any], value: Any) -> Any:
     """Turn an encoded value back into the Python value the column holds."""
+    value = restored(value)
     if value is None:
         return None
     if isinstance(column_type, sa.Interval):  # a TypeDecorator over DateTime on most backends
@@ -278,6 +281,57 @@ _RANGE_ELEMENTS: dict[str, TypeEngine[Any]] = {
 }
 
 
+# --- text a JSON document cannot hold everywhere -------------------------------------------------
+
+#: NUL and unpaired surrogates: valid in Python strings, in JSON text and in SQLite's or MariaDB's
+#: JSON, but refused by PostgreSQL's jsonb (and by many JSON tools).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+#: The key of the object that stands for such a string: its UTF-8 bytes (surrogates kept), base64.
+TEXT_TAG = "$auditlog.text"
+#: The key of the object that stands for a mapping with such a key: its items, as pairs.
+ITEMS_TAG = "$auditlog.items"
+
+
+def _storable_text(value: str) -> Any:
+    if _UNSTORABLE.search(value) is None:
+        return value
+    return {TEXT_TAG: base64.b64encode(value.encode("utf-8", "surrogatepass")).decode("ascii")}
+
+
+def storable(value: Any) -> Any:
+    """``value`` (encoded JSON) with every string holding NUL or an unpaired surrogate replaced by
+    ``{"$auditlog.text": "<base64 of its UTF-8>"}`` (a mapping with such a key becomes
+    ``{"$auditlog.items": [[key, value], ...]}``), so that every database stores it; ``value``
+    itself when nothing needs it. :func:`restored` reverses it."""
+    if isinstance(value, str):
+        return _storable_text(value)
+    if isinstance(value, dict):
+        keys = [_storable_text(k) if isinstance(k, str) else k for k in value]
+        items = [storable(v) for v in value.values()]
+        if any(k is not o for k, o in zip(keys, value, strict=True)):
+            return {ITEMS_TAG: [[k, v] for k, v in zip(keys, items, strict=True)]}
+        if all(v is o for v, o in zip(items, value.values(), strict=True)):
+            return value
+        return dict(zip(value, items, strict=True))
+    if isinstance(value, (list, tuple)):
+        items = [storable(v) for v in value]
+        return value if all(v is o for v, o in zip(items, value, strict=True)) else items
+    return value
+
+
+def restored(value: Any) -> Any:
+    """The JSON value :func:`storable` was given."""
+    if isinstance(value, dict):
+        if len(value) == 1 and TEXT_TAG in value and isinstance(value[TEXT_TAG], str):
+            return base64.b64decode(value[TEXT_TAG]).decode("utf-8", "surrogatepass")
+        if len(value) == 1 and ITEMS_TAG in value and isinstance(value[ITEMS_TAG], list):
+            return {restored(k): restored(v) for k, v in value[ITEMS_TAG]}
+        return {k: restored(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [restored(v) for v in value]
+    return value
+
+
 def decode_state(model: type, state: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """Decode a stored ``before_state``/``after_state`` back to the model's Python values.
 
@@ -304,36 +358,3 @@ def object_id_text(pk: tuple[Any, ...]) -> str:
         value = encode_value(value)
         return value if isinstance(value, str) else json.dumps(value)
     return json.dumps([encode_value(v) for v in pk], separators=(",", ":"))
-
-
-# --- JSON documents -----------------------------------------------------------------------------
-
-#: One encoder for every document: ``json.dumps`` with options builds a new one per call.
-stdlib_dumps = json.JSONEncoder(default=encode_value, separators=(",", ":")).encode
-
-
-def _orjson() -> Callable[[Any], str] | None:
-    """orjson's encoder where it is installed (the ``fast`` extra), falling back to the standard
-    library for what orjson refuses: integers beyond 64 bits, unpaired surrogates, nesting
-    deeper than 254. Other types go to ``encode_value`` on both, as do datetimes and dataclasses."""
-    try:
-        import orjson
-    except ImportError:
-        return None
-    encode, refused = orjson.dumps, orjson.JSONEncodeError
-    options = (
-        orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
-    )
-
-    def orjson_dumps(value: Any) -> str:
-        try:
-            return encode(value, default=encode_value, option=options).decode()
-        except refused:
-            return stdlib_dumps(value)
-
-    return orjson_dumps
-
-
-#: The encoder of every stored JSON document: orjson's where it is installed, else the standard
-#: library's (see docs/serialization.md for the few values they write differently).
-dumps: Callable[[Any], str] = _orjson() or stdlib_dumps

@@ -23,7 +23,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 from ulid import ULID
 
 import auditlog
-from auditlog import serialize
+from auditlog import documents
 from auditlog.capture import writer
 from auditlog.capture.ids import new_ulids
 from auditlog.models import audit_log_table, content_type_table
@@ -259,7 +259,7 @@ def test_a_flush_with_read_back_values_keeps_one_time_and_increasing_ids(
 # JSON documents: orjson (the ``fast`` extra) where installed, the standard library otherwise.
 # Both must store the same documents.
 
-_orjson_dumps = serialize._orjson()
+_orjson_dumps = documents._orjson()
 _DOCUMENT = {
     "text": 'Zoë \u2603 \U0001f600 "quoted" \\ \t\n',
     "numbers": [0, -7, 2**63 - 1, 0.1, -2.5, 1e-07, 123456.789],
@@ -278,15 +278,15 @@ def json_encoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     """Run a test with each encoder as the one documents are written with."""
     if request.param == "orjson":
         assert _orjson_dumps is not None, "orjson is part of the test dependencies"
-        monkeypatch.setattr(serialize, "dumps", _orjson_dumps)
+        monkeypatch.setattr(documents, "encoder", _orjson_dumps)
     else:
-        monkeypatch.setattr(serialize, "dumps", serialize.stdlib_dumps)
+        monkeypatch.setattr(documents, "encoder", documents.stdlib_dumps)
     return str(request.param)
 
 
 def test_orjson_is_the_encoder_where_it_is_installed() -> None:
     assert _orjson_dumps is not None
-    assert serialize.dumps.__name__ == "orjson_dumps"
+    assert documents.encoder.__name__ == "orjson_dumps"
 
 
 @pytest.mark.parametrize("count", [1, writer.COPY_THRESHOLD + 1])
@@ -303,23 +303,23 @@ def test_both_json_encoders_store_the_same_documents(
     stored = _stored(conn)
     assert len(stored) == count
     for row, back in zip(rows, stored, strict=True):
-        assert back["after_state"] == json.loads(serialize.stdlib_dumps(row["after_state"]))
+        assert back["after_state"] == json.loads(documents.stdlib_dumps(row["after_state"]))
         if row["before_state"] is not None:
             assert back["before_state"]["big"] == row["before_state"]["big"]
-            assert back["before_state"] == json.loads(serialize.stdlib_dumps(row["before_state"]))
+            assert back["before_state"] == json.loads(documents.stdlib_dumps(row["before_state"]))
 
 
 def test_orjson_hands_what_it_refuses_to_the_standard_library() -> None:
     assert _orjson_dumps is not None
     for value in ({"big": -(2**64)}, {"lone": "\ud800"}, {"deep": _nested(300)}):
-        assert _orjson_dumps(value) == serialize.stdlib_dumps(value)
+        assert _orjson_dumps(value) == documents.stdlib_dumps(value)
 
 
 def test_an_encoder_error_is_the_same_with_both() -> None:
     """A value the library cannot encode fails the same way, whichever encoder runs."""
     assert _orjson_dumps is not None
     auditlog.register_type(_Tally, encode=_encode_tally, decode=_Tally)
-    for dumps in (_orjson_dumps, serialize.stdlib_dumps):
+    for dumps in (_orjson_dumps, documents.stdlib_dumps):
         assert json.loads(dumps({"t": _Tally(3)})) == {"t": 3}
         with pytest.raises(ValueError, match="13 cannot be recorded"):
             dumps({"t": _Tally(13)})
@@ -349,7 +349,7 @@ _json_values = st.recursive(
 @hypothesis.given(_json_values)
 def test_both_json_encoders_write_the_same_value(value: Any) -> None:
     assert _orjson_dumps is not None
-    assert json.loads(_orjson_dumps(value)) == json.loads(serialize.stdlib_dumps(value))
+    assert json.loads(_orjson_dumps(value)) == json.loads(documents.stdlib_dumps(value))
 
 
 def test_a_flush_whose_entries_all_wait_for_read_back_opens_no_empty_copy(

@@ -21,13 +21,14 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 import auditlog
 from auditlog.cli.demo import TENANTS
 from auditlog.cli.demo import Base as DemoBase
 
 from ..helpers import AUTH_A, AUTH_B, TENANT_A, TENANT_B, assert_history_page, seed_history
+from ..models import Customer
 
 COMMAND = [sys.executable, "-m", "auditlog"]
 SERVING = re.compile(r"Serving GET /history/ at (?P<base>http://\S+)/history/")
@@ -378,3 +379,55 @@ def test_help_lists_the_subcommands() -> None:
     for command in ("demo", "serve", "history"):
         assert command in result.stdout
     assert run().returncode == 2
+
+
+@pytest.mark.parametrize("source", ["file", "environment"])
+def test_demo_takes_its_token_from_a_file_or_the_environment(tmp_path: Path, source: str) -> None:
+    """Options are visible to every user in the process list; files and variables are not."""
+    token = "padded+token/=="
+    if source == "file":
+        secret = tmp_path / "token"
+        secret.write_text(token + "\n", encoding="utf-8")
+        args, env = ["--token-file", str(secret)], {}
+    else:
+        args, env = [], {"AUDITLOG_DEMO_TOKEN": token}
+    with serving("demo", *args, last_line="curl", **env) as server:
+        assert _token(server) == token
+        auth = {"Authorization": f"Bearer {token}"}
+        assert httpx.get(f"{server.base}/history/", headers=auth).status_code == 200
+
+
+def test_serve_accepts_tokens_with_padding(engine: Engine) -> None:
+    seed_history(engine)
+    tokens = f"abc/+def== = {TENANT_B}"
+    with serving("serve", "--database-url", url_of(engine), AUDITLOG_TOKENS=tokens) as server:
+        auth = {"Authorization": "Bearer abc/+def=="}
+        assert httpx.get(f"{server.base}/history/", headers=auth).json()["count"] == 2
+
+
+def test_serve_closes_idle_connections(engine: Engine) -> None:
+    seed_history(engine)
+    tokens = f"token-a={TENANT_A}"
+    url = url_of(engine)
+    with serving(
+        "serve", "--database-url", url, "--idle-timeout", "0.5", AUDITLOG_TOKENS=tokens
+    ) as server:
+        host, port = server.base.removeprefix("http://").rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=10) as idle:
+            idle.sendall(b"GET /hist")  # a request that never ends
+            assert idle.recv(1024) == b""  # closed by the server, not by our timeout
+        assert httpx.get(f"{server.base}/history/", headers=AUTH_A).status_code == 200
+
+
+def test_history_escapes_what_a_terminal_would_act_on(engine: Engine) -> None:
+    auditlog.register(Customer)
+    maker = sessionmaker(engine)
+    auditlog.enable(maker)
+    with maker.begin() as session:
+        session.add(Customer(id=5, name="evil\u202egnp.exe\x85\x1b[2J"))
+    result = run("history", "--database-url", url_of(engine))
+    assert result.returncode == 0, result.stderr
+    assert "\u202e" not in result.stdout and "\x85" not in result.stdout
+    assert "\x1b" not in result.stdout
+    name = json.loads(result.stdout)["results"][0]["after_state"]["name"]
+    assert name == "evil\u202egnp.exe\x85\x1b[2J"  # the JSON still holds the value itself

@@ -85,7 +85,9 @@ async def test_user_agent_is_cut_to_the_column_length_and_cleaned() -> None:
     ctx = await get_context(context_app(), headers={"User-Agent": "x" * 5000})
     assert ctx["user_agent"] == "x" * USER_AGENT_MAX_LENGTH
     ctx = await get_context(context_app(), headers=[(b"User-Agent", b"bot\x7f/1.0 \xe9")])
-    assert ctx["user_agent"] == "bot/1.0 \xe9"
+    assert ctx["user_agent"] == "bot/1.0 \ufffd"  # not UTF-8: replaced, never mojibake
+    ctx = await get_context(context_app(), headers=[(b"User-Agent", "café ✓".encode())])
+    assert ctx["user_agent"] == "café ✓"
 
 
 async def test_without_user_agent_the_context_has_none() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -297,3 +298,21 @@ def test_the_old_module_path_still_works_with_a_deprecation_warning() -> None:
         assert auditlog.http.Principal is Principal
     with pytest.raises(AttributeError):
         auditlog.http.no_such_name  # noqa: B018
+
+
+def test_a_page_too_large_is_a_400_naming_the_page_size_that_fits(engine: Engine) -> None:
+    seed_history(engine)  # tenant A: five entries of a few hundred bytes each
+    app = make_wsgi_app(sessionmaker(engine), token_authenticator(TOKENS), max_page_bytes=1500)
+    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://t") as client:
+        refused = client.get("/history/?page_size=5", headers=AUTH_A)
+        assert refused.status_code == 400
+        body = refused.json()
+        assert (body["error"], body["parameter"]) == ("page_too_large", "page_size")
+        fits = int(re.search(r"page_size=(\d+)", body["detail"])[1])  # type: ignore[index]
+        assert 1 <= fits < 5
+        served = client.get(f"/history/?page_size={fits}", headers=AUTH_A)
+        assert served.status_code == 200 and len(served.json()["results"]) == fits
+        assert len(served.content) <= 1500
+    tiny = make_wsgi_app(sessionmaker(engine), token_authenticator(TOKENS), max_page_bytes=10)
+    with httpx.Client(transport=httpx.WSGITransport(app=tiny), base_url="http://t") as client:
+        assert client.get("/history/?page_size=1", headers=AUTH_A).status_code == 200

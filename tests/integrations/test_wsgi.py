@@ -83,6 +83,17 @@ def test_user_agent_is_cut_to_the_column_length_and_cleaned() -> None:
     assert get_context(app, headers={"User-Agent": ""})["user_agent"] == ""
 
 
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [("café ✓".encode(), "café ✓"), (b"bot/1.0 \xe9", "bot/1.0 \ufffd")],
+)
+def test_user_agent_bytes_are_read_as_utf8(sent: bytes, kept: str) -> None:
+    """PEP 3333 hands header bytes over as latin-1 text; the client wrote UTF-8."""
+    environ = {"REMOTE_ADDR": CLIENT, "HTTP_USER_AGENT": sent.decode("latin-1")}
+    response = context_app().test_client().get("/", environ_base=environ)
+    assert response.json["user_agent"] == kept
+
+
 def test_forwarded_headers_from_an_untrusted_peer_are_ignored() -> None:
     app = context_app(trusted_proxies=["10.0.0.0/8"])
     assert get_context(app, headers={"X-Forwarded-For": "198.51.100.66"})["ip_address"] == CLIENT

@@ -25,8 +25,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .. import serialize
+from ..documents import dumps
 from ..models import audit_log_table
+from ..serialize import storable
+from .limits import check_packets
 
 __all__ = ["COPY_THRESHOLD", "insert_rows"]
 
@@ -49,7 +51,6 @@ def _values_of(timestamp: Any) -> Any:
     """A function turning one row into its values in column order, JSON documents as text and
     the time as ``timestamp`` gives it (computed once per distinct time)."""
     times: dict[Any, Any] = {}
-    dumps = serialize.dumps
 
     def values_of(row: dict[str, Any]) -> list[Any]:
         values = [row[name] for name in _COLUMNS]
@@ -133,6 +134,7 @@ def _driver_insert(connection: Connection, rows: list[dict[str, Any]]) -> None:
     sql, positional = prepared
     values_of = _values_of(_TIMES.get(dialect.name, _naive_utc))
     values = [values_of(row) for row in rows]
+    check_packets(connection, _COLUMNS, values)
     if positional:
         connection.exec_driver_sql(sql, [tuple(v) for v in values])
     else:
@@ -175,6 +177,9 @@ def insert_rows(
         return 0
     if _driver_ready(connection):
         _driver_insert(connection, batch)
-    else:
+    else:  # SQLAlchemy's JSON type writes the documents
+        for row in batch:
+            for name in _JSON_COLUMNS:
+                row[name] = storable(row[name])
         connection.execute(audit_log_table.insert(), batch)
     return len(batch)

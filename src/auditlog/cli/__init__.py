@@ -17,9 +17,9 @@ from pydantic import TypeAdapter, ValidationError
 
 from .. import __version__
 from .database import DATABASE_URL_ENV, CommandError
-from .demo import demo_command
+from .demo import TOKEN_ENV, demo_command
 from .history import history_command
-from .serve import TOKENS_ENV, serve_command
+from .serve import IDLE_TIMEOUT, TOKENS_ENV, serve_command
 
 __all__ = ["main"]
 
@@ -29,6 +29,16 @@ def _datetime(value: str) -> dt.datetime:
         return TypeAdapter(dt.datetime).validate_python(value)
     except ValidationError:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 date-time: {value!r}") from None
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0
+    if not 0 < seconds <= 3600:
+        raise argparse.ArgumentTypeError(f"not a number of seconds (0 to 3600): {value!r}")
+    return seconds
 
 
 def _port(value: str) -> int:
@@ -53,6 +63,13 @@ def _parser() -> argparse.ArgumentParser:
     server = argparse.ArgumentParser(add_help=False)
     server.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     server.add_argument("--port", type=_port, default=8000, help="port; 0 picks a free one (8000)")
+    server.add_argument(
+        "--idle-timeout",
+        type=_seconds,
+        default=IDLE_TIMEOUT,
+        metavar="SECONDS",
+        help=f"close a connection silent this long ({IDLE_TIMEOUT})",
+    )
 
     demo = commands.add_parser(
         "demo",
@@ -61,7 +78,12 @@ def _parser() -> argparse.ArgumentParser:
         description="Run a small sample application's writes through auditlog (on a temporary "
         "SQLite file unless --database-url), then serve GET /history/ for one of its tenants.",
     )
-    demo.add_argument("--token", help="bearer token to accept (default: a random one)")
+    demo.add_argument(
+        "--token",
+        help=f"bearer token to accept (default: ${TOKEN_ENV}, or a random one); other users "
+        "can read it in the process list: prefer --token-file or the variable",
+    )
+    demo.add_argument("--token-file", metavar="PATH", help="read the bearer token from a file")
     demo.add_argument("--database-url", metavar="URL", help="write the sample entries here")
     demo.set_defaults(handler=demo_command)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import secrets
 import shutil
 import tempfile
@@ -35,6 +36,7 @@ from .serve import check_token, serve
 
 __all__ = [
     "TENANTS",
+    "TOKEN_ENV",
     "Customer",
     "Loan",
     "SampleRun",
@@ -160,9 +162,26 @@ def run_sample_app(engine: Engine) -> SampleRun:
     return SampleRun(entries=after - before, tenants=TENANTS)
 
 
+#: The environment variable of the token ``auditlog demo`` accepts (not shown by ``ps``).
+TOKEN_ENV = "AUDITLOG_DEMO_TOKEN"
+
+
+def _given_token(args: argparse.Namespace) -> str | None:
+    """The token from --token-file, $AUDITLOG_DEMO_TOKEN or --token, checked; None if none."""
+    if args.token_file:
+        try:
+            text = Path(args.token_file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeError) as exc:
+            raise CommandError(f"--token-file: cannot read {args.token_file!r}: {exc}", 2) from None
+        return check_token(text, "--token-file")
+    if os.environ.get(TOKEN_ENV):
+        return check_token(os.environ[TOKEN_ENV].strip(), TOKEN_ENV)
+    return check_token(args.token, "--token") if args.token else None
+
+
 def demo_command(args: argparse.Namespace) -> int:
     """Run the sample application's writes, then serve ``GET /history/`` for its first tenant."""
-    token = check_token(args.token, "--token") if args.token else secrets.token_urlsafe(24)
+    token = _given_token(args) or secrets.token_urlsafe(24)
     stack = ExitStack()
     try:
         raw_url = args.database_url
@@ -193,6 +212,6 @@ def demo_command(args: argparse.Namespace) -> int:
                 f'  curl -H "Authorization: Bearer {token}" "{base}/history/?action_type=create"',
             ]
 
-        return serve(app, args.host, args.port, banner)
+        return serve(app, args.host, args.port, banner, args.idle_timeout)
     finally:
         stack.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import socket
 import sys
@@ -13,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from socketserver import ThreadingMixIn
 from typing import Any
-from wsgiref.simple_server import WSGIServer, make_server
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from sqlalchemy.orm import sessionmaker
 
@@ -21,14 +22,24 @@ from ..integrations.http import TOKEN_PATTERN, token_authenticator
 from ..integrations.server import make_wsgi_app
 from .database import CommandError, open_database, shown
 
-__all__ = ["TOKENS_ENV", "check_token", "serve", "serve_command"]
+__all__ = ["IDLE_TIMEOUT", "TOKENS_ENV", "check_token", "serve", "serve_command"]
 
 #: The environment variable of the bearer tokens ``auditlog serve`` accepts.
 TOKENS_ENV = "AUDITLOG_TOKENS"
+#: Seconds a connection may stay silent before the server closes it (and frees its thread).
+IDLE_TIMEOUT = 30
+#: ``token=tenant_id``: the token's own ``=`` padding stays with the token.
+_PAIR = re.compile(r"(.+?=*)\s*=\s*(.+)")
 
 
 class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went silent or away is not an error of the server's."""
+        if isinstance(sys.exc_info()[1], (TimeoutError, ConnectionError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Server6(_Server):
@@ -56,10 +67,19 @@ def _stop_on_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def serve(app: Any, host: str, port: int, banner: Callable[[str], list[str]]) -> int:
+def serve(
+    app: Any,
+    host: str,
+    port: int,
+    banner: Callable[[str], list[str]],
+    idle_timeout: float = IDLE_TIMEOUT,
+) -> int:
+    """Serve ``app`` until Ctrl+C or SIGTERM; a connection silent for ``idle_timeout`` seconds
+    is closed, so that idle clients cannot hold the server's threads."""
     server_class = _Server6 if ":" in host else _Server
+    handler = type("Handler", (WSGIRequestHandler,), {"timeout": idle_timeout})
     try:
-        server = make_server(host, port, app, server_class=server_class)
+        server = make_server(host, port, app, server_class=server_class, handler_class=handler)
     except (OSError, OverflowError) as exc:
         raise CommandError(f"cannot listen on {host}:{port}: {exc}") from None
     with server, _stop_on_sigterm():
@@ -92,10 +112,10 @@ def _tokens(tokens_file: str | None) -> dict[str, str]:
         entry = entry.strip()
         if not entry or entry.startswith("#"):
             continue
-        token, sep, tenant = (part.strip() for part in entry.partition("="))
-        if not sep or not token or not tenant:
+        pair = _PAIR.fullmatch(entry)
+        if pair is None or not pair[2].strip():
             raise CommandError(f"{where}: expected token=tenant_id, got {entry!r}", 2)
-        tokens[check_token(token, where)] = tenant
+        tokens[check_token(pair[1].strip(), where)] = pair[2].strip()
     if not tokens:
         raise CommandError(f"no tokens: set {TOKENS_ENV}=token=tenant_id,... or --tokens-file", 2)
     return tokens
@@ -116,6 +136,6 @@ def serve_command(args: argparse.Namespace) -> int:
                 f"Serving GET /history/ at {base}/history/ (Ctrl+C to stop)",
             ]
 
-        return serve(app, args.host, args.port, banner)
+        return serve(app, args.host, args.port, banner, args.idle_timeout)
     finally:
         engine.dispose()

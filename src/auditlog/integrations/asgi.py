@@ -66,7 +66,8 @@ class AuditContextMiddleware(ContextMiddleware["ASGIApp", "ScopeGetter"]):
         for name, value in scope.get("headers") or ():
             name = name.lower()
             if name == b"user-agent" and user_agent is None:
-                user_agent = value[: USER_AGENT_MAX_LENGTH * 2].decode("latin-1")
+                # a bounded prefix; UTF-8, with U+FFFD for what is not (a cut character too)
+                user_agent = value[: USER_AGENT_MAX_LENGTH * 8].decode("utf-8", "replace")
             elif name == header_name:
                 forwarded.append(value.decode("latin-1"))
         client = scope.get("client")

@@ -17,7 +17,7 @@ from typing import Any
 
 try:
     from fastapi import APIRouter, Depends, FastAPI, Request, Security
-    from fastapi.responses import JSONResponse
+    from fastapi.responses import JSONResponse, Response
     from fastapi.security import HTTPBearer
     from starlette.concurrency import run_in_threadpool
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
@@ -31,6 +31,7 @@ from .._asyncio import AsyncSession
 from ..query import HistoryPage, HistoryQuery
 from ..query.pages import numbered_page
 from .http import (
+    DEFAULT_MAX_PAGE_BYTES,
     ErrorBody,
     HTTPError,
     Principal,
@@ -38,6 +39,7 @@ from .http import (
     check_principal,
     empty_page,
     openapi_parameters,
+    page_body,
     parse_query,
     scoped_query,
 )
@@ -49,7 +51,11 @@ AnyAuthenticate = Callable[[str], Any]
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorBody, "description": "A query parameter is invalid; `parameter` names it."},
+    400: {
+        "model": ErrorBody,
+        "description": "A query parameter is invalid, or the page is too large for "
+        "`page_size`; `parameter` names it.",
+    },
     401: {
         "model": ErrorBody,
         "description": "Missing or invalid bearer token.",
@@ -95,6 +101,7 @@ def history_router(
     session_dependency: Callable[..., Any] | None = None,
     path: str = "/history/",
     tags: Sequence[str] = ("audit",),
+    max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES,
     **router_options: Any,
 ) -> APIRouter:
     """An ``APIRouter`` serving ``GET path``: one page of the caller's tenant's audit entries.
@@ -103,8 +110,8 @@ def history_router(
     callable returning a new ``Session``/``AsyncSession``; closed after the request) and
     ``session_dependency`` (a FastAPI dependency yielding the app's own session).
     ``authenticate`` maps a bearer token to a :class:`~auditlog.integrations.http.Principal` or
-    ``None``; it
-    may be a coroutine function. ``router_options`` go to ``APIRouter``.
+    ``None``; it may be a coroutine function. A page of several entries whose JSON exceeds
+    ``max_page_bytes`` is refused (400). ``router_options`` go to ``APIRouter``.
     """
     if (session_factory is None) == (session_dependency is None):
         raise TypeError("history_router() takes exactly one of session_factory, session_dependency")
@@ -133,14 +140,15 @@ def history_router(
             principal = await _principal(authenticate, request.headers.get("authorization"))
             query = parse_query(request.scope.get("query_string", b""))
             scoped = scoped_query(principal, query)
-            if scoped is None:
-                return empty_page(query.page)
+            page = empty_page(query.page)
             try:
-                if session_factory is not None:
-                    return await _run(session_factory(), scoped, own=True)
-                return await _run(session, scoped, own=False)
+                if scoped is not None and session_factory is not None:
+                    page = await _run(session_factory(), scoped, own=True)
+                elif scoped is not None:
+                    page = await _run(session, scoped, own=False)
             except SQLAlchemyError as exc:
                 raise HTTPError.unavailable(exc) from None
+            return Response(page_body(page, max_page_bytes), media_type="application/json")
         except HTTPError as exc:
             return JSONResponse(
                 exc.body.model_dump(exclude_none=True), status_code=exc.status, headers=exc.headers
@@ -155,6 +163,7 @@ def history_app(
     authenticate: AnyAuthenticate,
     session_dependency: Callable[..., Any] | None = None,
     path: str = "/history/",
+    max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES,
     **app_options: Any,
 ) -> FastAPI:
     """A small FastAPI app holding only :func:`history_router`, to mount in a Starlette app.
@@ -169,6 +178,7 @@ def history_app(
             authenticate=authenticate,
             session_dependency=session_dependency,
             path=path,
+            max_page_bytes=max_page_bytes,
         )
     )
     return app

@@ -18,7 +18,14 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         'auditlog.integrations.flask needs Flask: pip install "sqlalchemy-auditlog[flask]"'
     ) from exc
 
-from .http import Authenticate, HTTPError, authenticate_request, history_page
+from .http import (
+    DEFAULT_MAX_PAGE_BYTES,
+    Authenticate,
+    HTTPError,
+    authenticate_request,
+    history_page,
+    page_body,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -33,12 +40,14 @@ def history_blueprint(
     path: str = "/history/",
     name: str = "auditlog_history",
     url_prefix: str | None = None,
+    max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES,
 ) -> Blueprint:
     """A blueprint serving ``GET path``: one page of the caller's tenant's audit entries.
 
     ``session_factory`` returns a new ``Session`` (a ``sessionmaker`` or a ``scoped_session``
     registry); it is closed after the request. ``authenticate`` maps a bearer token to a
-    :class:`~auditlog.integrations.http.Principal` or ``None``.
+    :class:`~auditlog.integrations.http.Principal` or ``None``. A page of several entries whose
+    JSON exceeds ``max_page_bytes`` is refused (400).
     """
     blueprint = Blueprint(name, __name__, url_prefix=url_prefix)
 
@@ -47,10 +56,11 @@ def history_blueprint(
         try:
             principal = authenticate_request(request.headers.get("Authorization"), authenticate)
             page = history_page(session_factory, principal, request.query_string)
+            body = page_body(page, max_page_bytes)
         except HTTPError as exc:
             return Response(
                 exc.json(), status=exc.status, headers=exc.headers, mimetype="application/json"
             )
-        return Response(page.model_dump_json(), mimetype="application/json")
+        return Response(body, mimetype="application/json")
 
     return blueprint

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 __all__ = [
+    "DEFAULT_MAX_PAGE_BYTES",
     "PARAMETERS",
     "TOKEN_PATTERN",
     "Authenticate",
@@ -50,6 +51,7 @@ __all__ = [
     "empty_page",
     "history_page",
     "openapi_parameters",
+    "page_body",
     "parse_query",
     "scoped_query",
     "token_authenticator",
@@ -315,6 +317,32 @@ def scoped_query(principal: Principal, query: HistoryQuery) -> HistoryQuery | No
     if query.since is not None and query.until is not None and query.until <= query.since:
         return None
     return query.model_copy(update={"tenant_id": principal.tenant_id})
+
+
+#: The largest JSON body of a page of more than one entry (16 MiB): a larger one is refused.
+DEFAULT_MAX_PAGE_BYTES = 16 * 2**20
+
+
+def page_body(page: HistoryPage, max_bytes: int = DEFAULT_MAX_PAGE_BYTES) -> bytes:
+    """The JSON body of ``page``. A page of several entries larger than ``max_bytes`` is a 400
+    naming ``page_size`` and the size that fits; a page of one entry is always served."""
+    body = page.model_dump_json().encode()
+    if len(body) <= max_bytes or len(page.results) <= 1:
+        return body
+    sizes = [len(entry.model_dump_json().encode()) + 1 for entry in page.results]
+    used, fit = len(body) - sum(sizes), 0
+    for size in sizes:
+        used += size
+        if used > max_bytes:
+            break
+        fit += 1
+    raise HTTPError(
+        400,
+        "page_too_large",
+        f"page_size: the page is {len(body):,} bytes, above the limit of {max_bytes:,}; "
+        f"ask for page_size={max(fit, 1)}",
+        parameter="page_size",
+    )
 
 
 def empty_page(page: int = 1) -> HistoryPage:

@@ -29,7 +29,6 @@ __all__ = [
     "ProxyHeader",
     "TrustedProxies",
     "check_proxy_header",
-    "clean_user_agent",
     "client_address",
     "forwarded_nodes",
     "parse_ip",
@@ -234,16 +233,3 @@ def client_address(
             return str(hop)
     # Every hop is a trusted proxy: the request started on one of them.
     return str(hops[0])
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def clean_user_agent(value: str | None, max_length: int) -> str | None:
-    """The user agent without control characters (PostgreSQL rejects NUL), cut to ``max_length``.
-
-    Only a bounded prefix is looked at: the header is client input of any size.
-    """
-    if value is None:
-        return None
-    return _CONTROL.sub("", value[: max_length * 2]).strip()[:max_length]

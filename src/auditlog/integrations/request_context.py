@@ -10,14 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Generic, TypeVar
 
-from ..context import USER_AGENT_MAX_LENGTH
 from .proxies import (
     IPAddress,
     IPNetwork,
     ProxyHeader,
     TrustedProxies,
     check_proxy_header,
-    clean_user_agent,
     client_address,
 )
 
@@ -48,8 +46,9 @@ class ContextMiddleware(Generic[App, Getter]):
     def request_values(
         self, peer: str | None, forwarded: str | None, user_agent: str | None
     ) -> dict[str, Any]:
-        """The ``ip_address`` and ``user_agent`` of a request's context."""
+        """The ``ip_address`` and ``user_agent`` of a request's context (``audit_context``
+        cleans the user agent)."""
         return {
             "ip_address": client_address(peer, forwarded, self.trusted_proxies, self.proxy_header),
-            "user_agent": clean_user_agent(user_agent, USER_AGENT_MAX_LENGTH),
+            "user_agent": user_agent,
         }

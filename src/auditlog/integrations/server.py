@@ -10,7 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .http import Authenticate, HTTPError, authenticate_request, history_page
+from .http import (
+    DEFAULT_MAX_PAGE_BYTES,
+    Authenticate,
+    HTTPError,
+    authenticate_request,
+    history_page,
+    page_body,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -30,8 +37,12 @@ def make_wsgi_app(
     authenticate: Authenticate,
     *,
     path: str = "/history/",
+    max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES,
 ) -> WSGIApp:
-    """A WSGI application serving ``GET path`` (with or without the final slash) and nothing else."""
+    """A WSGI application serving ``GET path`` (with or without the final slash) and nothing else.
+
+    A page of several entries whose JSON exceeds ``max_page_bytes`` is refused (400).
+    """
     paths = {path, path.rstrip("/") or "/"}
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
@@ -45,7 +56,7 @@ def make_wsgi_app(
                 raise HTTPError(405, "method_not_allowed", f"use GET {path}")
             principal = authenticate_request(environ.get("HTTP_AUTHORIZATION"), authenticate)
             page = history_page(session_factory, principal, environ.get("QUERY_STRING", ""))
-            status, body = 200, page.model_dump_json().encode()
+            status, body = 200, page_body(page, max_page_bytes)
         except HTTPError as exc:
             status, body = exc.status, exc.json()
             headers.extend(exc.headers.items())

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from ..context import AuditContext, audit_context
+from ..context import USER_AGENT_MAX_LENGTH, AuditContext, audit_context
 from .request_context import ContextMiddleware
 
 if TYPE_CHECKING:
@@ -75,11 +75,21 @@ class AuditContextMiddleware(ContextMiddleware[WSGIApp, EnvironGetter]):
             **self.request_values(
                 peer if isinstance(peer, str) else None,
                 forwarded if isinstance(forwarded, str) else None,
-                user_agent if isinstance(user_agent, str) else None,
+                _utf8(user_agent) if isinstance(user_agent, str) else None,
             ),
             "user_id": self.get_user_id(environ) if self.get_user_id else None,
             "tenant_id": self.get_tenant_id(environ) if self.get_tenant_id else None,
         }
+
+
+def _utf8(header: str) -> str:
+    """A header value as the client sent it: PEP 3333 servers decode the bytes as latin-1; they
+    are taken as UTF-8 again, with U+FFFD for what is not (a bounded prefix)."""
+    raw = header[: USER_AGENT_MAX_LENGTH * 8]
+    try:
+        return raw.encode("latin-1").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a server that already decoded it otherwise
+        return raw
 
 
 class _ContextBody:

@@ -60,7 +60,8 @@ def _fetch(
         stmt = stmt.order_by(*order)
     else:
         stmt = keys.with_only_columns(*_COLUMNS)
-    return [AuditLogEntry.model_validate(dict(row)) for row in session.execute(stmt).mappings()]
+    entries = (AuditLogEntry.from_row(row) for row in session.execute(stmt).mappings())
+    return [entry for entry in entries if entry is not None]
 
 
 def numbered_page(session: Session, q: HistoryQuery) -> HistoryPage:

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    model_validator,
+)
 
 from ..models import ActionType
 
 __all__ = ["ENTRY_COLUMNS", "EXAMPLE_PAGE", "AuditLogEntry", "CursorPage", "HistoryPage"]
+
+_log = logging.getLogger("auditlog.query")
 
 #: An example page, shown in the OpenAPI schema.
 EXAMPLE_PAGE: dict[str, Any] = {
@@ -75,6 +86,45 @@ class AuditLogEntry(BaseModel):
         if data.get("created_by") is None:
             data = {**data, "created_by": data.get("user_id")}
         return data
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> AuditLogEntry | None:
+        """The entry of an ``audit_log`` row, read as well as it can be.
+
+        A row auditlog did not write (a trigger's, a migration's) may hold a state that is not a
+        JSON object, a missing user agent or an unknown action: such values are shown in the
+        nearest valid form (a state as ``{"value": ...}``, ``""``, ``0``) with a logged warning,
+        and a row that still cannot be read is left out of the page, with a warning, rather
+        than failing it.
+        """
+        data = dict(row)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+        repaired = dict(data)
+        for key in ("before_state", "after_state"):
+            value = repaired.get(key)
+            if value is not None and not isinstance(value, dict):
+                repaired[key] = {"value": value}
+        for key, empty in (("user_agent", ""), ("object_id", ""), ("content_type", 0)):
+            if repaired.get(key) is None:
+                repaired[key] = empty
+        action = repaired.get("action_type")
+        if isinstance(action, str) and action.strip().lower() in get_args(ActionType):
+            repaired["action_type"] = action.strip().lower()
+        try:
+            entry = cls.model_validate(repaired)
+        except ValidationError as exc:
+            _log.warning("audit_log row %r cannot be read and is left out: %s", data.get("id"), exc)
+            return None
+        _log.warning(
+            "audit_log row %r is not in the form auditlog writes (%s: %s); shown repaired",
+            data.get("id"),
+            ".".join(str(part) for part in problem["loc"]),
+            problem["msg"],
+        )
+        return entry
 
     @field_serializer("timestamp", when_used="json")
     def _utc_timestamp(self, value: dt.datetime) -> str:

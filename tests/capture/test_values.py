@@ -1,0 +1,126 @@
+"""Any value the database accepts can be audited, and reads back as it was."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+import auditlog
+from auditlog.serialize import decode_state, restored, storable
+
+from ..helpers import entries
+from ..models import Document, Note
+
+#: Text PostgreSQL's jsonb refuses, inside a value its json column accepts.
+AWKWARD: dict[str, Any] = {
+    "nul": "a\x00b",
+    "lone surrogate": "\ud800",
+    "pair": "\U0001f600",
+    "key\x00": ["\udfff", {"deep\x00": "x"}],
+    "$auditlog.text": "a key that looks like the escape",
+}
+
+
+@pytest.fixture(autouse=True)
+def _registered() -> None:
+    auditlog.register(Document)
+
+
+def _accepted(backend: str, value: Any) -> Any:
+    """``value`` less what the database itself refuses (MariaDB: unpaired surrogates)."""
+    if backend != "mariadb":
+        return value
+    if isinstance(value, str):
+        return "".join(c for c in value if not 0xD800 <= ord(c) <= 0xDFFF)
+    if isinstance(value, dict):
+        return {_accepted(backend, k): _accepted(backend, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_accepted(backend, v) for v in value]
+    return value
+
+
+def test_states_hold_nul_and_lone_surrogates_on_every_database(
+    backend: str, engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    awkward = _accepted(backend, AWKWARD)
+    later = _accepted(backend, ["\ud83d", "plain"])
+    with Session_.begin() as session:
+        session.add(Document(id=1, data=awkward, items=["\x00"]))
+    with Session_.begin() as session:
+        session.execute(sa.update(Document).where(Document.id == 1).values(items=later))
+    with Session_.begin() as session:
+        session.delete(session.get_one(Document, 1))
+    create, update, delete = entries(engine)
+    assert decode_state(Document, create.after_state) == {
+        "id": 1, "data": awkward, "items": ["\x00"]
+    }  # fmt: skip
+    update_after = decode_state(Document, update.after_state)
+    assert update_after is not None and update_after["items"] == later
+    assert decode_state(Document, delete.before_state) == {"id": 1, "data": awkward, "items": later}
+
+
+def test_context_values_with_nul_are_stored_losslessly(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    with auditlog.audit_context(note="line\x00break"), Session_.begin() as session:
+        session.add(Document(id=2, data={}, items=[]))
+    (entry,) = entries(engine)
+    assert restored(entry.extra) == {"note": "line\x00break"}
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values)
+def test_the_escape_is_reversible_and_leaves_plain_values_alone(value: Any) -> None:
+    escaped = storable(value)
+    assert restored(escaped) == value
+    assert not any(_unstorable(text) for text in _strings(escaped))
+    if not any(_unstorable(text) for text in _strings(value)):
+        assert escaped is value
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in _strings(k) + _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def _unstorable(text: str) -> bool:
+    return any(c == "\x00" or 0xD800 <= ord(c) <= 0xDFFF for c in text)
+
+
+def test_an_entry_larger_than_the_database_takes_fails_clearly_and_keeps_the_connection(
+    backend: str, engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    """9 MB written twice (before and after) exceeds MariaDB's 16 MiB max_allowed_packet."""
+    auditlog.register(Note)
+    big, bigger = "a" * 9_000_000, "b" * 9_000_000
+    with Session_.begin() as session:
+        session.add(Note(id=1, body=big))
+    with Session_() as session:
+        session.get_one(Note, 1).body = bigger
+        if backend == "mariadb":
+            with pytest.raises(auditlog.CaptureError, match="max_allowed_packet of 16,777,216"):
+                session.commit()
+            session.rollback()
+            assert session.get_one(Note, 1).body == big  # the same connection still works
+        else:
+            session.commit()
+    kept = [e.action_type for e in entries(engine)]
+    assert kept == (["create"] if backend == "mariadb" else ["create", "update"])
