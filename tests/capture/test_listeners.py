@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -9,10 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
 import auditlog
-from auditlog import ConfigurationError
+from auditlog import ConfigurationError, UnauditedWriteWarning
 
 from ..helpers import entries
-from ..models import Customer
+from ..models import Customer, Tag
 
 
 @pytest.fixture(autouse=True)
@@ -50,7 +52,7 @@ def test_sessionmaker_target_leaves_other_sessions_alone(engine: Engine) -> None
     audited = sessionmaker(engine)
     plain = sessionmaker(engine)
     auditlog.enable(audited)
-    with plain() as session:
+    with plain() as session, pytest.warns(UnauditedWriteWarning, match="not enabled"):
         write(session)
     with audited() as session:
         write(session)
@@ -68,7 +70,7 @@ def test_session_subclass_target(engine: Engine) -> None:
     auditlog.enable(AppSession)
     with AppSession(engine) as session:
         write(session)
-    with Session(engine) as session:
+    with Session(engine) as session, pytest.warns(UnauditedWriteWarning):
         write(session)
     assert len(entries(engine)) == 1
 
@@ -78,7 +80,7 @@ def test_session_instance_target(engine: Engine) -> None:
     auditlog.enable(session)
     write(session)
     session.close()
-    with Session(engine) as other:
+    with Session(engine) as other, pytest.warns(UnauditedWriteWarning):
         write(other)
     assert len(entries(engine)) == 1
 
@@ -118,7 +120,8 @@ async def test_async_sessionmaker_target_with_context(engine: Engine, async_url:
                 await session.commit()
             async with plain() as session:
                 session.add(Customer(name="plain"))
-                await session.commit()
+                with pytest.warns(UnauditedWriteWarning):
+                    await session.commit()
         (entry,) = entries(engine)
         assert entry.user_id == "async-user"
         assert entry.ip_address == "2001:db8::1"
@@ -237,3 +240,26 @@ def test_nothing_is_attached_at_import() -> None:
         "assert not any(sa.event.contains(Session, n, f) for n, f in SESSION_EVENTS)\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True)
+
+
+def test_a_session_that_is_not_enabled_is_pointed_out_once(engine: Engine) -> None:
+    """An event hook that opens Session(bind=connection) inside a flush records nothing."""
+    audited = sessionmaker(engine)
+    auditlog.enable(audited)
+    with Session(engine) as session, warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        write(session)
+        write(session)
+    assert [w.category for w in said] == [UnauditedWriteWarning]
+    assert "Customer" in str(said[0].message)
+    with Session(engine) as session, warnings.catch_warnings():
+        warnings.simplefilter("error")
+        write(session)  # said once is enough
+        session.add(Tag(label="unregistered"))
+        session.commit()  # and flushes of unregistered models never warn
+    auditlog.capture.reset()
+    auditlog.register(Customer)
+    auditlog.enable()  # every session: nothing is left out, nothing to say
+    with Session(engine) as session, warnings.catch_warnings():
+        warnings.simplefilter("error")
+        write(session)

@@ -33,19 +33,26 @@ from .ids import ulid_stream
 from .rows import Values, before_values, identity_of, load_columns, missing_before
 from .span import begin_audited_write, end_audited_write
 
-__all__ = ["after_flush", "after_flush_postexec", "after_soft_rollback", "before_flush"]
+__all__ = [
+    "SNAPSHOTS",
+    "after_flush",
+    "after_flush_postexec",
+    "after_soft_rollback",
+    "before_flush",
+]
 
-_SNAPSHOTS = "auditlog.snapshots"
+#: Where ``before_flush`` keeps its snapshots: present exactly in the flushes auditlog sees.
+SNAPSHOTS = "auditlog.snapshots"
 _DONE = "auditlog.done"
 _SPAN = "auditlog.span"
 
 
 def before_flush(session: Session, flush_context: UOWTransaction, instances: Any) -> None:
     """Keep what the flush is about to overwrite or expire, for the before-states."""
-    if _SNAPSHOTS in flush_context.attributes:
+    if SNAPSHOTS in flush_context.attributes:
         return  # enabled on several targets: run once
     snapshots: dict[InstanceState[Any], Values] = {}
-    flush_context.attributes[_SNAPSHOTS] = snapshots
+    flush_context.attributes[SNAPSHOTS] = snapshots
     flush_context.attributes[_SPAN] = begin_audited_write()
     to_load: dict[Plan, list[tuple[InstanceState[Any], set[str]]]] = {}
 
@@ -96,7 +103,7 @@ def after_flush(session: Session, flush_context: UOWTransaction) -> None:
                 audited.append((state, isdelete, plan))
     if not audited:
         return
-    changes = _FlushChanges(audited, flush_context.attributes.get(_SNAPSHOTS) or {})
+    changes = _FlushChanges(audited, flush_context.attributes.get(SNAPSHOTS) or {})
     # one time and one id sequence for the whole flush, read-back changes included
     now = dt.datetime.now(dt.timezone.utc)
     ids = ulid_stream(now, len(audited))  # at most one entry per audited object

@@ -10,6 +10,7 @@ every registration: a fresh start, as at import (when nothing is attached).
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -19,10 +20,17 @@ from sqlalchemy.orm import Session, SessionTransaction, scoped_session, sessionm
 
 from .._asyncio import AsyncSession, async_sessionmaker
 from ..exceptions import ConfigurationError
-from ..registry import registry
+from ..registry import plan_for, registry
 from . import content_types, core_statements, refusal
-from .flush import after_flush, after_flush_postexec, after_soft_rollback, before_flush
+from .flush import (
+    SNAPSHOTS,
+    after_flush,
+    after_flush_postexec,
+    after_soft_rollback,
+    before_flush,
+)
 from .orm_statements import do_orm_execute
+from .unaudited import UnauditedWriteWarning
 
 __all__ = ["SESSION_EVENTS", "disable", "enable", "enabled_targets", "reset"]
 
@@ -44,6 +52,30 @@ SESSION_EVENTS: tuple[tuple[str, Callable[..., Any]], ...] = (
 
 _targets: list[Any] = []  # what the session events are attached to
 _lock = threading.Lock()
+_warned = [False]  # whether a flush by a session that is not enabled was pointed out
+
+
+def _flushed_unaudited(session: Session, flush_context: Any) -> None:
+    """``after_flush_postexec`` on every session while capture is enabled on some targets only:
+    point out, once, a flush of registered models by a session that is not enabled."""
+    if _warned[0] or flush_context.attributes.get(SNAPSHOTS) is not None:
+        return  # already said, or an audited flush
+    models = sorted(
+        {state.class_.__name__ for state in flush_context.states if plan_for(state.mapper)}
+    )
+    if models:
+        _warned[0] = True
+        warnings.warn(
+            f"a Session that auditlog is not enabled on flushed changes of {', '.join(models)}: "
+            "they are not audited. Enable capture on it, or on its sessionmaker "
+            "(auditlog.enable(...)); a session opened inside a flush hook needs it too. "
+            "This is said once.",
+            UnauditedWriteWarning,
+            stacklevel=2,
+        )
+
+
+_WATCH = ("after_flush_postexec", _flushed_unaudited)
 
 
 def _listen_target(target: Any, *, create: bool) -> Any:
@@ -88,6 +120,9 @@ def enable(target: Any = None) -> None:
                 event.listen(listen_on, name, fn)
         if not any(t is listen_on for t in _targets):
             _targets.append(listen_on)
+        watch = not any(t is Session for t in _targets)  # some sessions are left out
+        if watch != event.contains(Session, *_WATCH):
+            (event.listen if watch else event.remove)(Session, *_WATCH)
 
 
 def disable(target: Any = None) -> None:
@@ -110,6 +145,8 @@ def _disable_all() -> None:
         for listen_on in _targets:
             _detach(listen_on)
         _targets.clear()
+        if event.contains(Session, *_WATCH):
+            event.remove(Session, *_WATCH)
         core_statements.ENGINE_EVENTS.detach_all()
         refusal.ENGINE_EVENTS.detach_all()
         content_types.unwatch()
@@ -125,3 +162,4 @@ def reset() -> None:
     """Detach every listener and forget every registration and cached id: as freshly imported."""
     _disable_all()
     registry.reset()
+    _warned[0] = False
