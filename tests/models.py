@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import itertools
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -104,6 +105,38 @@ class Note(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     body: Mapped[str] = mapped_column(sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb"))
+
+
+class Stage(str, enum.Enum):
+    """A str enum whose names differ from its values."""
+
+    in_progress = "in-progress"
+    done = "done"
+
+
+class Priority(enum.Enum):
+    HIGH = "high"
+    LOW = "low"
+
+
+_ticks = itertools.count(1)
+
+
+class Task(Base):
+    """Values the application assigns in another type than the row stores."""
+
+    __tablename__ = "task"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(sa.String(50), default="")
+    stage: Mapped[str] = mapped_column(sa.String(20), default="")
+    due: Mapped[dt.date | None] = mapped_column(sa.Date)
+    flag: Mapped[bool] = mapped_column(default=False)
+    priority: Mapped[Priority] = mapped_column(
+        sa.Enum(Priority, values_callable=lambda e: [m.value for m in e], native_enum=False),
+        default=Priority.LOW,
+    )
+    tick: Mapped[int] = mapped_column(default=0, onupdate=lambda: next(_ticks))
 
 
 def _micro(type_: sa.types.TypeEngine[Any], mysql_type: sa.types.TypeEngine[Any]) -> Any:

@@ -75,6 +75,9 @@ class Plan:
     columns: dict[str, Column[Any]]
     #: key of a column of the mapped table (as Core parameters name it) -> attribute key
     column_keys: dict[str, str] = field(repr=False)
+    #: recorded columns whose ``onupdate`` is a Python callable: a batched UPDATE gives each row
+    #: its own value, but SQLAlchemy copies the first row's onto every object of the batch
+    called_onupdate: frozenset[str] = frozenset()
 
     @property
     def label(self) -> str:
@@ -252,6 +255,11 @@ def compile_plan(mapper: Mapper[Any], config: ModelConfig) -> Plan:
         pk_keys=_pk_keys(mapper),
         columns=columns,
         column_keys=column_keys,
+        called_onupdate=frozenset(
+            key
+            for key, column in columns.items()
+            if column.onupdate is not None and getattr(column.onupdate, "is_callable", False)
+        ),
     )
 
 

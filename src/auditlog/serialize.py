@@ -180,14 +180,62 @@ def _naive_is_utc(value: Any) -> Any:
     return encode_value(value)
 
 
+def _text(value: Any) -> Any:
+    """A string column stores a ``str`` subclass (a ``StrEnum`` member) as its text."""
+    if type(value) is str or not isinstance(value, str):
+        return encode_value(value)
+    return str.__str__(value)
+
+
+def _date(value: Any) -> Any:
+    """A date column stores the date of a datetime."""
+    if isinstance(value, dt.datetime):
+        return value.date().isoformat()
+    return encode_value(value)
+
+
+def _boolean(value: Any) -> Any:
+    """A boolean column stores 0 and 1 as false and true."""
+    if type(value) is int and value in (0, 1):
+        return bool(value)
+    return encode_value(value)
+
+
+def _stored_enum(column_type: sa.Enum) -> Encoder:
+    """What an Enum column stores for a member: its name, or its value with ``values_callable``."""
+    db_value = getattr(column_type, "_db_value_for_elem", None)
+
+    def encode(value: Any) -> Any:
+        if db_value is not None and value is not None:
+            try:
+                return encode_value(db_value(value))
+            except (LookupError, ValueError, TypeError):
+                pass
+        return encode_value(value)
+
+    return encode
+
+
 def encoder_for(column_type: TypeEngine[Any]) -> Encoder:
-    """The encoder for one column: the value's own type, adjusted where the column says more.
+    """The encoder for one column: the value as the column stores it, in its JSON form.
+
+    The value an application assigns is not always what the row holds: a ``StrEnum`` member in a
+    string column is stored as its text, a datetime in a date column as its date, ``1`` in a
+    boolean column as true, an Enum member by name (or by value with ``values_callable``).
 
     - ``Numeric(scale=n)`` (not Float): decimals are shown with the column's ``n`` places, as stored.
     - ``DateTime(timezone=True)``: SQLite and MariaDB hand back naive values; they are UTC.
     """
     if isinstance(column_type, sa.DateTime) and column_type.timezone:
         return _naive_is_utc
+    if isinstance(column_type, sa.Enum):
+        return _stored_enum(column_type) if column_type.enum_class is not None else _text
+    if isinstance(column_type, sa.String):
+        return _text
+    if isinstance(column_type, sa.Date) and not isinstance(column_type, sa.DateTime):
+        return _date
+    if isinstance(column_type, sa.Boolean):
+        return _boolean
     if isinstance(column_type, sa.JSON):
         return _identity  # already JSON: stored as given, serialized once, with the entry
     if (
@@ -234,7 +282,8 @@ def decode_value(column_type: TypeEngine[Any], value: Any) -> Any:
     if isinstance(column_type, sa.JSON):
         return value
     if isinstance(column_type, sa.Enum) and column_type.enum_class is not None:
-        return column_type.enum_class[value]
+        found = getattr(column_type, "_object_value_for_elem", None)
+        return found(value) if found is not None else column_type.enum_class[value]
     if isinstance(column_type, sa.ARRAY):
         return [decode_value(column_type.item_type, v) for v in value]
     if isinstance(column_type, sa.Float):

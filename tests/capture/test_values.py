@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ import auditlog
 from auditlog.serialize import decode_state, restored, storable
 
 from ..helpers import entries
-from ..models import Document, Note
+from ..models import Document, Note, Priority, Stage, Task
 
 #: Text PostgreSQL's jsonb refuses, inside a value its json column accepts.
 AWKWARD: dict[str, Any] = {
@@ -124,3 +125,58 @@ def test_an_entry_larger_than_the_database_takes_fails_clearly_and_keeps_the_con
             session.commit()
     kept = [e.action_type for e in entries(engine)]
     assert kept == (["create"] if backend == "mariadb" else ["create", "update"])
+
+
+# --- states are what the database stored ----------------------------------------------------------
+
+
+def _stored(engine: Engine) -> dict[int, dict[str, Any]]:
+    """Every task row as the database holds it, read back through the column types."""
+    with Session(engine) as session:
+        return {
+            row.id: {c.key: getattr(row, c.key) for c in Task.__table__.columns}
+            for row in session.scalars(sa.select(Task))
+        }
+
+
+def test_values_are_recorded_as_the_row_stores_them(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    auditlog.register(Task)
+    with Session_.begin() as session:
+        session.add(
+            Task(
+                id=1,
+                stage=Stage.in_progress,
+                due=dt.datetime(2025, 1, 2, 3, 4, 5),  # type: ignore[arg-type]
+                flag=1,  # type: ignore[arg-type]
+                priority=Priority.HIGH,
+            )
+        )
+    (create,) = entries(engine)
+    assert create.after_state is not None
+    assert {k: create.after_state[k] for k in ("stage", "due", "flag", "priority")} == {
+        "stage": "in-progress",
+        "due": "2025-01-02",
+        "flag": True,
+        "priority": "high",
+    }
+    assert decode_state(Task, create.after_state) == _stored(engine)[1]
+
+
+def test_a_batched_update_records_each_rows_own_onupdate_value(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    """SQLAlchemy's executemany UPDATE copies the first row's Python onupdate to every object."""
+    auditlog.register(Task)
+    with Session_.begin() as session:
+        session.add_all([Task(id=i) for i in (1, 2, 3)])
+    with Session_.begin() as session:
+        for task in session.scalars(sa.select(Task)):
+            task.title = "renamed"
+    stored = _stored(engine)
+    assert len({row["tick"] for row in stored.values()}) == 3  # the database holds three values
+    updates = [e for e in entries(engine) if e.action_type == "update"]
+    assert {int(e.object_id): e.after_state["tick"] for e in updates if e.after_state} == {
+        i: row["tick"] for i, row in stored.items()
+    }

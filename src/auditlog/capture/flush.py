@@ -103,7 +103,9 @@ def after_flush(session: Session, flush_context: UOWTransaction) -> None:
                 audited.append((state, isdelete, plan))
     if not audited:
         return
-    changes = _FlushChanges(audited, flush_context.attributes.get(SNAPSHOTS) or {})
+    changes = _FlushChanges(
+        audited, flush_context.attributes.get(SNAPSHOTS) or {}, _reread(audited)
+    )
     # one time and one id sequence for the whole flush, read-back changes included
     now = dt.datetime.now(dt.timezone.utc)
     ids = ulid_stream(now, len(audited))  # at most one entry per audited object
@@ -121,6 +123,17 @@ def after_flush_postexec(session: Session, flush_context: UOWTransaction) -> Non
 def after_soft_rollback(session: Session, previous_transaction: Any) -> None:
     """A failed flush ends here, without after_flush_postexec: its writes are over too."""
     end_audited_write()
+
+
+def _reread(audited: list[tuple[InstanceState[Any], bool, Plan]]) -> dict[Plan, frozenset[str]]:
+    """Values to read back from the rows rather than the objects: those of Python ``onupdate``
+    callables when a flush updates several objects of a model (SQLAlchemy's batched UPDATE
+    gives every object of the batch the first row's value)."""
+    updates: dict[Plan, int] = {}
+    for state, isdelete, plan in audited:
+        if plan.called_onupdate and not isdelete and state.key is not None:
+            updates[plan] = updates.get(plan, 0) + 1
+    return {plan: plan.called_onupdate for plan, count in updates.items() if count > 1}
 
 
 @dataclass(slots=True)
@@ -145,9 +158,11 @@ class _FlushChanges:
         self,
         audited: list[tuple[InstanceState[Any], bool, Plan]],
         snapshots: dict[InstanceState[Any], Values],
+        reread: dict[Plan, frozenset[str]],
     ) -> None:
         self.audited = audited
         self.snapshots = snapshots
+        self.reread = reread
         self.plans = {plan for _, _, plan in audited}
         self._stale: dict[Plan, list[_Stale]] = {}
         self._iterated = False
@@ -159,7 +174,7 @@ class _FlushChanges:
                 before = _before(state, snapshot, plan)
                 yield Change(plan, "delete", identity_of(state), before, None)
                 continue
-            change, stale = _change_of(state, plan, snapshot)
+            change, stale = _change_of(state, plan, snapshot, self.reread.get(plan))
             if stale is None:
                 yield change
             else:
@@ -193,12 +208,13 @@ def _before(state: InstanceState[Any], snapshot: Values | None, plan: Plan) -> V
 
 
 def _change_of(
-    state: InstanceState[Any], plan: Plan, snapshot: Values | None
+    state: InstanceState[Any], plan: Plan, snapshot: Values | None, reread: frozenset[str] | None
 ) -> tuple[Change, _Stale | None]:
-    """The create or update of one object, and what of it must be read back (None when nothing)."""
+    """The create or update of one object, and what of it must be read back (None when nothing):
+    what the database set during the flush, and the ``reread`` values of an update."""
     current = state.dict
     after: Values
-    reload: set[str] = set()
+    reload: set[str] = set(reread) if reread and state.key is not None else set()
     unloaded: set[str] = set()
     if plan.keys.issubset(current):  # the usual case: every recorded value is held
         after = {key: current[key] for key in plan.keys}
