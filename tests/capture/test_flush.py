@@ -16,7 +16,7 @@ from auditlog import AuditLog, ContentType
 from auditlog.capture import content_types
 
 from ..helpers import actions, entries
-from ..models import Customer, Loan, Membership, Truck, Vehicle
+from ..models import Customer, Loan, Membership, Tag, Truck, Vehicle
 
 
 @pytest.fixture(autouse=True)
@@ -404,3 +404,35 @@ def test_a_failing_large_batch_commits_nothing(
             conn.execute(sa.text("ALTER TABLE audit_log_away RENAME TO audit_log"))
     with engine.connect() as conn:
         assert conn.scalar(sa.select(sa.func.count()).select_from(Customer)) == 0
+
+
+def test_a_row_another_transaction_deleted_gets_no_second_delete_entry(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    auditlog.register(Customer)
+    with Session_.begin() as session:
+        session.add(Customer(id=1, name="Ada"))
+    with Session_() as mine:
+        customer = mine.get_one(Customer, 1)  # loaded here, deleted elsewhere meanwhile
+        with Session_.begin() as theirs:
+            theirs.delete(theirs.get_one(Customer, 1))
+        mine.delete(customer)
+        with pytest.warns(sa.exc.SAWarning, match="0 were matched"):
+            mine.commit()
+    assert [e.action_type for e in entries(engine)] == ["create", "delete"]
+
+
+def test_a_delete_records_the_row_as_stored_not_unflushed_changes(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    auditlog.register(Tag)
+    with Session_.begin() as session:
+        session.add(Tag(id=1, label="stored"))
+    with Session_.begin() as session:
+        tag = session.get_one(Tag, 1)
+        tag.label = "never stored"
+        session.delete(tag)
+    assert [(e.action_type, e.before_state) for e in entries(engine)][-1] == (
+        "delete",
+        {"id": 1, "label": "stored"},
+    )

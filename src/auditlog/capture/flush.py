@@ -1,8 +1,10 @@
 """The unit of work's listeners: one entry per created, changed or deleted registered object.
 
-- ``before_flush`` keeps the values each dirty or deleted registered object had before the flush
-  (the flush may expire some, e.g. server ``onupdate`` columns), including objects a delete will
-  cascade to, and loads in one query per model what SQLAlchemy does not hold.
+- ``before_flush`` keeps the values each dirty registered object had before the flush (the
+  flush may expire some, e.g. server ``onupdate`` columns) and loads in one query per model what
+  SQLAlchemy does not hold; for objects about to be deleted (those a delete cascades to
+  included) it reads and locks their rows as stored, in one query per model: that is their
+  before-state, and a row already gone (deleted by another transaction) gets no entry.
 - ``after_flush`` runs after the SQL, while attribute history still shows what changed: each
   change is built as its entry is written (on PostgreSQL, while ``COPY`` streams, so the Python
   work overlaps the server's); the few whose values the database set during the flush are read
@@ -45,6 +47,7 @@ __all__ = [
 SNAPSHOTS = "auditlog.snapshots"
 _DONE = "auditlog.done"
 _SPAN = "auditlog.span"
+_GONE = "auditlog.gone"
 
 
 def before_flush(session: Session, flush_context: UOWTransaction, instances: Any) -> None:
@@ -55,12 +58,17 @@ def before_flush(session: Session, flush_context: UOWTransaction, instances: Any
     flush_context.attributes[SNAPSHOTS] = snapshots
     flush_context.attributes[_SPAN] = begin_audited_write()
     to_load: dict[Plan, list[tuple[InstanceState[Any], set[str]]]] = {}
+    doomed: dict[Plan, list[InstanceState[Any]]] = {}
 
     def keep(state: InstanceState[Any], plan: Plan) -> None:
         before = snapshots[state] = before_values(state)
         missing = missing_before(plan, state, before)
         if missing:
             to_load.setdefault(plan, []).append((state, missing))
+
+    def doom(state: InstanceState[Any], plan: Plan) -> None:
+        snapshots[state] = {}  # its stored row, read below
+        doomed.setdefault(plan, []).append(state)
 
     for obj in session.dirty:
         state = instance_state(obj)
@@ -73,14 +81,14 @@ def before_flush(session: Session, flush_context: UOWTransaction, instances: Any
             continue
         plan = plan_for(state.mapper)
         if plan is not None:
-            keep(state, plan)
+            doom(state, plan)
         if not cascades_deletes(state.mapper):
             continue
         # objects the delete cascades to (not when passive_deletes leaves them to the database)
         for _, mapper, child, _ in state.mapper.cascade_iterator("delete", state):
             child_plan = plan_for(mapper)
             if child_plan is not None and child.key is not None and child not in snapshots:
-                keep(child, child_plan)
+                doom(child, child_plan)
     for plan, pending in to_load.items():
         keys = set().union(*(missing for _, missing in pending))
         loaded = load_columns(session, plan, (identity_of(s) for s, _ in pending), keys)
@@ -88,6 +96,20 @@ def before_flush(session: Session, flush_context: UOWTransaction, instances: Any
             row = loaded.get(identity_of(state))
             if row is not None:
                 snapshots[state].update({key: row[key] for key in missing})
+    # A delete's before-state is its row as stored, read and locked now; a row another
+    # transaction already deleted is not deleted by this flush, and gets no entry.
+    gone: set[InstanceState[Any]] = set()
+    for plan, states in doomed.items():
+        rows = load_columns(
+            session, plan, (identity_of(s) for s in states), plan.keys, for_update=True
+        )
+        for state in states:
+            row = rows.get(identity_of(state))
+            if row is None:
+                gone.add(state)
+            else:
+                snapshots[state] = row
+    flush_context.attributes[_GONE] = gone
 
 
 def after_flush(session: Session, flush_context: UOWTransaction) -> None:
@@ -104,7 +126,10 @@ def after_flush(session: Session, flush_context: UOWTransaction) -> None:
     if not audited:
         return
     changes = _FlushChanges(
-        audited, flush_context.attributes.get(SNAPSHOTS) or {}, _reread(audited)
+        audited,
+        flush_context.attributes.get(SNAPSHOTS) or {},
+        _reread(audited),
+        flush_context.attributes.get(_GONE) or set(),
     )
     # one time and one id sequence for the whole flush, read-back changes included
     now = dt.datetime.now(dt.timezone.utc)
@@ -159,10 +184,12 @@ class _FlushChanges:
         audited: list[tuple[InstanceState[Any], bool, Plan]],
         snapshots: dict[InstanceState[Any], Values],
         reread: dict[Plan, frozenset[str]],
+        gone: set[InstanceState[Any]],
     ) -> None:
         self.audited = audited
         self.snapshots = snapshots
         self.reread = reread
+        self.gone = gone
         self.plans = {plan for _, _, plan in audited}
         self._stale: dict[Plan, list[_Stale]] = {}
         self._iterated = False
@@ -171,6 +198,8 @@ class _FlushChanges:
         for state, isdelete, plan in self.audited:
             snapshot = self.snapshots.get(state)
             if isdelete:
+                if state in self.gone:
+                    continue  # deleted before this flush, by another transaction
                 before = _before(state, snapshot, plan)
                 yield Change(plan, "delete", identity_of(state), before, None)
                 continue
