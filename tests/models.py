@@ -139,6 +139,53 @@ class Task(Base):
     tick: Mapped[int] = mapped_column(default=0, onupdate=lambda: next(_ticks))
 
 
+enrollment = sa.Table(
+    "enrollment",
+    Base.metadata,
+    sa.Column("student_id", sa.ForeignKey("student.id"), primary_key=True),
+    sa.Column("course", sa.ForeignKey("course.code"), primary_key=True),
+    sa.Column("grade", sa.String(2), nullable=True),
+)
+
+
+class Enrollment(Base):
+    """An association class mapped to the table a secondary= relationship writes."""
+
+    __table__ = enrollment
+
+
+mentoring = sa.Table(
+    "mentoring",
+    Base.metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("student_id", sa.ForeignKey("student.id")),
+    sa.Column("course", sa.ForeignKey("course.code")),
+)
+
+
+class Mentoring(Base):
+    """An association class with a surrogate key: the collection's rows are found by criteria."""
+
+    __table__ = mentoring
+
+
+class Student(Base):
+    __tablename__ = "student"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(50))
+    courses: Mapped[list[Course]] = relationship(secondary=enrollment)
+    mentored: Mapped[list[Course]] = relationship(secondary=mentoring)
+
+
+class Course(Base):
+    """A course, keyed by its code."""
+
+    __tablename__ = "course"
+
+    code: Mapped[str] = mapped_column(sa.String(20), primary_key=True)
+
+
 def _micro(type_: sa.types.TypeEngine[Any], mysql_type: sa.types.TypeEngine[Any]) -> Any:
     """MariaDB drops fractions of a second unless the column asks for them."""
     return type_.with_variant(mysql_type, "mysql", "mariadb")

@@ -35,6 +35,7 @@ __all__ = [
     "default_plan",
     "family",
     "is_registered",
+    "is_secondary",
     "pk_keys_of",
     "plan_for",
     "register",
@@ -275,6 +276,7 @@ class Registry:
         self._families: dict[Mapper[Any], Family | None] = {}
         self._table_families: dict[Any, Family | None] = {}
         self._tables: frozenset[Any] | None = None
+        self._secondaries: frozenset[Any] | None = None
         self._pk_keys: dict[Mapper[Any], tuple[str, ...]] = {}
         self._cascades: dict[Mapper[Any], bool] = {}
 
@@ -435,6 +437,21 @@ class Registry:
         self._table_families[table] = found
         return found
 
+    def is_secondary(self, table: Any) -> bool:
+        """Whether ``table`` is the ``secondary`` of a relationship that writes it (one a
+        many-to-many collection adds rows to and deletes rows from during a flush)."""
+        if self._secondaries is None:
+            self._secondaries = frozenset(
+                prop.secondary
+                for model in self._configs
+                for mapper in _mapper_of(model).registry.mappers
+                for prop in getattr(mapper, "_props", {}).values()
+                if isinstance(prop, RelationshipProperty)
+                and not prop.viewonly
+                and prop.secondary is not None
+            )
+        return table in self._secondaries
+
     def audited_tables(self) -> frozenset[Any]:
         """The tables written by registered models and their mapped subclasses."""
         if self._tables is None:
@@ -465,6 +482,7 @@ registry = Registry()
 
 plan_for = registry.plan_for
 family = registry.family
+is_secondary = registry.is_secondary
 table_family = registry.table_family
 audited_tables = registry.audited_tables
 pk_keys_of = registry.pk_keys_of

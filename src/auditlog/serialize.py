@@ -182,9 +182,9 @@ def _naive_is_utc(value: Any) -> Any:
 
 def _text(value: Any) -> Any:
     """A string column stores a ``str`` subclass (a ``StrEnum`` member) as its text."""
-    if type(value) is str or not isinstance(value, str):
-        return encode_value(value)
-    return str.__str__(value)
+    if type(value) is str or value is None:
+        return value
+    return str.__str__(value) if isinstance(value, str) else encode_value(value)
 
 
 def _date(value: Any) -> Any:
@@ -196,9 +196,9 @@ def _date(value: Any) -> Any:
 
 def _boolean(value: Any) -> Any:
     """A boolean column stores 0 and 1 as false and true."""
-    if type(value) is int and value in (0, 1):
-        return bool(value)
-    return encode_value(value)
+    if value is True or value is False or value is None:
+        return value
+    return bool(value) if type(value) is int and value in (0, 1) else encode_value(value)
 
 
 def _stored_enum(column_type: sa.Enum) -> Encoder:

@@ -16,12 +16,16 @@ from ..models import (
     Account,
     Animal,
     Article,
+    Course,
     Customer,
     Document,
     Dog,
     Employee,
+    Enrollment,
     Loan,
     Manager,
+    Mentoring,
+    Student,
     Tag,
     Ticket,
 )
@@ -440,3 +444,55 @@ def test_identity_primary_keys_are_the_stored_values(
         )
     assert {e.after_state["title"]: e.after_state["id"] for e in created if e.after_state} == stored
     assert {e.object_id for e in created} == {str(i) for i in stored.values()}
+
+
+def test_association_rows_written_by_a_secondary_collection_get_their_own_entries(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    """A class mapped to a secondary= table is audited when the collection writes its rows."""
+    auditlog.register(Enrollment)
+    with Session_.begin() as session:
+        session.add_all([Course(code="math"), Course(code="art")])
+        session.add(Student(id=1, name="Ada"))
+    with Session_.begin() as session:
+        student = session.get_one(Student, 1)
+        student.courses.extend([session.get_one(Course, "math"), session.get_one(Course, "art")])
+    with Session_.begin() as session:
+        session.execute(sa.update(Enrollment).where(Enrollment.course == "art").values(grade="A"))
+    with Session_.begin() as session:
+        student = session.get_one(Student, 1)
+        student.courses.remove(session.get_one(Course, "art"))
+    with Session_.begin() as session:
+        session.delete(session.get_one(Student, 1))  # its remaining row goes with it
+    log = [(e.action_type, e.object_id, e.before_state, e.after_state) for e in entries(engine)]
+    math = {"student_id": 1, "course": "math", "grade": None}
+    art = {"student_id": 1, "course": "art", "grade": None}
+    graded = {**art, "grade": "A"}
+    assert sorted(log[:2], key=str) == sorted(
+        [("create", '[1,"math"]', None, math), ("create", '[1,"art"]', None, art)], key=str
+    )
+    assert log[2:] == [
+        ("update", '[1,"art"]', art, graded),
+        ("delete", '[1,"art"]', graded, None),
+        ("delete", '[1,"math"]', math, None),
+    ]
+
+
+def test_association_rows_with_a_surrogate_key_are_found_by_their_criteria(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    auditlog.register(Mentoring)
+    with Session_.begin() as session:
+        courses = [Course(code="math"), Course(code="art")]
+        session.add(Student(id=1, name="Ada", mentored=courses))
+    with Session_.begin() as session:
+        session.get_one(Student, 1).mentored = []  # both rows, in one executemany DELETE
+    log = [(e.action_type, e.before_state or e.after_state) for e in entries(engine)]
+    assert sorted(log, key=str) == sorted(
+        [
+            (action, {"id": key, "student_id": 1, "course": code})
+            for action in ("create", "delete")
+            for key, code in ((1, "math"), (2, "art"))
+        ],
+        key=str,
+    )

@@ -46,9 +46,11 @@ class BulkStatement:
     label: str
     #: the primary keys of the rows, when its parameters give every one of them
     keys: list[tuple[Any, ...]] | None = None
-    #: UPDATE and DELETE without ``keys``: the WHERE clause and its bound values
+    #: UPDATE and DELETE without ``keys``: the WHERE clause and its bound values, or the
+    #: parameter sets of an executemany (each one selects rows of its own)
     where: Any = None
     params: Any = None
+    param_sets: Sequence[Mapping[str, Any]] = ()
     #: INSERT: its parameter sets, keyed by attribute name, and whether it is an upsert
     #: (``ON CONFLICT``, ``ON DUPLICATE KEY``) with the columns its conflict clause names
     values: Sequence[Mapping[str, Any]] = ()
@@ -91,6 +93,11 @@ def read_before(session: Session, stmt: BulkStatement) -> FamilyRows:
         return _conflicting(session, stmt) if stmt.upsert else {}
     if stmt.keys is not None:
         return load_family(session, stmt.family, stmt.keys, for_update=True)
+    if stmt.param_sets:
+        found: FamilyRows = {}
+        for params in stmt.param_sets:
+            found.update(read_family(session, stmt.family, stmt.where, params, lock=True))
+        return found
     return read_family(session, stmt.family, stmt.where, stmt.params, lock=True)
 
 

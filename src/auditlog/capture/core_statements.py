@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Delete, Insert, Update
 
-from ..registry import table_family
+from ..registry import is_secondary, table_family
 from .bulk import BulkStatement, insert_statement, read_before, write_after
 from .engines import EngineListeners
 from .refusal import refused_on_error
@@ -87,18 +87,35 @@ def _describe(
         return insert_statement(rows, elem, sets, label=label, keys=given), elem
     if multi and len(known) == len(keys):
         return BulkStatement(rows, action, label, keys=known), elem
-    return BulkStatement(rows, action, label, where=elem.whereclause, params=params), elem
+    return (
+        BulkStatement(
+            rows,
+            action,
+            label,
+            where=elem.whereclause,
+            params=params,
+            param_sets=sets if multi else (),
+        ),
+        elem,
+    )
+
+
+def _flush_writes_secondary(elem: Any, execution_options: Any) -> bool:
+    """Whether a write inside an audited flush is a many-to-many collection's row: the flush
+    writes those with plain Core statements, its objects' rows with the mapper's compiled
+    cache. A registered class mapped to that table gets its entries here."""
+    return execution_options.get("compiled_cache") is None and is_secondary(
+        getattr(elem, "table", None)
+    )
 
 
 def before_execute(
     conn: Connection, elem: Any, multiparams: Any, params: Any, execution_options: Any
 ) -> tuple[Any, Any, Any]:
     """Read the rows a captured statement may change, before it runs."""
-    if (
-        not isinstance(elem, (Insert, Update, Delete))
-        or in_audited_write()
-        or execution_options.get(INTERNAL)
-    ):
+    if not isinstance(elem, (Insert, Update, Delete)) or execution_options.get(INTERNAL):
+        return elem, multiparams, params
+    if in_audited_write() and not _flush_writes_secondary(elem, execution_options):
         return elem, multiparams, params
     session = _session_of(conn)
     if session is None:

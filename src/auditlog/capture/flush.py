@@ -2,9 +2,9 @@
 
 - ``before_flush`` keeps the values each dirty registered object had before the flush (the
   flush may expire some, e.g. server ``onupdate`` columns) and loads in one query per model what
-  SQLAlchemy does not hold; for objects about to be deleted (those a delete cascades to
-  included) it reads and locks their rows as stored, in one query per model: that is their
-  before-state, and a row already gone (deleted by another transaction) gets no entry.
+  SQLAlchemy does not hold, the same for objects about to be deleted (those a delete cascades to
+  included), whose rows it also locks, by primary key alone: a row already gone (deleted by
+  another transaction) gets no entry.
 - ``after_flush`` runs after the SQL, while attribute history still shows what changed: each
   change is built as its entry is written (on PostgreSQL, while ``COPY`` streams, so the Python
   work overlaps the server's); the few whose values the database set during the flush are read
@@ -32,7 +32,7 @@ from sqlalchemy.orm.unitofwork import UOWTransaction
 from ..registry import Plan, cascades_deletes, plan_for
 from .entries import Change, write_changes
 from .ids import ulid_stream
-from .rows import Values, before_values, identity_of, load_columns, missing_before
+from .rows import Values, before_values, identity_of, load_columns, lock_rows, missing_before
 from .span import begin_audited_write, end_audited_write
 
 __all__ = [
@@ -67,7 +67,7 @@ def before_flush(session: Session, flush_context: UOWTransaction, instances: Any
             to_load.setdefault(plan, []).append((state, missing))
 
     def doom(state: InstanceState[Any], plan: Plan) -> None:
-        snapshots[state] = {}  # its stored row, read below
+        keep(state, plan)
         doomed.setdefault(plan, []).append(state)
 
     for obj in session.dirty:
@@ -96,19 +96,12 @@ def before_flush(session: Session, flush_context: UOWTransaction, instances: Any
             row = loaded.get(identity_of(state))
             if row is not None:
                 snapshots[state].update({key: row[key] for key in missing})
-    # A delete's before-state is its row as stored, read and locked now; a row another
-    # transaction already deleted is not deleted by this flush, and gets no entry.
+    # The rows about to be deleted are locked now; one another transaction already deleted is
+    # not deleted by this flush, and gets no entry.
     gone: set[InstanceState[Any]] = set()
     for plan, states in doomed.items():
-        rows = load_columns(
-            session, plan, (identity_of(s) for s in states), plan.keys, for_update=True
-        )
-        for state in states:
-            row = rows.get(identity_of(state))
-            if row is None:
-                gone.add(state)
-            else:
-                snapshots[state] = row
+        found = lock_rows(session, plan, (identity_of(s) for s in states))
+        gone.update(state for state in states if identity_of(state) not in found)
     flush_context.attributes[_GONE] = gone
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "identity_of",
     "load_columns",
     "load_family",
+    "lock_rows",
     "missing_before",
     "read_family",
     "read_rows",
@@ -108,6 +109,40 @@ def read_rows(
     return {tuple(row[k] for k in pk_keys): dict(row) for row in rows}
 
 
+def _by_keys(plan: Plan, chunk: list[tuple[Any, ...]]) -> Any:
+    """The WHERE clause of the rows with these primary keys."""
+    cls = plan.mapper.class_
+    pk_keys = plan.pk_keys
+    if len(pk_keys) == 1:
+        return getattr(cls, pk_keys[0]).in_([ident[0] for ident in chunk])
+    return sa.tuple_(*(getattr(cls, k) for k in pk_keys)).in_(chunk)
+
+
+def lock_rows(
+    session: Session, plan: Plan, identities: Iterable[tuple[Any, ...]]
+) -> set[tuple[Any, ...]]:
+    """Lock the rows with these primary keys (``SELECT ... FOR UPDATE`` where the database has
+    it) and return the keys of those that exist: the primary key alone is read, with a Core
+    statement on the session's connection (no ORM work for what is a plain lookup)."""
+    idents = list(dict.fromkeys(identities))
+    columns = [plan.mapper.columns[key] for key in plan.pk_keys]
+    connection = session.connection(bind_arguments={"mapper": plan.mapper})
+    locking = connection.dialect.name in _LOCKING
+    found: set[tuple[Any, ...]] = set()
+    for start in range(0, len(idents), LOAD_CHUNK):
+        chunk = idents[start : start + LOAD_CHUNK]
+        where = (
+            columns[0].in_([ident[0] for ident in chunk])
+            if len(columns) == 1
+            else sa.tuple_(*columns).in_(chunk)
+        )
+        query = sa.select(*columns).where(where)
+        if locking:
+            query = query.with_for_update()
+        found.update(map(tuple, connection.execute(query, execution_options=INTERNAL_OPTIONS)))
+    return found
+
+
 def load_columns(
     session: Session,
     plan: Plan,
@@ -119,15 +154,9 @@ def load_columns(
     """:func:`read_rows` for the rows with these primary keys, a chunk of keys per query."""
     idents = list(dict.fromkeys(identities))
     keys = list(keys)
-    cls = plan.mapper.class_
-    pk_keys = plan.pk_keys
     found: dict[tuple[Any, ...], Values] = {}
     for start in range(0, len(idents), LOAD_CHUNK):
-        chunk = idents[start : start + LOAD_CHUNK]
-        if len(pk_keys) == 1:
-            where = getattr(cls, pk_keys[0]).in_([ident[0] for ident in chunk])
-        else:
-            where = sa.tuple_(*(getattr(cls, k) for k in pk_keys)).in_(chunk)
+        where = _by_keys(plan, idents[start : start + LOAD_CHUNK])
         found.update(read_rows(session, plan, where, keys=keys, lock=for_update))
     return found
 
