@@ -41,8 +41,8 @@ BIG_TENANT_SHARE = 5  # one entry in five belongs to the large tenant
 _PG_SEED = """
 INSERT INTO audit_log (id, tenant_id, user_id, action_type, "timestamp", ip_address, user_agent,
                        object_id, content_type, before_state, after_state)
-SELECT decode(lpad(to_hex((extract(epoch FROM ts) * 1000)::bigint), 12, '0'), 'hex')
-           || substring(uuid_send(gen_random_uuid()) FROM 1 FOR 10),
+SELECT encode(decode(lpad(to_hex((extract(epoch FROM ts) * 1000)::bigint), 12, '0'), 'hex')
+           || substring(uuid_send(gen_random_uuid()) FROM 1 FOR 10), 'hex')::uuid,
        CASE WHEN h % 5 = 0 THEN md5('tenant0')::uuid::text
             ELSE md5('tenant' || (1 + (h / 5) % 499))::uuid::text END,
        'user-' || (h / 7) % 50,
@@ -70,7 +70,7 @@ FROM (
 _MARIADB_SEED = """
 INSERT INTO audit_log (id, tenant_id, user_id, action_type, `timestamp`, ip_address, user_agent,
                        object_id, content_type, before_state, after_state)
-SELECT CONCAT(UNHEX(LPAD(HEX(FLOOR(UNIX_TIMESTAMP(ts) * 1000)), 12, '0')), RANDOM_BYTES(10)),
+SELECT LOWER(CONCAT(LPAD(HEX(FLOOR(UNIX_TIMESTAMP(ts) * 1000)), 12, '0'), HEX(RANDOM_BYTES(10)))),
        CASE WHEN h % 5 = 0 THEN uuid_text(MD5('tenant0'))
             ELSE uuid_text(MD5(CONCAT('tenant', 1 + (h DIV 5) % 499))) END,
        CONCAT('user-', (h DIV 7) % 50),

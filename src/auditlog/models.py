@@ -2,9 +2,10 @@
 
 Storage choices, portable across SQLite, PostgreSQL and MariaDB:
 
-- ``id`` is a ULID kept as 16 raw bytes (``BYTEA`` / ``BINARY(16)`` / ``BLOB``): half the size of its
-  26-character text, and byte order is time order, so ``ORDER BY id`` is creation order. Python sees
-  the 26-character string.
+- ``id`` is a ULID kept as a PostgreSQL ``uuid`` (16 bytes) or as its 32 lowercase hex digits
+  (``CHAR(32)``, ASCII, compared byte for byte): types every tool can read, dump to JSON and
+  restore, whose order is the ULID's, so ``ORDER BY id`` is creation order. Python sees the
+  26-character ULID string.
 - ``timestamp`` is always UTC with microseconds; MariaDB and SQLite have no time zone in the column,
   so the value is stored as naive UTC and handed back timezone-aware.
 - the states are ``JSONB`` on PostgreSQL and ``JSON`` elsewhere.
@@ -21,6 +22,8 @@ from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from ulid import ULID
 
+from .exceptions import ConfigurationError
+
 __all__ = [
     "ACTION_TYPES",
     "MAX_ID",
@@ -30,7 +33,9 @@ __all__ = [
     "audit_log_table",
     "content_type_table",
     "create_tables",
+    "id_columns_are_current",
     "metadata",
+    "ulid_hex",
 ]
 
 #: What an entry records: a change (create, update, delete), or a read (access).
@@ -43,32 +48,76 @@ metadata = sa.MetaData()
 
 
 class ULIDType(sa.types.TypeDecorator[str]):
-    """A ULID stored as 16 bytes, read back as its 26-character Crockford base32 string."""
+    """A ULID stored as ``uuid`` (PostgreSQL) or its hex digits, read back as its 26-character
+    Crockford base32 string.
 
-    impl = sa.types.BINARY(16)
+    Bound values may be a ``ULID``, its 16 bytes, its 26-character text or its hex (with or
+    without a UUID's dashes). A stored value that is not a ULID (a row written by something
+    else) is read back as it is stored instead of failing the read.
+    """
+
+    impl = sa.types.CHAR(32)
     cache_ok = True
 
     def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
         if dialect.name == "postgresql":
-            return dialect.type_descriptor(postgresql.BYTEA())
-        return dialect.type_descriptor(sa.types.BINARY(16))
+            return dialect.type_descriptor(postgresql.UUID(as_uuid=False))
+        if dialect.name in {"mysql", "mariadb"}:
+            return dialect.type_descriptor(mysql.CHAR(32, charset="ascii", collation="ascii_bin"))
+        return dialect.type_descriptor(sa.types.CHAR(32))
 
-    def process_bind_param(self, value: Any, dialect: Dialect) -> bytes | None:
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
         if value is None:
             return None
-        if isinstance(value, ULID):
-            return bytes(value.bytes)
-        if isinstance(value, bytes):
-            return value
-        return bytes(ULID.from_str(str(value)).bytes)
+        return ulid_hex(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
         if value is None:
             return None
+        text = str(value).replace("-", "")
+        try:
+            return str(ULID.from_bytes(bytes.fromhex(text)))
+        except ValueError:  # not written by auditlog: shown as stored rather than failing
+            return str(value)
+
+
+def ulid_hex(value: Any) -> str:
+    """The 32 hex digits a ULID is stored as, from a ``ULID``, 16 bytes or the ULID's text."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
         raw = bytes(value)
-        if len(raw) != 16:  # not written by auditlog: shown as hex rather than failing the read
-            return raw.hex()
-        return str(ULID.from_bytes(raw))
+    elif isinstance(value, ULID):
+        raw = bytes(value.bytes)
+    else:
+        text = str(value).replace("-", "")
+        raw = bytes(ULID.from_str(text).bytes) if len(text) == 26 else bytes.fromhex(text)
+    if len(raw) != 16:
+        raise ValueError(f"a ULID is 16 bytes, got {len(raw)}: {raw!r}")
+    return raw.hex()
+
+
+def id_columns_are_current(connection: Connection) -> None:
+    """Refuse an ``audit_log`` whose ids are still stored as binary (tables made before 0.2):
+    the migration is in docs/tables.md. On SQLite, where a column takes any value whatever its
+    declared type, the values are looked at."""
+    columns = {c["name"]: c["type"] for c in sa.inspect(connection).get_columns("audit_log")}
+    for name in ("id", "transaction_id"):
+        if name not in columns:
+            continue
+        if connection.dialect.name == "sqlite":  # any column takes any value: look at them
+            found = connection.exec_driver_sql(
+                f"SELECT 1 FROM audit_log WHERE typeof({name}) = 'blob' LIMIT 1"
+            )
+            binary = found.first() is not None
+        else:
+            try:
+                binary = columns[name].python_type is bytes
+            except NotImplementedError:
+                binary = False
+        if binary:
+            raise ConfigurationError(
+                f"audit_log.{name} holds binary ids, as tables made by auditlog before 0.2 did: "
+                'migrate it first (docs/tables.md, "Migrating ids from binary")'
+            )
 
 
 class UTCDateTime(sa.types.TypeDecorator[dt.datetime]):
@@ -205,5 +254,11 @@ content_type_table = cast(sa.Table, ContentType.__table__)
 
 
 def create_tables(bind: Engine | Connection) -> None:
-    """Create ``audit_log`` and ``audit_content_type`` with their indexes; harmless when they exist."""
+    """Create ``audit_log`` and ``audit_content_type`` with their indexes; harmless when they
+    exist. Tables made before 0.2 (binary ids) are refused with the migration to run."""
     metadata.create_all(bind, checkfirst=True)
+    if isinstance(bind, Engine):
+        with bind.connect() as connection:
+            id_columns_are_current(connection)
+    else:
+        id_columns_are_current(bind)

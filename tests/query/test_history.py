@@ -759,22 +759,29 @@ def test_rows_not_in_the_written_form_are_served_repaired_not_failing_the_page(
 ) -> None:
     """A trigger or a migration may write what auditlog never does."""
     at = dt.datetime(2025, 3, 26, 13, 0, tzinfo=dt.timezone.utc)
-    good, array, short = new_ulids(at, 3)
+    good, array = new_ulids(at, 2)
     insert_entries(
         engine,
         [
             {"id": good, "timestamp": at},
             {"id": array, "timestamp": at, "after_state": [1, 2], "before_state": "text"},
-            {"id": short[:10], "timestamp": at, "object_id": "short"},
         ],
     )
+    if engine.dialect.name != "postgresql":  # a uuid column holds nothing but 16 bytes
+        with engine.begin() as conn:
+            row = conn.execute(sa.select(AuditLog.__table__).where(AuditLog.id == good)).one()
+            conn.execute(
+                sa.insert(AuditLog.__table__).values(
+                    {**row._mapping, "id": sa.literal_column("'not-a-ulid'"), "object_id": "odd"}
+                )
+            )
     with Session(engine) as session, caplog.at_level("WARNING", logger="auditlog.query"):
         page = query_history(session, tenant_id=T1)
     by_object = {e.object_id: e for e in page.results}
-    assert page.count == 3 and len(page.results) == 3
+    assert len(page.results) == page.count
     repaired = next(e for e in page.results if e.id == str(ULID.from_bytes(array)))
     assert repaired.after_state == {"value": [1, 2]}
     assert repaired.before_state == {"value": "text"}
     assert "not in the form auditlog writes" in caplog.text
-    if engine.dialect.name != "mariadb":  # BINARY(16) pads a short id with zero bytes
-        assert by_object["short"].id == short[:10].hex()
+    if engine.dialect.name != "postgresql":
+        assert by_object["odd"].id == "not-a-ulid"

@@ -54,7 +54,7 @@ def big_history(engine: Engine) -> Engine:
                 INSERT INTO audit_log (id, tenant_id, user_id, action_type, timestamp,
                                        ip_address, user_agent, object_id, content_type,
                                        before_state, after_state)
-                SELECT decode(lpad(to_hex(g), 32, '0'), 'hex'),
+                SELECT lpad(to_hex(g), 32, '0')::uuid,
                        'tenant-' || (g % :tenants),
                        'user-' || (g % 37),
                        (ARRAY['create', 'update', 'delete', 'access'])[1 + (g / 3) % 4],

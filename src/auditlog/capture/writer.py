@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..documents import dumps
-from ..models import audit_log_table
+from ..models import audit_log_table, id_columns_are_current
 from ..serialize import storable
 from .limits import check_packets
 
@@ -39,6 +39,8 @@ _COLUMNS = [c.name for c in audit_log_table.columns]
 _JSON_COLUMNS = frozenset({"before_state", "after_state", "changed_fields", "extra"})
 _JSON_AT = tuple(i for i, name in enumerate(_COLUMNS) if name in _JSON_COLUMNS)
 _TIMESTAMP_AT = _COLUMNS.index("timestamp")
+#: the ULID columns, given as 16 bytes and written as the hex digits every backend takes
+_ID_AT = (_COLUMNS.index("id"), _COLUMNS.index("transaction_id"))
 
 
 def _copy_statement(connection: Connection) -> str:
@@ -57,6 +59,9 @@ def _values_of(timestamp: Any) -> Any:
         for i in _JSON_AT:
             if values[i] is not None:
                 values[i] = dumps(values[i])
+        for i in _ID_AT:
+            if values[i] is not None:
+                values[i] = values[i].hex()
         moment = values[_TIMESTAMP_AT]
         shown = times.get(moment)
         if shown is None:
@@ -157,12 +162,25 @@ def _driver_ready(connection: Connection) -> bool:
     ) and not connection.get_execution_options().get("schema_translate_map")
 
 
+_checked: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _check_schema(connection: Connection) -> None:
+    """Once per engine: the table's ids are of the current type (tables made before 0.2 are
+    refused with the migration to run, rather than written wrongly)."""
+    engine = connection.engine
+    if engine not in _checked:
+        id_columns_are_current(connection)
+        _checked.add(engine)
+
+
 def insert_rows(
     connection: Connection, rows: Iterable[dict[str, Any]], count: int | None = None
 ) -> int:
     """Insert complete ``audit_log`` rows (every column given) on ``connection``; returns how
     many. ``rows`` may be a lazy iterable of at most ``count`` rows (then COPY builds them as it
     streams); nothing else may run on ``connection`` while it is consumed."""
+    _check_schema(connection)
     if count is None:
         rows = list(rows)
         count = len(rows)
