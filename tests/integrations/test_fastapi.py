@@ -53,7 +53,7 @@ async def client(engine: Engine) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-async def test_serves_the_seed_page(client: httpx.AsyncClient) -> None:
+async def test_serves_the_history_page(client: httpx.AsyncClient) -> None:
     response = await client.get("/history/?action_type=create", headers=AUTH_A)
     assert response.status_code == 200
     body = response.json()
@@ -136,7 +136,7 @@ async def test_same_json_as_the_wsgi_app(engine: Engine, client: httpx.AsyncClie
             assert (ours.status_code, ours.json()) == (theirs.status_code, theirs.json())
 
 
-async def test_openapi_shows_the_seed_schema(client: httpx.AsyncClient) -> None:
+async def test_openapi_shows_the_page_schema(client: httpx.AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
     operation = spec["paths"]["/history/"]["get"]
     names = [p["name"] for p in operation["parameters"]]

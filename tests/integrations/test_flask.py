@@ -33,7 +33,7 @@ def client(engine: Engine) -> FlaskClient:
     return make_app(engine).test_client()
 
 
-def test_serves_the_seed_page(client: FlaskClient) -> None:
+def test_serves_the_history_page(client: FlaskClient) -> None:
     response = client.get("/history/?action_type=update", headers=AUTH_A)
     assert response.status_code == 200
     assert response.mimetype == "application/json"

@@ -29,7 +29,7 @@ from ..helpers import AUTH_A, AUTH_B, TENANT_A, TENANT_B, TOKENS, assert_history
 # --- parsing, no database -----------------------------------------------------------------------
 
 
-def test_parse_query_reads_the_seed_parameters() -> None:
+def test_parse_query_reads_the_endpoints_parameters() -> None:
     query = parse_query(
         b"user_id=alice&ip_address=10.0.0.1&action_type=create&object_id=42&page=2&page_size=5"
     )
@@ -157,7 +157,7 @@ def client(engine: Engine) -> Iterator[httpx.Client]:
         yield client
 
 
-def test_wsgi_app_serves_the_seed_page(client: httpx.Client) -> None:
+def test_wsgi_app_serves_the_history_page(client: httpx.Client) -> None:
     response = client.get("/history/", headers=AUTH_A)
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
@@ -175,7 +175,7 @@ def test_wsgi_app_serves_the_seed_page(client: httpx.Client) -> None:
     assert newest["before_state"]["name"] == "customer 3"
 
 
-def test_wsgi_app_filters_like_the_seed(client: httpx.Client) -> None:
+def test_wsgi_app_filters_by_every_parameter(client: httpx.Client) -> None:
     creates = client.get("/history/?action_type=create", headers=AUTH_A).json()
     assert [e["action_type"] for e in creates["results"]] == ["create"] * 3
     by_bob = client.get("/history/", params={"user_id": "bob"}, headers=AUTH_A).json()

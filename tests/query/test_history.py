@@ -450,10 +450,12 @@ def test_a_bad_argument_raises_a_value_error_naming_it(
     assert words in str(caught.value)
 
 
-# --- the seed's JSON ----------------------------------------------------------------------------
+# --- the page's JSON ----------------------------------------------------------------------------
 
 
-def test_the_page_json_is_the_seeds_shape(engine: Engine, Session_: sessionmaker[Session]) -> None:
+def test_the_page_json_has_the_endpoints_shape(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
     with (
         auditlog.audit_context(
             tenant_id=T1, user_id="6da08401-b1f7-46ec-9013-2a9d7bc6185c", user_agent="curl/8.5"
@@ -503,8 +505,8 @@ def test_the_page_json_is_the_seeds_shape(engine: Engine, Session_: sessionmaker
     }
 
 
-def test_the_entry_json_matches_the_seed_example_field_for_field(engine: Engine) -> None:
-    """A row with the seed example's values gives back the seed example's JSON."""
+def test_the_entry_json_matches_the_documented_example_field_for_field(engine: Engine) -> None:
+    """A row with the documented example's values gives back the example's JSON."""
     at = dt.datetime(2025, 3, 26, 13, 53, 2, 869449, tzinfo=dt.timezone.utc)
     on_the_second = dt.datetime(2025, 3, 26, 13, 53, 1, tzinfo=dt.timezone.utc)
     ctype = content_type_id(engine, "tests.manual")
@@ -539,7 +541,7 @@ def test_the_entry_json_matches_the_seed_example_field_for_field(engine: Engine)
         "after_state": after,
         "content_type": ctype,
     }
-    # a whole second still has six fraction digits, as in the seed
+    # a whole second still has six fraction digits, as in the documented example
     assert results[1]["timestamp"] == "2025-03-26T13:53:01.000000Z"
     assert results[1]["ip_address"] == "::1"
     assert results[1]["created_by"] == results[1]["user_id"] == "u1"
