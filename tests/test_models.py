@@ -87,6 +87,8 @@ def _old_tables(backend: str) -> sa.MetaData:
     )
     for name in ("id", "transaction_id"):
         log.c[name].type = binary
+    log.indexes.discard(next(i for i in log.indexes if i.name == "ix_audit_log_renamed"))
+    log._columns.remove(log.c.renamed_to)
     return old
 
 
@@ -113,7 +115,7 @@ def test_binary_ids_are_refused_until_the_documented_migration_runs(
             ],
         )  # fmt: skip
     try:
-        with pytest.raises(ConfigurationError, match="Migrating ids from binary"):
+        with pytest.raises(ConfigurationError, match=r"Migrating from 0\.1"):
             auditlog.create_tables(engine)
         with engine.begin() as conn:
             for statement in _sql_blocks(backend):

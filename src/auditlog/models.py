@@ -33,8 +33,8 @@ __all__ = [
     "audit_log_table",
     "content_type_table",
     "create_tables",
-    "id_columns_are_current",
     "metadata",
+    "schema_is_current",
     "ulid_hex",
 ]
 
@@ -95,11 +95,16 @@ def ulid_hex(value: Any) -> str:
     return raw.hex()
 
 
-def id_columns_are_current(connection: Connection) -> None:
-    """Refuse an ``audit_log`` whose ids are still stored as binary (tables made before 0.2):
-    the migration is in docs/tables.md. On SQLite, where a column takes any value whatever its
-    declared type, the values are looked at."""
+def schema_is_current(connection: Connection) -> None:
+    """Refuse an ``audit_log`` made before 0.2 (binary ids, no ``renamed_to``): the migration is
+    in docs/tables.md. On SQLite, where a column takes any value whatever its declared type, the
+    id values are looked at."""
     columns = {c["name"]: c["type"] for c in sa.inspect(connection).get_columns("audit_log")}
+    if "renamed_to" not in columns:
+        raise ConfigurationError(
+            "audit_log has no renamed_to column, as tables made by auditlog before 0.2 did not: "
+            'migrate it first (docs/tables.md, "Migrating from 0.1")'
+        )
     for name in ("id", "transaction_id"):
         if name not in columns:
             continue
@@ -116,7 +121,7 @@ def id_columns_are_current(connection: Connection) -> None:
         if binary:
             raise ConfigurationError(
                 f"audit_log.{name} holds binary ids, as tables made by auditlog before 0.2 did: "
-                'migrate it first (docs/tables.md, "Migrating ids from binary")'
+                'migrate it first (docs/tables.md, "Migrating from 0.1")'
             )
 
 
@@ -223,6 +228,9 @@ class AuditLog(_Base):
     transaction_id: Mapped[str | None] = mapped_column(ULIDType())
     #: extra keyword values given to audit_context(), or null
     extra: Mapped[dict[str, Any] | None] = mapped_column(JSONState, nullable=True)
+    #: an update that changed the object's primary key: the ``object_id`` it has since
+    #: (``object_id`` is the one it had), so that the object is followed under both
+    renamed_to: Mapped[str | None] = mapped_column(_exact(512), nullable=True)
 
     __table_args__ = (
         sa.CheckConstraint(
@@ -239,6 +247,15 @@ class AuditLog(_Base):
         sa.Index("ix_audit_log_object", "object_id", "tenant_id", "timestamp", "id"),
         # Unscoped reads newest first (apps without tenants, a time window, cursor pages over all).
         sa.Index("ix_audit_log_time", "timestamp", "id"),
+        # Objects whose key changed, under the key they took (few rows: partial where it can be).
+        sa.Index(
+            "ix_audit_log_renamed",
+            "renamed_to",
+            "timestamp",
+            "id",
+            postgresql_where=sa.text("renamed_to IS NOT NULL"),
+            sqlite_where=sa.text("renamed_to IS NOT NULL"),
+        ),
     )
 
     def __repr__(self) -> str:
@@ -259,6 +276,6 @@ def create_tables(bind: Engine | Connection) -> None:
     metadata.create_all(bind, checkfirst=True)
     if isinstance(bind, Engine):
         with bind.connect() as connection:
-            id_columns_are_current(connection)
+            schema_is_current(connection)
     else:
-        id_columns_are_current(bind)
+        schema_is_current(bind)

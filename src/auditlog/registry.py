@@ -72,6 +72,8 @@ class Plan:
     #: (attribute key, masked) of the recorded one-to-many and many-to-many collections
     collections: tuple[tuple[str, bool], ...]
     pk_keys: tuple[str, ...]
+    #: the same, as a set
+    pk_set: frozenset[str]
     #: attribute key -> Column, for batched loads of values SQLAlchemy does not hold
     columns: dict[str, Column[Any]]
     #: key of a column of the mapped table (as Core parameters name it) -> attribute key
@@ -254,6 +256,7 @@ def compile_plan(mapper: Mapper[Any], config: ModelConfig) -> Plan:
         keys=frozenset(key for key, _, _ in fields),
         collections=collections,
         pk_keys=_pk_keys(mapper),
+        pk_set=frozenset(_pk_keys(mapper)),
         columns=columns,
         column_keys=column_keys,
         called_onupdate=frozenset(

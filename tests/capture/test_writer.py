@@ -64,6 +64,7 @@ def _rows(conn: Connection, count: int, at: dt.datetime = _AT) -> list[dict[str,
                 "changed_fields": ["name"] if action == "update" else None,
                 "transaction_id": ids[0],
                 "extra": {"request": "r-1", "n": i} if i % 2 else None,
+                "renamed_to": f'["{i + 1}",2]' if action == "update" else None,
             }
         )
     return rows

@@ -34,6 +34,8 @@ class Change:
     pk: tuple[Any, ...]
     before: Values | None
     after: Values | None
+    #: the primary key an update gave the object, when it changed it (``pk`` is the one it had)
+    renamed_to: tuple[Any, ...] | None = None
 
 
 def _encode(plan: Plan, values: Values) -> Values:
@@ -95,6 +97,7 @@ def audit_row(ctx: AuditContext, extra: Any, content_type: int, change: Change) 
         "ip_address": ctx.ip_address,
         "user_agent": ctx.user_agent or "",
         "object_id": object_id_text(change.pk),
+        "renamed_to": None if change.renamed_to is None else object_id_text(change.renamed_to),
         "content_type": content_type,
         "extra": extra,
     }

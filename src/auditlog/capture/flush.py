@@ -266,6 +266,10 @@ def _change_of(
                 before[key] = committed[key]
                 after[key] = current.get(key)
         change = Change(plan, "update", identity_of(state), before, after)
+        if not plan.pk_set.isdisjoint(committed):  # the update may change the primary key
+            now = tuple(current.get(k, v) for k, v in zip(plan.pk_keys, change.pk, strict=True))
+            if now != change.pk:
+                change.renamed_to = now
     if not (reload or unloaded):
         return change, None
     pk_now = tuple(current.get(k, v) for k, v in zip(plan.pk_keys, change.pk, strict=True))

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..documents import dumps
-from ..models import audit_log_table, id_columns_are_current
+from ..models import audit_log_table, schema_is_current
 from ..serialize import storable
 from .limits import check_packets
 
@@ -170,7 +170,7 @@ def _check_schema(connection: Connection) -> None:
     refused with the migration to run, rather than written wrongly)."""
     engine = connection.engine
     if engine not in _checked:
-        id_columns_are_current(connection)
+        schema_is_current(connection)
         _checked.add(engine)
 
 
