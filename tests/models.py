@@ -186,6 +186,18 @@ class Course(Base):
     code: Mapped[str] = mapped_column(sa.String(20), primary_key=True)
 
 
+class Ledger(Base):
+    """Plain values of several types, its key chosen by the application."""
+
+    __tablename__ = "ledger"
+
+    key: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    owner: Mapped[str] = mapped_column(sa.String(20))
+    balance: Mapped[Decimal] = mapped_column(sa.Numeric(12, 2), default=Decimal("0.00"))
+    data: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+    secret: Mapped[str] = mapped_column(sa.String(20), default="")
+
+
 def _micro(type_: sa.types.TypeEngine[Any], mysql_type: sa.types.TypeEngine[Any]) -> Any:
     """MariaDB drops fractions of a second unless the column asks for them."""
     return type_.with_variant(mysql_type, "mysql", "mariadb")

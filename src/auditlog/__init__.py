@@ -21,6 +21,8 @@ from .exceptions import (
     ConfigurationError,
     ContextError,
     InvalidQueryError,
+    RevertConflict,
+    RevertError,
 )
 from .models import AuditLog, ContentType, create_tables, metadata
 from .query import (
@@ -34,6 +36,7 @@ from .query import (
 )
 from .registry import MASKED, is_registered, register, unregister
 from .serialize import decode_state, register_type
+from .timetravel import Snapshot, object_as_of, revert, revert_transaction, state_as_of
 
 __all__ = [
     "MASKED",
@@ -48,6 +51,9 @@ __all__ = [
     "CursorPage",
     "HistoryPage",
     "InvalidQueryError",
+    "RevertConflict",
+    "RevertError",
+    "Snapshot",
     "UnauditedWriteWarning",
     "audit_context",
     "create_tables",
@@ -59,12 +65,16 @@ __all__ = [
     "log_access",
     "log_access_async",
     "metadata",
+    "object_as_of",
     "query_history",
     "query_history_async",
     "query_history_cursor",
     "query_history_cursor_async",
     "register",
     "register_type",
+    "revert",
+    "revert_transaction",
+    "state_as_of",
     "unregister",
     "update_context",
     "warn_unaudited_writes",

@@ -7,9 +7,13 @@ The hierarchy, one base and a few children that also subclass the builtin whose 
      +-- ContextError (ValueError)         bad audit_context() values, or no active context to update
      +-- InvalidQueryError (ValueError)    bad query_history() argument: names the argument
      +-- CaptureError                      an audit entry could not be built; the flush fails with it
+     +-- RevertError (ValueError)          an entry cannot be reverted: names what is missing
+          +-- RevertConflict               later entries changed what the revert would restore
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 __all__ = [
     "AuditLogError",
@@ -17,6 +21,8 @@ __all__ = [
     "ConfigurationError",
     "ContextError",
     "InvalidQueryError",
+    "RevertConflict",
+    "RevertError",
 ]
 
 
@@ -43,3 +49,19 @@ class InvalidQueryError(AuditLogError, ValueError):
 
 class CaptureError(AuditLogError):
     """An audit entry could not be written; the flush that caused it fails."""
+
+
+class RevertError(AuditLogError, ValueError):
+    """An entry cannot be reverted (unknown, an access entry, a masked value, an object gone)."""
+
+
+class RevertConflict(RevertError):
+    """Later entries changed what a revert would restore; ``force=True`` reverts anyway.
+
+    ``attributes`` names what they changed, ``entries`` lists their ids.
+    """
+
+    def __init__(self, message: str, attributes: Sequence[str], entries: Sequence[str]) -> None:
+        super().__init__(message)
+        self.attributes = tuple(attributes)
+        self.entries = tuple(entries)

@@ -36,6 +36,8 @@ __all__ = [
     "family",
     "is_registered",
     "is_secondary",
+    "mapper_named",
+    "model_name",
     "pk_keys_of",
     "plan_for",
     "register",
@@ -153,6 +155,11 @@ class Family:
         return tuple(row[at] for at in self.pk_at)
 
 
+def model_name(cls: type) -> str:
+    """The name a model's entries are filed under (its content type): ``module.QualName``."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 def _mapper_of(model: Any) -> Mapper[Any]:
     try:
         mapper = sa.inspect(model)
@@ -250,7 +257,7 @@ def compile_plan(mapper: Mapper[Any], config: ModelConfig) -> Plan:
             continue
     return Plan(
         mapper=mapper,
-        content_type_name=f"{cls.__module__}.{cls.__qualname__}",
+        content_type_name=model_name(cls),
         table_name=getattr(local_table, "name", None),
         fields=tuple(fields),
         keys=frozenset(key for key, _, _ in fields),
@@ -455,6 +462,15 @@ class Registry:
             )
         return table in self._secondaries
 
+    def mapper_named(self, name: str) -> Mapper[Any] | None:
+        """The mapper of the model filed under ``name`` (see :func:`model_name`), looked up among
+        the registered models and every class their SQLAlchemy registries map."""
+        for model in self._configs:
+            for mapper in _mapper_of(model).registry.mappers:
+                if model_name(mapper.class_) == name:
+                    return mapper
+        return None
+
     def audited_tables(self) -> frozenset[Any]:
         """The tables written by registered models and their mapped subclasses."""
         if self._tables is None:
@@ -486,6 +502,7 @@ registry = Registry()
 plan_for = registry.plan_for
 family = registry.family
 is_secondary = registry.is_secondary
+mapper_named = registry.mapper_named
 table_family = registry.table_family
 audited_tables = registry.audited_tables
 pk_keys_of = registry.pk_keys_of

@@ -31,6 +31,8 @@ __all__ = [
     "decode_value",
     "encode_value",
     "encoder_for",
+    "identity_of_object_id",
+    "object_id_of",
     "object_id_text",
     "register_type",
     "restored",
@@ -395,6 +397,37 @@ def decode_state(model: type, state: Mapping[str, Any] | None) -> dict[str, Any]
         column = columns.get(key)
         out[key] = value if column is None or value == MASKED else decode_value(column.type, value)
     return out
+
+
+def object_id_of(value: Any) -> str:
+    """The ``object_id`` text of a key as a caller gives it: the stored text as it is, a tuple
+    (or list) as a composite key, any other value as a one-column key."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (tuple, list)):
+        if not value:
+            raise ValueError("a composite key needs at least one value")
+        return object_id_text(tuple(value))
+    return object_id_text((value,))
+
+
+def identity_of_object_id(mapper: Mapper[Any], text: str) -> tuple[Any, ...]:
+    """The primary key values an ``object_id`` stands for (the reverse of
+    :func:`object_id_text`), decoded through the key columns' types."""
+    columns = list(mapper.primary_key)
+    parts: list[Any] = json.loads(text) if len(columns) > 1 else [text]
+    if len(parts) != len(columns):
+        raise ValueError(f"{text!r} is not a key of {mapper.class_.__name__}")
+    key = []
+    for column, part in zip(columns, parts, strict=True):
+        try:
+            python_type = column.type.python_type
+        except NotImplementedError:
+            python_type = None
+        if python_type is int and isinstance(part, str):
+            part = int(part)
+        key.append(decode_value(column.type, part))
+    return tuple(key)
 
 
 def object_id_text(pk: tuple[Any, ...]) -> str:

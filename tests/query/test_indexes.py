@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from auditlog import ContentType, query_history
 from auditlog.query import Cursor, query_history_cursor
+from auditlog.timetravel.asof import latest_entry
 
 from ..backends import selected_backends
 
@@ -216,3 +217,13 @@ def test_unscoped_pages_read_the_time_index(big_history: Engine) -> None:
     (cursor_sql,) = captured(big_history, lambda s: query_history_cursor(s, cursor=cursor))
     for statement in [page_sql, *window, cursor_sql]:
         assert_indexed(explain(big_history, *statement), "ix_audit_log_time")
+
+
+def test_an_objects_state_at_a_moment_is_one_indexed_lookup(big_history: Engine) -> None:
+    """Time travel reads the object's key and the key it was renamed to from their indexes."""
+    with Session(big_history) as session:
+        name = session.scalar(sa.select(ContentType.name).order_by(ContentType.id))
+    at = (dt.datetime(2025, 1, 1, 3, tzinfo=dt.timezone.utc), None)
+    (statement,) = captured(big_history, lambda s: latest_entry(s, name, "57", at))
+    scans = assert_indexed(explain(big_history, *statement), "ix_audit_log_object")
+    assert "ix_audit_log_renamed" in {n.get("Index Name") for n in scans}

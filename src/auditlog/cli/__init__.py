@@ -113,6 +113,12 @@ def _parser() -> argparse.ArgumentParser:
     history.add_argument("--until", type=_datetime, metavar="TIME", help="ISO 8601, exclusive")
     history.add_argument("--page", type=int, default=1, help="page number, from 1 (1)")
     history.add_argument("--page-size", type=int, default=20, help="entries per page (20)")
+    history.add_argument(
+        "--as-of",
+        metavar="TIME_OR_ENTRY",
+        help="with --object-id: the object's recorded state at this ISO 8601 time (UTC when "
+        "naive) or just after this entry id",
+    )
     history.set_defaults(handler=history_command)
     return parser
 

@@ -1,4 +1,5 @@
-"""``GET /history/`` for FastAPI (and, through :func:`history_app`, any Starlette app).
+"""``GET /history/`` and ``GET /history/state/`` for FastAPI (and, through :func:`history_app`,
+any Starlette app).
 
     app.include_router(history_router(SessionLocal, authenticate=lookup_token))
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 try:
     from fastapi import APIRouter, Depends, FastAPI, Request, Security
@@ -28,7 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from .._asyncio import AsyncSession
-from ..query import HistoryPage, HistoryQuery
+from ..query import HistoryPage
 from ..query.pages import numbered_page
 from .http import (
     DEFAULT_MAX_PAGE_BYTES,
@@ -43,6 +44,7 @@ from .http import (
     parse_query,
     scoped_query,
 )
+from .state import STATE_PARAMETERS, ObjectState, parse_state_query, run_state_query
 
 __all__ = ["history_app", "history_router"]
 
@@ -78,20 +80,31 @@ async def _principal(authenticate: AnyAuthenticate, authorization: str | None) -
     return check_principal(await run_in_threadpool(authenticate, token))
 
 
-def _query_in(session: Session, query: HistoryQuery) -> HistoryPage:
-    with session:
-        return numbered_page(session, query)
+T = TypeVar("T")
 
 
-async def _run(session: Session | AsyncSession, query: HistoryQuery, own: bool) -> HistoryPage:
+async def _run(session: Session | AsyncSession, own: bool, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(sync_session, *args)`` on the request's session: awaited for an ``AsyncSession``,
+    in the threadpool otherwise; a session of our own is closed afterwards."""
     if isinstance(session, AsyncSession):
         if not own:
-            return await session.run_sync(numbered_page, query)
+            return await session.run_sync(fn, *args)
         async with session:
-            return await session.run_sync(numbered_page, query)
+            return await session.run_sync(fn, *args)
     if not own:
-        return await run_in_threadpool(numbered_page, session, query)
-    return await run_in_threadpool(_query_in, session, query)
+        return await run_in_threadpool(fn, session, *args)
+
+    def closing() -> T:
+        with session:
+            return fn(session, *args)
+
+    return await run_in_threadpool(closing)
+
+
+def _error(exc: HTTPError) -> JSONResponse:
+    return JSONResponse(
+        exc.body.model_dump(exclude_none=True), status_code=exc.status, headers=exc.headers
+    )
 
 
 def history_router(
@@ -143,18 +156,50 @@ def history_router(
             page = empty_page(query.page)
             try:
                 if scoped is not None and session_factory is not None:
-                    page = await _run(session_factory(), scoped, own=True)
+                    page = await _run(session_factory(), True, numbered_page, scoped)
                 elif scoped is not None:
-                    page = await _run(session, scoped, own=False)
+                    page = await _run(session, False, numbered_page, scoped)
             except SQLAlchemyError as exc:
                 raise HTTPError.unavailable(exc) from None
             return Response(page_body(page, max_page_bytes), media_type="application/json")
         except HTTPError as exc:
-            return JSONResponse(
-                exc.body.model_dump(exclude_none=True), status_code=exc.status, headers=exc.headers
-            )
+            return _error(exc)
+
+    @router.get(
+        f"{path.rstrip('/')}/state/",
+        response_model=ObjectState,
+        responses=_ERRORS,
+        tags=list(tags),
+        summary="Object state",
+        description="One object's recorded state at a moment (now by default), from the "
+        "caller's tenant's entries.",
+        openapi_extra={"parameters": _state_parameters()},
+        dependencies=[Security(bearer)],
+    )
+    async def object_state(
+        request: Request,
+        session: Any = Depends(session_dependency or _no_session),  # noqa: B008
+    ) -> Any:
+        try:
+            principal = await _principal(authenticate, request.headers.get("authorization"))
+            query = parse_state_query(request.scope.get("query_string", b""))
+            try:
+                if session_factory is not None:
+                    return await _run(session_factory(), True, run_state_query, principal, query)
+                return await _run(session, False, run_state_query, principal, query)
+            except SQLAlchemyError as exc:
+                raise HTTPError.unavailable(exc) from None
+        except HTTPError as exc:
+            return _error(exc)
 
     return router
+
+
+def _state_parameters() -> list[dict[str, Any]]:
+    return [
+        {"name": name, "in": "query", "required": required, "schema": schema, "description": text}
+        for name, (schema, text, required) in STATE_PARAMETERS.items()
+    ]
 
 
 def history_app(

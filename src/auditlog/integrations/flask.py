@@ -1,4 +1,4 @@
-"""``GET /history/`` as a Flask blueprint.
+"""``GET /history/`` and ``GET /history/state/`` as a Flask blueprint.
 
     app.register_blueprint(history_blueprint(SessionLocal, authenticate=lookup_token))
 
@@ -26,6 +26,7 @@ from .http import (
     history_page,
     page_body,
 )
+from .state import object_state
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -50,6 +51,17 @@ def history_blueprint(
     JSON exceeds ``max_page_bytes`` is refused (400).
     """
     blueprint = Blueprint(name, __name__, url_prefix=url_prefix)
+
+    @blueprint.get(f"{path.rstrip('/')}/state/")
+    def object_state_view() -> Response:
+        try:
+            principal = authenticate_request(request.headers.get("Authorization"), authenticate)
+            found = object_state(session_factory, principal, request.query_string)
+        except HTTPError as exc:
+            return Response(
+                exc.json(), status=exc.status, headers=exc.headers, mimetype="application/json"
+            )
+        return Response(found.model_dump_json(), mimetype="application/json")
 
     @blueprint.get(path)
     def history() -> Response:

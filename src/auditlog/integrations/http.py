@@ -21,7 +21,7 @@ import datetime as dt
 import hmac
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Set
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
@@ -48,10 +48,12 @@ __all__ = [
     "authenticate_request",
     "bearer_token",
     "check_principal",
+    "decode_query",
     "empty_page",
     "history_page",
     "openapi_parameters",
     "page_body",
+    "parse_datetime",
     "parse_query",
     "scoped_query",
     "token_authenticator",
@@ -235,7 +237,8 @@ def _integer(name: str, value: str, low: int, high: int) -> int:
     return number
 
 
-def _datetime(name: str, value: str) -> dt.datetime:
+def parse_datetime(name: str, value: str) -> dt.datetime:
+    """A query parameter's ISO 8601 time, in UTC (naive: UTC); 400 naming ``name``."""
     if _NUMBER.fullmatch(value.strip()):  # pydantic would read a number as a Unix time
         raise HTTPError.bad_parameter(name, "expected an ISO 8601 date-time, not a number")
     try:
@@ -270,34 +273,41 @@ def _decode(query_string: bytes | str) -> list[tuple[str, str]]:
 _INTEGERS = {"page": (1, MAX_ID), "page_size": (1, MAX_PAGE_SIZE), "content_type": (0, MAX_ID)}
 
 
+def decode_query(
+    query_string: bytes | str, known: Iterable[str], *, repeatable: Set[str] = frozenset()
+) -> dict[str, str]:
+    """The parameters of a raw query string (bytes, or WSGI's latin-1 text), each once: empty
+    values count as absent, a ``repeatable`` one given several times is joined with commas.
+    Raises :class:`HTTPError` (400) for an unknown, repeated or NUL-holding parameter."""
+    names = list(known)
+    given: dict[str, list[str]] = {}
+    for name, value in _decode(query_string):
+        if name not in names:
+            raise HTTPError.bad_parameter(name, f"unknown query parameter; use {', '.join(names)}")
+        if "\x00" in value:
+            raise HTTPError.bad_parameter(name, "must not contain NUL characters")
+        given.setdefault(name, []).append(value)
+    decoded: dict[str, str] = {}
+    for name, values in given.items():
+        present = [v.strip() for v in values if v.strip()]
+        if len(present) > 1 and name not in repeatable:
+            raise HTTPError.bad_parameter(name, "given more than once")
+        if present:
+            decoded[name] = ",".join(present)
+    return decoded
+
+
 def parse_query(query_string: bytes | str) -> HistoryQuery:
     """The validated query of a raw query string (bytes, or WSGI's latin-1 text).
 
     Empty values count as absent. Raises :class:`HTTPError` (400) naming the bad parameter.
     """
-    given: dict[str, list[str]] = {}
-    for name, value in _decode(query_string):
-        if name not in PARAMETERS:
-            known = ", ".join(PARAMETERS)
-            raise HTTPError.bad_parameter(name, f"unknown query parameter; use {known}")
-        if "\x00" in value:
-            raise HTTPError.bad_parameter(name, "must not contain NUL characters")
-        given.setdefault(name, []).append(value)
     arguments: dict[str, Any] = {}
-    for name, values in given.items():
-        present = [v for v in values if v.strip()]
-        if not present:
-            continue
-        if name == "action_type":
-            arguments[name] = ",".join(present)
-            continue
-        if len(present) > 1:
-            raise HTTPError.bad_parameter(name, "given more than once")
-        value = present[0].strip()
+    for name, value in decode_query(query_string, PARAMETERS, repeatable={"action_type"}).items():
         if name in _INTEGERS:
             arguments[name] = _integer(name, value, *_INTEGERS[name])
         elif name in ("since", "until"):
-            arguments[name] = _datetime(name, value)
+            arguments[name] = parse_datetime(name, value)
         else:
             arguments[name] = value
     try:

@@ -18,6 +18,7 @@ from .http import (
     history_page,
     page_body,
 )
+from .state import object_state
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -39,24 +40,32 @@ def make_wsgi_app(
     path: str = "/history/",
     max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES,
 ) -> WSGIApp:
-    """A WSGI application serving ``GET path`` (with or without the final slash) and nothing else.
+    """A WSGI application serving ``GET path`` and ``GET path/state/`` (with or without the
+    final slash), and nothing else.
 
     A page of several entries whose JSON exceeds ``max_page_bytes`` is refused (400).
     """
     paths = {path, path.rstrip("/") or "/"}
+    state = f"{path.rstrip('/')}/state/"
+    states = {state, state.rstrip("/")}
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
         headers = [("Content-Type", "application/json")]
         try:
-            if environ.get("PATH_INFO", "") not in paths:
+            where = environ.get("PATH_INFO", "")
+            if where not in paths and where not in states:
                 raise HTTPError(404, "not_found", f"no such resource; use GET {path}")
             if method not in ("GET", "HEAD"):
                 headers.append(("Allow", "GET, HEAD"))
                 raise HTTPError(405, "method_not_allowed", f"use GET {path}")
             principal = authenticate_request(environ.get("HTTP_AUTHORIZATION"), authenticate)
-            page = history_page(session_factory, principal, environ.get("QUERY_STRING", ""))
-            status, body = 200, page_body(page, max_page_bytes)
+            query = environ.get("QUERY_STRING", "")
+            if where in states:
+                body = object_state(session_factory, principal, query).model_dump_json().encode()
+            else:
+                body = page_body(history_page(session_factory, principal, query), max_page_bytes)
+            status = 200
         except HTTPError as exc:
             status, body = exc.status, exc.json()
             headers.extend(exc.headers.items())

@@ -28,7 +28,8 @@ from sqlalchemy.orm import Mapper
 from ..context import ip_text
 from ..exceptions import ContextError, InvalidQueryError
 from ..models import ACTION_TYPES, MAX_ID, ActionType
-from ..serialize import object_id_text
+from ..registry import model_name
+from ..serialize import object_id_of
 from .cursor import Cursor
 
 __all__ = [
@@ -176,13 +177,9 @@ class HistoryFilters(BaseModel):
     @classmethod
     def _object_id_as_stored(cls, value: Any) -> Any:
         """The text capture stores: a scalar key encoded, a composite key as a compact JSON array."""
-        if isinstance(value, (tuple, list)):
-            if not value:
-                raise ValueError("a composite key needs at least one value")
-            return object_id_text(tuple(value))
-        if value is None or isinstance(value, (str, bool, dict, set, bytes)):
-            return value  # text as is; the others are rejected by pydantic
-        return object_id_text((value,))
+        if value is None or isinstance(value, (bool, dict, set, bytes)):
+            return value  # rejected by pydantic
+        return object_id_of(value)
 
     @field_validator("content_type", mode="before")
     @classmethod
@@ -191,7 +188,7 @@ class HistoryFilters(BaseModel):
         if isinstance(value, type):
             if not isinstance(sa.inspect(value, raiseerr=False), Mapper):
                 raise ValueError(f"{value.__qualname__} is not a mapped class")
-            return f"{value.__module__}.{value.__qualname__}"
+            return model_name(value)
         if isinstance(value, str) and value.strip().isdigit():
             return int(value)  # "18" from a query string is the id 18
         return _no_bool(value)

@@ -1,0 +1,165 @@
+"""An object's recorded state at any moment: the after-state of its last entry up to then.
+
+Entries are ordered by ``(timestamp, id)`` (the entries of one flush share a timestamp). The
+state at ``at`` is read with one query: the last entry of the object at or before ``at`` (an
+``access`` changes nothing and is passed over). An object whose key changed is found under both
+keys: its renaming entry is filed under the key it had and names the one it took
+(``renamed_to``), and the ``object_id`` and ``renamed_to`` indexes each serve their half.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Row
+from sqlalchemy.orm import Mapper, Session
+
+from ..exceptions import InvalidQueryError
+from ..models import audit_log_table as _t
+from ..models import content_type_table, ulid_hex
+from ..registry import model_name
+from ..serialize import MASKED, decode_state, object_id_of
+
+__all__ = ["ENTRY_ID", "At", "Snapshot", "latest_entry", "object_as_of", "position", "state_as_of"]
+
+#: The text of an entry id (a ULID, in Crockford's base32).
+ENTRY_ID = re.compile(r"[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}")
+#: A moment: an aware datetime (a naive one is UTC, as stored), or the id of an entry, meaning
+#: just after that entry.
+At = dt.datetime | str
+
+_COLUMNS = (
+    _t.c.id, _t.c.timestamp, _t.c.action_type, _t.c.object_id, _t.c.renamed_to, _t.c.after_state
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """An object as its entries recorded it at one moment."""
+
+    #: a transient instance of the model (never added to a session) holding the recorded values
+    instance: Any
+    #: the recorded state, as the entry's ``after_state`` holds it
+    state: dict[str, Any]
+    #: attributes left unset: masked, not recorded (excluded), and collections (recorded as the
+    #: related objects' ids, which ``state`` holds)
+    unset: frozenset[str]
+    #: the entry the state comes from, and its time
+    entry_id: str
+    timestamp: dt.datetime
+
+
+def position(
+    session: Session, at: At, *, tenant_id: str | None = None
+) -> tuple[dt.datetime, str | None]:
+    """``at`` as a place in the order of entries: a time (every entry at that time included),
+    or an entry's time and id (entries up to that one; of ``tenant_id``'s when given). Raises
+    ``InvalidQueryError`` naming ``at``."""
+    if isinstance(at, dt.datetime):
+        return (at if at.tzinfo else at.replace(tzinfo=dt.timezone.utc)), None
+    if not isinstance(at, str):
+        raise InvalidQueryError("at", f"expected a datetime or an entry id, got {at!r}")
+    try:
+        ulid_hex(at)
+    except ValueError:
+        raise InvalidQueryError("at", f"not an entry id (a ULID): {at!r}") from None
+    query = sa.select(_t.c.timestamp).where(_t.c.id == at)
+    if tenant_id is not None:
+        query = query.where(_t.c.tenant_id == tenant_id)
+    found = session.execute(query).scalar()
+    if found is None:
+        raise InvalidQueryError("at", f"no audit entry has the id {at!r}")
+    return found, at
+
+
+def _up_to(moment: dt.datetime, entry: str | None) -> Any:
+    if entry is None:
+        return _t.c.timestamp <= moment
+    return sa.or_(_t.c.timestamp < moment, sa.and_(_t.c.timestamp == moment, _t.c.id <= entry))
+
+
+def latest_entry(
+    session: Session,
+    content_type: int | str,
+    object_id: str,
+    at: tuple[dt.datetime, str | None],
+    *,
+    tenant_id: str | None = None,
+) -> Row[Any] | None:
+    """The last entry up to ``at`` that changed the object ``object_id`` of ``content_type`` (an
+    id, or a model's name): one query."""
+    if isinstance(content_type, str):
+        named = content_type_table.c.name == content_type
+        kind: Any = sa.select(content_type_table.c.id).where(named).scalar_subquery()
+    else:
+        kind = content_type
+    query = (
+        sa.select(*_COLUMNS)
+        .where(
+            _t.c.content_type == kind,
+            sa.or_(_t.c.object_id == object_id, _t.c.renamed_to == object_id),
+            _t.c.action_type != "access",
+            _up_to(*at),
+        )
+        .order_by(_t.c.timestamp.desc(), _t.c.id.desc())
+        .limit(1)
+    )
+    if tenant_id is not None:
+        query = query.where(_t.c.tenant_id == tenant_id)
+    found: Row[Any] | None = session.execute(query).first()  # type: ignore[assignment]
+    return found
+
+
+def state_of(entry: Row[Any] | None, object_id: str) -> dict[str, Any] | None:
+    """The state an entry leaves the object ``object_id`` in: None when it deleted the object,
+    moved it to another key, or there is no entry."""
+    if entry is None or entry.action_type == "delete":
+        return None
+    if entry.renamed_to is not None and entry.renamed_to != object_id:
+        return None  # the object left this key
+    state: dict[str, Any] | None = entry.after_state
+    return state
+
+
+def state_as_of(
+    session: Session, model: type, object_id: Any, at: At, *, tenant_id: Any = None
+) -> dict[str, Any] | None:
+    """The recorded state of one object at ``at``, as ``after_state`` holds it, or None when
+    the object did not exist then.
+
+    ``object_id`` is the primary key value, a tuple for a composite key, or its text as stored;
+    ``at`` an aware datetime, or an entry id meaning just after that entry. ``tenant_id`` limits
+    the entries read to one tenant's.
+    """
+    oid = object_id_of(object_id)
+    tenant = None if tenant_id is None else str(tenant_id)
+    where = position(session, at, tenant_id=tenant)
+    entry = latest_entry(session, model_name(model), oid, where, tenant_id=tenant)
+    return state_of(entry, oid)
+
+
+def object_as_of(
+    session: Session, model: type, object_id: Any, at: At, *, tenant_id: Any = None
+) -> Snapshot | None:
+    """:func:`state_as_of` as Python values: a transient instance of ``model`` with every
+    recorded value decoded through its column type; masked, unrecorded and collection
+    attributes are left unset and listed in :attr:`Snapshot.unset`."""
+    oid = object_id_of(object_id)
+    tenant = None if tenant_id is None else str(tenant_id)
+    where = position(session, at, tenant_id=tenant)
+    entry = latest_entry(session, model_name(model), oid, where, tenant_id=tenant)
+    state = state_of(entry, oid)
+    if entry is None or state is None:
+        return None
+    mapper: Mapper[Any] = sa.inspect(model)
+    columns = set(mapper.column_attrs.keys())
+    values = decode_state(model, {k: v for k, v in state.items() if k in columns and v != MASKED})
+    instance = mapper.class_manager.new_instance()
+    for key, value in (values or {}).items():
+        setattr(instance, key, value)
+    unset = frozenset(mapper.attrs.keys()) - set(values or {})
+    return Snapshot(instance, state, unset, entry.id, entry.timestamp)
