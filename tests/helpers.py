@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -77,3 +78,38 @@ def assert_history_page(body: dict[str, Any]) -> None:
         assert entry["timestamp"].endswith("Z")
         assert isinstance(entry["content_type"], int)
         assert isinstance(entry["user_agent"], str)
+
+
+Check = Callable[[int, Any], bool]
+
+
+def object_state_cases(engine: Engine) -> list[tuple[str, dict[str, str], Check]]:
+    """``GET /history/state/`` requests on the history of :func:`seed_history`, each with a
+    check of the status and JSON body any mount must answer with."""
+    created, renamed = (e.id for e in entries(engine, tenant_id=TENANT_A, object_id="1"))
+    base = "/history/state/?content_type=tests.models.Customer"
+    return [
+        (f"{base}&object_id=1", AUTH_A, lambda s, b: s == 200 and b["state"]["name"] == "Ada"),
+        (f"{base}&object_id=1", AUTH_A, lambda s, b: b["entry_id"] == renamed),
+        (
+            f"{base}&object_id=1&at={created}",
+            AUTH_A,
+            lambda s, b: b["state"]["name"] == "customer 1",
+        ),
+        # deleted: no state, from the delete entry
+        (f"{base}&object_id=3", AUTH_A, lambda s, b: b["state"] is None and bool(b["entry_id"])),
+        # another tenant's object: nothing, and its entry ids mean nothing
+        (
+            f"{base}&object_id=1",
+            AUTH_B,
+            lambda s, b: (s, b["state"], b["entry_id"]) == (200, None, None),
+        ),
+        (
+            f"{base}&object_id=1&at={created}",
+            AUTH_B,
+            lambda s, b: (s, b["parameter"]) == (400, "at"),
+        ),
+        (base, AUTH_A, lambda s, b: (s, b["parameter"]) == (400, "object_id")),
+        (f"{base}&object_id=1&at=soon", AUTH_A, lambda s, b: (s, b["parameter"]) == (400, "at")),
+        (f"{base}&object_id=1", {}, lambda s, b: s == 401),
+    ]

@@ -28,6 +28,7 @@ from auditlog.cli.demo import TENANTS
 from auditlog.cli.demo import Base as DemoBase
 
 from ..helpers import AUTH_A, AUTH_B, TENANT_A, TENANT_B, assert_history_page, seed_history
+from ..helpers import entries as auditlog_entries
 from ..models import Customer
 
 COMMAND = [sys.executable, "-m", "auditlog"]
@@ -431,3 +432,21 @@ def test_history_escapes_what_a_terminal_would_act_on(engine: Engine) -> None:
     assert "\x1b" not in result.stdout
     name = json.loads(result.stdout)["results"][0]["after_state"]["name"]
     assert name == "evil\u202egnp.exe\x85\x1b[2J"  # the JSON still holds the value itself
+
+
+def test_history_prints_an_objects_state_as_of_a_moment(engine: Engine) -> None:
+    seed_history(engine)
+    url = url_of(engine)
+    created = auditlog_entries(engine, object_id="1", tenant_id=TENANT_A)[0]
+    now = run("history", "--database-url", url, "--object-id", "1", "--tenant-id", TENANT_A,
+              "--as-of", "2999-01-01T00:00:00")  # fmt: skip
+    assert now.returncode == 0, now.stderr
+    assert json.loads(now.stdout)["state"]["name"] == "Ada"
+    then = run("history", "--database-url", url, "--object-id", "1", "--as-of", created.id,
+               "--content-type", "tests.models.Customer", "--tenant-id", TENANT_A)  # fmt: skip
+    body = json.loads(then.stdout)
+    assert (body["state"]["name"], body["entry_id"]) == ("customer 1", created.id)
+    alone = run("history", "--database-url", url, "--as-of", created.id)
+    assert (alone.returncode, "--as-of needs --object-id" in alone.stderr) == (2, True)
+    bad = run("history", "--database-url", url, "--object-id", "1", "--as-of", "yesterday")
+    assert bad.returncode == 2 and "--as-of" in bad.stderr

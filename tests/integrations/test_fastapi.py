@@ -28,6 +28,7 @@ from ..helpers import (
     TENANT_B,
     TOKENS,
     assert_history_page,
+    object_state_cases,
     seed_history,
 )
 
@@ -292,3 +293,9 @@ def test_conforms_without_credentials(engine: Engine) -> None:
         assert response.headers["www-authenticate"] == ["Bearer"]
 
     check()
+
+
+async def test_serves_an_objects_state(engine: Engine, client: httpx.AsyncClient) -> None:
+    for url, headers, check in object_state_cases(engine):
+        response = await client.get(url, headers=headers)
+        assert check(response.status_code, response.json()), (url, response.text)

@@ -16,7 +16,16 @@ from auditlog.integrations.flask import history_blueprint
 from auditlog.integrations.http import token_authenticator
 from auditlog.integrations.server import make_wsgi_app
 
-from ..helpers import AUTH_A, AUTH_B, TENANT_A, TENANT_B, TOKENS, assert_history_page, seed_history
+from ..helpers import (
+    AUTH_A,
+    AUTH_B,
+    TENANT_A,
+    TENANT_B,
+    TOKENS,
+    assert_history_page,
+    object_state_cases,
+    seed_history,
+)
 
 
 def make_app(engine: Engine, **options: Any) -> Flask:
@@ -131,3 +140,9 @@ def test_answers_503_when_the_database_fails(tmp_path: Any) -> None:
     response = make_app(empty).test_client().get("/history/", headers=AUTH_A)
     empty.dispose()
     assert (response.status_code, response.get_json()["error"]) == (503, "unavailable")
+
+
+def test_serves_an_objects_state(engine: Engine, client: FlaskClient) -> None:
+    for url, headers, check in object_state_cases(engine):
+        response = client.get(url, headers=headers)
+        assert check(response.status_code, response.get_json()), (url, response.text)

@@ -24,7 +24,16 @@ from auditlog.integrations.http import (
 from auditlog.integrations.server import make_wsgi_app
 from auditlog.query import HistoryQuery
 
-from ..helpers import AUTH_A, AUTH_B, TENANT_A, TENANT_B, TOKENS, assert_history_page, seed_history
+from ..helpers import (
+    AUTH_A,
+    AUTH_B,
+    TENANT_A,
+    TENANT_B,
+    TOKENS,
+    assert_history_page,
+    object_state_cases,
+    seed_history,
+)
 
 # --- parsing, no database -----------------------------------------------------------------------
 
@@ -316,3 +325,9 @@ def test_a_page_too_large_is_a_400_naming_the_page_size_that_fits(engine: Engine
     tiny = make_wsgi_app(sessionmaker(engine), token_authenticator(TOKENS), max_page_bytes=10)
     with httpx.Client(transport=httpx.WSGITransport(app=tiny), base_url="http://t") as client:
         assert client.get("/history/?page_size=1", headers=AUTH_A).status_code == 200
+
+
+def test_the_wsgi_app_serves_an_objects_state(engine: Engine, client: httpx.Client) -> None:
+    for url, headers, check in object_state_cases(engine):
+        response = client.get(url, headers=headers)
+        assert check(response.status_code, response.json()), (url, response.text)
