@@ -18,6 +18,7 @@ PLAN`` (SQLite) with the exact SQL and parameters the library sent, to show the 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
 import statistics
 import time
@@ -216,6 +217,26 @@ def _queries(deep_page: int) -> dict[str, dict[str, Any]]:
     }
 
 
+def _states_as_of(rows: int) -> dict[str, Any]:
+    """Time travel: one object's state at a moment, over several objects and moments (each call
+    takes the next pair), across tenants and within the large one."""
+    from auditlog.timetravel.asof import latest_entry, state_of
+
+    span = dt.timedelta(seconds=_STEP_SECONDS * rows)
+    moments = [_START + span * f for f in (0.25, 0.5, 0.9)]
+    pairs = itertools.cycle([(str(o), m) for o in (17, 1234, 9876, 15000) for m in moments])
+
+    def state_as_of(session: Session, tenant: str | None = None) -> Any:
+        object_id, at = next(pairs)
+        found = latest_entry(session, "app.models.Model5", object_id, (at, None), tenant_id=tenant)
+        return state_of(found, object_id)
+
+    return {
+        "state as of": state_as_of,
+        "state as of, in the tenant": lambda session: state_as_of(session, BIG_TENANT),
+    }
+
+
 def _percentiles(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
     return {
@@ -329,6 +350,7 @@ def run_reads(backend: str, *, rows: int, repeat: int, sqlite_path: str | None) 
             )
         else:
             out["cursor"] = "query_history_cursor is not available in this version"
+        calls.update(_states_as_of(rows))
         for name, call in calls.items():
             out["queries"][name] = _percentiles(_time_call(engine, call, repeat))
             with _Recorder(engine) as recorder, Session(engine) as session:
