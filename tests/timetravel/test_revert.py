@@ -176,3 +176,22 @@ def test_unknown_entries_and_access_entries_are_refused(
             auditlog.revert(session, access)
         with pytest.raises(RevertError, match="no change was recorded"):
             auditlog.revert_transaction(session, "01JQ8RREEM71MEZJXNECGE0ATA")
+
+
+def test_a_collection_change_is_reverted_from_the_ids_it_recorded(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    auditlog.register(Customer)
+    with Session_.begin() as session:
+        session.add(Customer(id=1, name="Ada", loans=[Loan(amount=Decimal("1"))]))
+    with Session_.begin() as session:
+        ada = session.get_one(Customer, 1)
+        ada.loans.append(Loan(amount=Decimal("2")))
+    change = entries(engine)[-1]
+    assert change.changed_fields == ["loans"]
+    with Session_.begin() as session:
+        customer = auditlog.revert(session, change.id)
+        assert [loan.amount for loan in customer.loans] == [Decimal("1")]
+    with Session_() as session:
+        orphans = session.scalars(sa.select(Loan).where(Loan.customer_id.is_(None))).all()
+        assert [loan.amount for loan in orphans] == [Decimal("2")]
