@@ -36,12 +36,13 @@ AUTH_A = {"Authorization": "Bearer token-a"}
 AUTH_B = {"Authorization": "Bearer token-b"}
 PAGE_KEYS = [
     "count", "total_pages", "current_page", "has_previous", "has_next", "previous_page",
-    "next_page", "results",
+    "next_page", "results", "next_cursor",
 ]  # fmt: skip
+#: The keys of the documented example, then the ones entries added since (readable entries).
 ENTRY_KEYS = {
     "id", "tenant_id", "user_id", "created_by", "action_type", "timestamp", "ip_address",
     "user_agent", "object_id", "before_state", "after_state", "content_type",
-}  # fmt: skip
+} | {"model", "model_label", "changed_fields", "diff", "transaction_id", "extra"}  # fmt: skip
 
 
 def seed_history(engine: Engine) -> None:

@@ -450,3 +450,17 @@ def test_history_prints_an_objects_state_as_of_a_moment(engine: Engine) -> None:
     assert (alone.returncode, "--as-of needs --object-id" in alone.stderr) == (2, True)
     bad = run("history", "--database-url", url, "--object-id", "1", "--as-of", "yesterday")
     assert bad.returncode == 2 and "--as-of" in bad.stderr
+
+
+def test_history_filters_by_model_name_and_reads_on_with_a_cursor(engine: Engine) -> None:
+    seed_history(engine)
+    url = url_of(engine)
+    first = run("history", "--database-url", url, "--content-type", "tests.models.Customer",
+                "--tenant-id", TENANT_A, "--page-size", "3")  # fmt: skip
+    page = json.loads(first.stdout)
+    assert page["count"] == 5 and page["next_cursor"]
+    rest = run("history", "--database-url", url, "--tenant-id", TENANT_A,
+               "--cursor", page["next_cursor"])  # fmt: skip
+    assert len(json.loads(rest.stdout)["results"]) == 2
+    unknown = run("history", "--database-url", url, "--content-type", "shop.Basket")
+    assert unknown.returncode == 2 and "--content-type: no model is named" in unknown.stderr

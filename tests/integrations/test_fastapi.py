@@ -9,7 +9,7 @@ import httpx
 import pytest
 import schemathesis
 from fastapi import FastAPI
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi import checks
 from sqlalchemy.engine import Engine
@@ -144,7 +144,8 @@ async def test_openapi_shows_the_page_schema(client: httpx.AsyncClient) -> None:
     assert names[:4] == ["user_id", "ip_address", "action_type", "object_id"]
     assert {"page", "page_size", "since", "until"} <= set(names)
     ok = operation["responses"]["200"]["content"]["application/json"]["schema"]
-    assert ok == {"$ref": "#/components/schemas/HistoryPage"}
+    assert {"$ref": "#/components/schemas/HistoryPage"} in ok["anyOf"]  # or a cursor page
+    assert {"$ref": "#/components/schemas/CursorPage"} in ok["anyOf"]
     page = spec["components"]["schemas"]["HistoryPage"]
     assert page["example"]["results"][0]["id"] == "01JQ8RREEM71MEZJXNECGE0ATA"
     assert set(page["required"]) >= {"count", "total_pages", "current_page", "results"}
@@ -263,6 +264,12 @@ def test_conforms_to_its_own_openapi_schema(engine: Engine) -> None:
     @_FUZZ
     @given(case=_cases(engine, GenerationMode.POSITIVE))
     def check(case: Any) -> None:
+        # A cursor is a token the endpoint made, and a model's name one it knows: the schema
+        # can say neither, so random strings there are rightly refused.
+        query = case.query or {}
+        assume(
+            not query.get("cursor") and not str(query.get("content_type", "0")).strip("0123456789")
+        )
         response = case.call_and_validate(headers=AUTH_A)
         assert response.status_code == 200, response.text
 

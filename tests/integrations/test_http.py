@@ -331,3 +331,31 @@ def test_the_wsgi_app_serves_an_objects_state(engine: Engine, client: httpx.Clie
     for url, headers, check in object_state_cases(engine):
         response = client.get(url, headers=headers)
         assert check(response.status_code, response.json()), (url, response.text)
+
+
+def test_models_are_named_and_pages_read_on_with_a_cursor(client: httpx.Client) -> None:
+    by_name = client.get("/history/?content_type=tests.models.Customer", headers=AUTH_A).json()
+    assert by_name["count"] == 5
+    assert {e["model"] for e in by_name["results"]} == {"tests.models.Customer"}
+    unknown = client.get("/history/?content_type=shop.Basket", headers=AUTH_A)
+    body = unknown.json()
+    assert (unknown.status_code, body["parameter"]) == (400, "content_type")
+    assert "tests.models.Customer" in body["detail"]  # the known ones are listed
+    first = client.get("/history/?page_size=2", headers=AUTH_A).json()
+    seen = [e["id"] for e in first["results"]]
+    cursor = first["next_cursor"]
+    while cursor:
+        page = client.get(f"/history/?page_size=2&cursor={cursor}", headers=AUTH_A).json()
+        assert set(page) == {
+            "has_next",
+            "has_previous",
+            "next_cursor",
+            "previous_cursor",
+            "results",
+        }
+        seen += [e["id"] for e in page["results"]]
+        cursor = page["next_cursor"]
+    everything = client.get("/history/?page_size=100", headers=AUTH_A).json()
+    assert seen == [e["id"] for e in everything["results"]]
+    both = client.get(f"/history/?page=2&cursor={first['next_cursor']}", headers=AUTH_A)
+    assert (both.status_code, both.json()["parameter"]) == (400, "page")

@@ -219,9 +219,11 @@ def test_content_type_is_an_id_a_mapped_class_or_a_name(
         membership = query_history(session, content_type=Membership)
         assert ids(membership) == [e for e in expected if e not in customer_ids]
         assert membership.results[0].content_type != ctype
-        # a model never audited, or an unknown name, has no entries (not an error)
+        # a model never audited has no entries; a name no model has is an error listing them
         assert query_history(session, content_type=Loan).count == 0
-        assert query_history(session, content_type="no.such.Model").count == 0
+        with pytest.raises(InvalidQueryError, match="content_type: no model is named") as caught:
+            query_history(session, content_type="no.such.Model")
+        assert "tests.models.Customer" in str(caught.value)
 
 
 def test_filters_combine_with_and(engine: Engine, Session_: sessionmaker[Session]) -> None:
@@ -358,6 +360,7 @@ def test_an_empty_history_is_one_empty_page(engine: Engine) -> None:
         "previous_page": None,
         "next_page": None,
         "results": [],
+        "next_cursor": None,
     }
 
 
@@ -500,9 +503,23 @@ def test_the_page_json_has_the_endpoints_shape(
                     "loans": [],
                 },
                 "content_type": stored.content_type,
+                # added to the documented page: the model, and what a reader needs next
+                "model": "tests.models.Customer",
+                "model_label": "Customer",
+                "changed_fields": None,
+                "diff": None,
+                "transaction_id": stored.transaction_id,
+                "extra": None,
             }
         ],
+        "next_cursor": None,
     }
+
+
+DOCUMENTED_KEYS = {
+    "id", "tenant_id", "user_id", "created_by", "action_type", "timestamp", "ip_address",
+    "user_agent", "object_id", "before_state", "after_state", "content_type",
+}  # fmt: skip
 
 
 def test_the_entry_json_matches_the_documented_example_field_for_field(engine: Engine) -> None:
@@ -527,7 +544,8 @@ def test_the_entry_json_matches_the_documented_example_field_for_field(engine: E
     )
     with Session(engine) as session:
         results = query_history(session).model_dump(mode="json")["results"]
-    assert results[0] == {
+    documented = {k: v for k, v in results[0].items() if k in DOCUMENTED_KEYS}
+    assert documented == {
         "id": "01JQ8RREEM71MEZJXNECGE0ATA",
         "tenant_id": T1,
         "user_id": "6da08401-b1f7-46ec-9013-2a9d7bc6185c",
@@ -787,3 +805,40 @@ def test_rows_not_in_the_written_form_are_served_repaired_not_failing_the_page(
     assert "not in the form auditlog writes" in caplog.text
     if engine.dialect.name != "postgresql":
         assert by_object["odd"].id == "not-a-ulid"
+
+
+# --- readable entries ---------------------------------------------------------------------------
+
+
+def test_entries_name_their_model_and_show_an_updates_diff(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    auditlog.register(Customer, mask={"password"})
+    with auditlog.audit_context(reason="ticket-7"), Session_.begin() as session:
+        session.add(Customer(id=1, name="Ada", password="a"))
+    with Session_.begin() as session:
+        customer = session.get_one(Customer, 1)
+        customer.name, customer.password = "Ada L.", "b"
+    with Session_() as session:
+        update, create = query_history(session).results
+    assert (update.model, update.model_label) == ("tests.models.Customer", "Customer")
+    assert update.changed_fields == ["name", "password"]
+    assert update.diff == {"name": ["Ada", "Ada L."], "password": [auditlog.MASKED] * 2}
+    assert create.diff is None and create.changed_fields is None
+    assert create.extra == {"reason": "ticket-7"}
+    assert create.transaction_id != update.transaction_id
+    with Session_() as session:
+        same = query_history(session, transaction_id=update.transaction_id).results
+        assert [e.id for e in same] == [update.id]
+        with pytest.raises(InvalidQueryError, match="transaction_id"):
+            query_history(session, transaction_id="not-a-ulid")
+
+
+def test_a_numbered_page_says_where_the_next_one_starts(engine: Engine) -> None:
+    many_entries(engine, 5)
+    with Session(engine) as session:
+        first = query_history(session, page_size=2)
+        assert first.next_cursor is not None
+        rest = query_history_cursor(session, cursor=first.next_cursor, page_size=10)
+        everything = query_history(session, page_size=10)
+    assert [e.id for e in rest.results] == [e.id for e in everything.results[2:]]

@@ -91,7 +91,8 @@ def captured(engine: Engine, run: Callable[[Session], Any]) -> list[tuple[str, A
             run(session)
     finally:
         event.remove(engine, "before_cursor_execute", keep)
-    return sent
+    # a model's name is turned into its id first: not a read of audit_log
+    return [s for s in sent if not s[0].lstrip().startswith("SELECT audit_content_type.id")]
 
 
 def explain(engine: Engine, statement: str, parameters: Any, *, analyze: bool = False) -> Any:

@@ -114,6 +114,14 @@ def _parser() -> argparse.ArgumentParser:
     history.add_argument("--page", type=int, default=1, help="page number, from 1 (1)")
     history.add_argument("--page-size", type=int, default=20, help="entries per page (20)")
     history.add_argument(
+        "--cursor",
+        metavar="CURSOR",
+        help="read on from a page's next_cursor (or previous_cursor): keyset pages",
+    )
+    history.add_argument(
+        "--transaction-id", metavar="ID", help="only entries of this database transaction"
+    )
+    history.add_argument(
         "--as-of",
         metavar="TIME_OR_ENTRY",
         help="with --object-id: the object's recorded state at this ISO 8601 time (UTC when "

@@ -18,10 +18,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from ..exceptions import InvalidQueryError
+from ..integrations.http import run_query
 from ..integrations.state import state_at
 from ..models import audit_log_table as _t
-from ..query import HistoryQuery
-from ..query.pages import numbered_page
+from ..query import CursorQuery, HistoryQuery
 from ..timetravel.asof import ENTRY_ID
 from .database import CommandError, first_line, open_database
 
@@ -98,13 +98,25 @@ def history_command(args: argparse.Namespace) -> int:
         if not args.object_id:
             raise CommandError("--as-of needs --object-id", 2)
         return state_command(args)
-    arguments = {name: getattr(args, name) for name in HistoryQuery.model_fields}
+    kind: type[HistoryQuery] | type[CursorQuery] = HistoryQuery
+    if args.cursor is not None:
+        if args.page != 1:
+            raise CommandError("--page and --cursor exclude each other", 2)
+        kind = CursorQuery
+    arguments = {name: getattr(args, name) for name in kind.model_fields}
     try:
-        query = HistoryQuery.parse(**arguments)
+        query = kind.parse(**arguments)
     except InvalidQueryError as exc:
         option = "--" + exc.argument.replace("_", "-")
         raise CommandError(f"{option}: {exc.message}", 2) from None
-    _print(_read(args.database_url, lambda session: numbered_page(session, query)))
+
+    def read(session: Session) -> BaseModel:
+        try:
+            return run_query(session, query)
+        except InvalidQueryError as exc:
+            raise CommandError(f"--{exc.argument.replace('_', '-')}: {exc.message}", 2) from None
+
+    _print(_read(args.database_url, read))
     return 0
 
 

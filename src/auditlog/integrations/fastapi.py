@@ -29,8 +29,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from .._asyncio import AsyncSession
-from ..query import HistoryPage
-from ..query.pages import numbered_page
+from ..exceptions import InvalidQueryError
+from ..query import CursorPage, HistoryPage
 from .http import (
     DEFAULT_MAX_PAGE_BYTES,
     ErrorBody,
@@ -42,6 +42,7 @@ from .http import (
     openapi_parameters,
     page_body,
     parse_query,
+    run_query,
     scoped_query,
 )
 from .state import STATE_PARAMETERS, ObjectState, parse_state_query, run_state_query
@@ -137,7 +138,7 @@ def history_router(
 
     @router.get(
         path,
-        response_model=HistoryPage,
+        response_model=HistoryPage | CursorPage,
         responses=_ERRORS,
         tags=list(tags),
         summary="History",
@@ -153,12 +154,14 @@ def history_router(
             principal = await _principal(authenticate, request.headers.get("authorization"))
             query = parse_query(request.scope.get("query_string", b""))
             scoped = scoped_query(principal, query)
-            page = empty_page(query.page)
+            page = empty_page(query)
             try:
                 if scoped is not None and session_factory is not None:
-                    page = await _run(session_factory(), True, numbered_page, scoped)
+                    page = await _run(session_factory(), True, run_query, scoped)
                 elif scoped is not None:
-                    page = await _run(session, False, numbered_page, scoped)
+                    page = await _run(session, False, run_query, scoped)
+            except InvalidQueryError as exc:  # a model's name nobody knows
+                raise HTTPError.bad_parameter(exc.argument, exc.message) from None
             except SQLAlchemyError as exc:
                 raise HTTPError.unavailable(exc) from None
             return Response(page_body(page, max_page_bytes), media_type="application/json")

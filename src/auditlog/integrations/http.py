@@ -23,7 +23,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Mapping, Set
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
@@ -31,8 +31,15 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..exceptions import InvalidQueryError
 from ..models import MAX_ID
-from ..query import MAX_PAGE_SIZE, HistoryPage, HistoryQuery
-from ..query.pages import numbered_page
+from ..query import (
+    MAX_PAGE_SIZE,
+    CursorPage,
+    CursorQuery,
+    HistoryFilters,
+    HistoryPage,
+    HistoryQuery,
+)
+from ..query.pages import cursor_page, numbered_page
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -55,6 +62,7 @@ __all__ = [
     "page_body",
     "parse_datetime",
     "parse_query",
+    "run_query",
     "scoped_query",
     "token_authenticator",
 ]
@@ -185,6 +193,7 @@ def authenticate_request(authorization: str | None, authenticate: Authenticate) 
 #: ``tenant_id`` last (it never widens the scope).
 PARAMETERS: tuple[str, ...] = (
     *(name for name in HistoryQuery.model_fields if name != "tenant_id"),
+    "cursor",
     "tenant_id",
 )
 #: What the endpoint says of a parameter where the library call's description does not fit.
@@ -206,15 +215,16 @@ def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
 
 def openapi_parameters() -> list[dict[str, Any]]:
     """The OpenAPI description of every query parameter, from :class:`HistoryQuery`'s schema."""
-    properties = HistoryQuery.model_json_schema()["properties"]
+    properties = {
+        **CursorQuery.model_json_schema()["properties"],
+        **HistoryQuery.model_json_schema()["properties"],
+    }
     parameters = []
     for name in PARAMETERS:
         schema = _without_null(properties[name])
         schema.pop("title", None)
         description = _HTTP_DESCRIPTIONS.get(name) or schema.pop("description")
         schema.pop("description", None)
-        if name == "content_type":  # ids only over HTTP
-            schema = next(s for s in schema["anyOf"] if s.get("type") == "integer")
         parameter: dict[str, Any] = {
             "name": name,
             "in": "query",
@@ -270,7 +280,7 @@ def _decode(query_string: bytes | str) -> list[tuple[str, str]]:
 
 
 #: Parameters read as whole numbers in the query string, and their bounds.
-_INTEGERS = {"page": (1, MAX_ID), "page_size": (1, MAX_PAGE_SIZE), "content_type": (0, MAX_ID)}
+_INTEGERS = {"page": (1, MAX_ID), "page_size": (1, MAX_PAGE_SIZE)}
 
 
 def decode_query(
@@ -297,8 +307,9 @@ def decode_query(
     return decoded
 
 
-def parse_query(query_string: bytes | str) -> HistoryQuery:
-    """The validated query of a raw query string (bytes, or WSGI's latin-1 text).
+def parse_query(query_string: bytes | str) -> HistoryQuery | CursorQuery:
+    """The validated query of a raw query string (bytes, or WSGI's latin-1 text): numbered
+    pages, or keyset pages when it gives a ``cursor``.
 
     Empty values count as absent. Raises :class:`HTTPError` (400) naming the bad parameter.
     """
@@ -306,17 +317,27 @@ def parse_query(query_string: bytes | str) -> HistoryQuery:
     for name, value in decode_query(query_string, PARAMETERS, repeatable={"action_type"}).items():
         if name in _INTEGERS:
             arguments[name] = _integer(name, value, *_INTEGERS[name])
+        elif name == "content_type" and _DIGITS.fullmatch(value):  # else a model's name
+            arguments[name] = _integer(name, value, 0, MAX_ID)
         elif name in ("since", "until"):
             arguments[name] = parse_datetime(name, value)
         else:
             arguments[name] = value
+    if "cursor" in arguments and "page" in arguments:
+        raise HTTPError.bad_parameter("page", "a page number and a cursor exclude each other")
+    kind: type[HistoryQuery] | type[CursorQuery] = (
+        CursorQuery if "cursor" in arguments else HistoryQuery
+    )
     try:
-        return HistoryQuery.parse(**arguments)
+        return kind.parse(**arguments)
     except InvalidQueryError as exc:
         raise HTTPError.bad_parameter(exc.argument, exc.message) from None
 
 
-def scoped_query(principal: Principal, query: HistoryQuery) -> HistoryQuery | None:
+Query = TypeVar("Query", bound=HistoryFilters)
+
+
+def scoped_query(principal: Principal, query: Query) -> Query | None:
     """``query`` limited to the principal's tenant.
 
     Returns ``None`` when nothing can match: the query names another tenant (the answer is an
@@ -333,7 +354,7 @@ def scoped_query(principal: Principal, query: HistoryQuery) -> HistoryQuery | No
 DEFAULT_MAX_PAGE_BYTES = 16 * 2**20
 
 
-def page_body(page: HistoryPage, max_bytes: int = DEFAULT_MAX_PAGE_BYTES) -> bytes:
+def page_body(page: HistoryPage | CursorPage, max_bytes: int = DEFAULT_MAX_PAGE_BYTES) -> bytes:
     """The JSON body of ``page``. A page of several entries larger than ``max_bytes`` is a 400
     naming ``page_size`` and the size that fits; a page of one entry is always served."""
     body = page.model_dump_json().encode()
@@ -355,14 +376,25 @@ def page_body(page: HistoryPage, max_bytes: int = DEFAULT_MAX_PAGE_BYTES) -> byt
     )
 
 
-def empty_page(page: int = 1) -> HistoryPage:
-    """The page of a query nothing can match."""
-    return HistoryPage.numbered(0, page, 1, [])
+def empty_page(query: HistoryQuery | CursorQuery | int = 1) -> HistoryPage | CursorPage:
+    """The page of a query nothing can match (numbered, or keyset for a cursor query)."""
+    if isinstance(query, CursorQuery):
+        return CursorPage(
+            has_next=False, has_previous=False, next_cursor=None, previous_cursor=None, results=[]
+        )
+    return HistoryPage.numbered(0, query if isinstance(query, int) else query.page, 1, [])
+
+
+def run_query(session: Session, query: HistoryQuery | CursorQuery) -> HistoryPage | CursorPage:
+    """One page of ``query``: numbered, or keyset for a cursor query."""
+    if isinstance(query, CursorQuery):
+        return cursor_page(session, query)
+    return numbered_page(session, query)
 
 
 def history_page(
     session_factory: Callable[[], Session], principal: Principal, query_string: bytes | str
-) -> HistoryPage:
+) -> HistoryPage | CursorPage:
     """Parse, scope and run one request's query on a new session (sync mounts).
 
     Raises :class:`HTTPError`: 400 for a bad parameter, 503 when the database fails.
@@ -370,9 +402,11 @@ def history_page(
     query = parse_query(query_string)
     scoped = scoped_query(principal, query)
     if scoped is None:
-        return empty_page(query.page)
+        return empty_page(query)
     try:
         with session_factory() as session:
-            return numbered_page(session, scoped)
+            return run_query(session, scoped)
+    except InvalidQueryError as exc:  # a model's name nobody knows
+        raise HTTPError.bad_parameter(exc.argument, exc.message) from None
     except SQLAlchemyError as exc:
         raise HTTPError.unavailable(exc) from None

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import reduce
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
+from ..exceptions import InvalidQueryError
 from ..models import audit_log_table as _t
 from ..models import content_type_table
+from ..registry import mapper_named
 from .cursor import Cursor
 from .params import HistoryFilters
 
@@ -26,8 +29,10 @@ __all__ = [
     "by_ip_address",
     "by_object_id",
     "by_tenant",
+    "by_transaction",
     "by_user",
     "in_window",
+    "resolve_content_type",
 ]
 
 Stmt = sa.Select[Any]
@@ -59,6 +64,7 @@ def by_object_id(stmt: Stmt, q: HistoryFilters) -> Stmt:
 
 
 def by_content_type(stmt: Stmt, q: HistoryFilters) -> Stmt:
+    """By id; a name is turned into its id first (:func:`resolve_content_type`)."""
     if q.content_type is None:
         return stmt
     if isinstance(q.content_type, int):
@@ -67,6 +73,34 @@ def by_content_type(stmt: Stmt, q: HistoryFilters) -> Stmt:
     return stmt.where(
         _t.c.content_type == sa.select(content_type_table.c.id).where(named).scalar_subquery()
     )
+
+
+_F = TypeVar("_F", bound=HistoryFilters)
+
+
+def resolve_content_type(session: Session, q: _F) -> _F:
+    """``q`` with a model's name in ``content_type`` replaced by its id. A model mapped in this
+    process that has no entry yet matches nothing; any other unknown name is an
+    :class:`~auditlog.InvalidQueryError` that lists the known ones."""
+    if not isinstance(q.content_type, str):
+        return q
+    named = content_type_table.c.name == q.content_type
+    found = session.execute(sa.select(content_type_table.c.id).where(named)).scalar()
+    if found is None and mapper_named(q.content_type) is not None:
+        found = -1  # a model, never audited yet: no entries
+    if found is None:
+        known = session.scalars(
+            sa.select(content_type_table.c.name).order_by(content_type_table.c.name).limit(50)
+        ).all()
+        raise InvalidQueryError(
+            "content_type",
+            f"no model is named {q.content_type!r}; known: {', '.join(known) or 'none yet'}",
+        )
+    return q.model_copy(update={"content_type": found})
+
+
+def by_transaction(stmt: Stmt, q: HistoryFilters) -> Stmt:
+    return stmt if q.transaction_id is None else stmt.where(_t.c.transaction_id == q.transaction_id)
 
 
 def in_window(stmt: Stmt, q: HistoryFilters) -> Stmt:
@@ -79,7 +113,8 @@ def in_window(stmt: Stmt, q: HistoryFilters) -> Stmt:
 
 
 FILTERS: Sequence[Filter] = (
-    by_tenant, by_user, by_ip_address, by_action_type, by_object_id, by_content_type, in_window,
+    by_tenant, by_user, by_ip_address, by_action_type, by_object_id, by_content_type,
+    by_transaction, in_window,
 )  # fmt: skip
 
 

@@ -17,16 +17,17 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from ..models import AuditLog
+from ..models import AuditLog, content_type_table
 from ..models import audit_log_table as _t
 from .cursor import Cursor
-from .filters import Stmt, apply_filters, beyond
+from .filters import Stmt, apply_filters, beyond, resolve_content_type
 from .params import CursorQuery, HistoryQuery
 from .schemas import ENTRY_COLUMNS, AuditLogEntry, CursorPage, HistoryPage
 
 __all__ = ["cursor_page", "numbered_page"]
 
-_COLUMNS = [_t.c[name] for name in ENTRY_COLUMNS]
+_COLUMNS = [*(_t.c[name] for name in ENTRY_COLUMNS), content_type_table.c.name.label("model")]
+_WITH_MODEL = _t.outerjoin(content_type_table, _t.c.content_type == content_type_table.c.id)
 _NEWEST_FIRST = (_t.c.timestamp.desc(), _t.c.id.desc())
 _OLDEST_FIRST = (_t.c.timestamp.asc(), _t.c.id.asc())
 
@@ -56,16 +57,17 @@ def _fetch(
     keys = keys.order_by(*order).limit(limit).offset(offset or None)
     if deep and _dialect(session) in {"mysql", "mariadb"}:
         found = keys.subquery("page_keys")
-        stmt = sa.select(*_COLUMNS).select_from(_t.join(found, _t.c.id == found.c.id))
+        stmt = sa.select(*_COLUMNS).select_from(_WITH_MODEL.join(found, _t.c.id == found.c.id))
         stmt = stmt.order_by(*order)
     else:
-        stmt = keys.with_only_columns(*_COLUMNS)
+        stmt = keys.with_only_columns(*_COLUMNS).select_from(_WITH_MODEL)
     entries = (AuditLogEntry.from_row(row) for row in session.execute(stmt).mappings())
     return [entry for entry in entries if entry is not None]
 
 
 def numbered_page(session: Session, q: HistoryQuery) -> HistoryPage:
     """Page ``q.page`` of the entries matching ``q``, with the total count."""
+    q = resolve_content_type(session, q)
     count = session.execute(
         apply_filters(sa.select(sa.func.count()).select_from(_t), q)
     ).scalar_one()
@@ -74,11 +76,14 @@ def numbered_page(session: Session, q: HistoryQuery) -> HistoryPage:
     if offset < count:  # a page beyond the last is empty: no need to ask
         keys = apply_filters(sa.select(_t.c.id), q)
         results = _fetch(session, keys, _NEWEST_FIRST, q.page_size, offset, deep=offset > 0)
-    return HistoryPage.numbered(count, q.page, q.page_size, results)
+    last = results[-1] if results else None
+    after = Cursor(last.timestamp, last.id, "next").encode() if last is not None else None
+    return HistoryPage.numbered(count, q.page, q.page_size, results, after)
 
 
 def cursor_page(session: Session, q: CursorQuery) -> CursorPage:
     """The page after (or before) ``q.cursor`` of the entries matching ``q``."""
+    q = resolve_content_type(session, q)
     keys = apply_filters(sa.select(_t.c.id), q)
     forward = q.cursor is None or q.cursor.direction == "next"
     if q.cursor is not None:

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Mapper
 
 from ..context import ip_text
 from ..exceptions import ContextError, InvalidQueryError
-from ..models import ACTION_TYPES, MAX_ID, ActionType
+from ..models import ACTION_TYPES, MAX_ID, ActionType, ulid_hex
 from ..registry import model_name
 from ..serialize import object_id_of
 from .cursor import Cursor
@@ -47,6 +47,10 @@ MAX_PAGE_SIZE = 1000
 #: Text that holds no NUL character (no database column can store one), and an address; as
 #: their JSON Schema says (validation is done by the validators below, with clearer messages).
 _Text = Annotated[str, WithJsonSchema({"type": "string", "pattern": "^[^\\x00]*$"})]
+_EntryId = Annotated[
+    str,
+    WithJsonSchema({"type": "string", "pattern": "^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$"}),
+]
 _Address = Annotated[
     str, WithJsonSchema({"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]})
 ]
@@ -122,7 +126,11 @@ class HistoryFilters(BaseModel):
     )
     content_type: Annotated[int, Field(ge=0, le=MAX_ID)] | str | None = Field(
         default=None,
-        description="Only entries about objects of this model (its `content_type` id).",
+        description="Only entries about objects of this model: its `content_type` id, or its "
+        "name (`module.Class`).",
+    )
+    transaction_id: _EntryId | None = Field(
+        default=None, description="Only entries of this database transaction."
     )
     since: dt.datetime | None = Field(
         default=None, description="Only entries at or after this time (ISO 8601; UTC when naive)."
@@ -193,6 +201,17 @@ class HistoryFilters(BaseModel):
             return int(value)  # "18" from a query string is the id 18
         return _no_bool(value)
 
+    @field_validator("transaction_id", mode="before")
+    @classmethod
+    def _a_ulid(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            ulid_hex(value)
+        except (ValueError, TypeError):
+            raise ValueError("not a transaction id (a ULID)") from None
+        return str(value).upper()
+
     @field_validator("since", "until")
     @classmethod
     def _aware(cls, value: dt.datetime | None) -> dt.datetime | None:
@@ -226,7 +245,11 @@ class HistoryQuery(HistoryFilters):
 class CursorQuery(HistoryFilters):
     """The validated arguments of ``query_history_cursor`` (keyset mode)."""
 
-    cursor: Cursor | None = None
+    cursor: Annotated[Cursor, WithJsonSchema({"type": "string"})] | None = Field(
+        default=None,
+        description="Read on from this cursor: a page's `next_cursor` (older entries) or "
+        "`previous_cursor` (newer ones). Each page then costs the same however deep it is.",
+    )
     page_size: _PageSize = 20
 
     @field_validator("cursor", mode="before")

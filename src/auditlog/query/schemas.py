@@ -76,15 +76,41 @@ class AuditLogEntry(BaseModel):
     before_state: dict[str, Any] | None = Field(description="The object before the action.")
     after_state: dict[str, Any] | None = Field(description="The object after the action.")
     content_type: int = Field(description="Id of the object's model in audit_content_type.")
+    model: str | None = Field(
+        default=None, description="The object's model, `module.Class` (its content type's name)."
+    )
+    model_label: str | None = Field(default=None, description="The model's class name.")
+    changed_fields: list[str] | None = Field(
+        default=None, description="The recorded attributes an update changed (null otherwise)."
+    )
+    diff: dict[str, list[Any]] | None = Field(
+        default=None, description="An update's changes: `{attribute: [before, after]}`."
+    )
+    transaction_id: str | None = Field(
+        default=None, description="Shared by every entry of one database transaction."
+    )
+    extra: dict[str, Any] | None = Field(
+        default=None, description="The extra values of the context the change was made in."
+    )
 
     @model_validator(mode="before")
     @classmethod
-    def _created_by_is_user_id(cls, data: Any) -> Any:
-        """The actor is both ``user_id`` and ``created_by``, the name the endpoint's schema uses."""
+    def _derived(cls, data: Any) -> Any:
+        """What an entry shows beyond its columns: ``created_by`` (the name the endpoint's schema
+        gives the actor, the same as ``user_id``), the model's label and an update's diff."""
         if not isinstance(data, dict):
-            data = {name: getattr(data, name) for name in ENTRY_COLUMNS}
+            data = {name: getattr(data, name, None) for name in (*ENTRY_COLUMNS, "model")}
+        data = dict(data)
         if data.get("created_by") is None:
-            data = {**data, "created_by": data.get("user_id")}
+            data["created_by"] = data.get("user_id")
+        model = data.get("model")
+        if isinstance(model, str) and data.get("model_label") is None:
+            data["model_label"] = model.rpartition(".")[2]
+        fields = data.get("changed_fields")
+        before, after = data.get("before_state"), data.get("after_state")
+        updated = isinstance(before, dict) and isinstance(after, dict)
+        if data.get("diff") is None and isinstance(fields, list) and updated:
+            data["diff"] = {f: [before.get(f), after.get(f)] for f in fields}
         return data
 
     @classmethod
@@ -147,10 +173,19 @@ class HistoryPage(BaseModel):
     previous_page: int | None
     next_page: int | None
     results: list[AuditLogEntry]
+    next_cursor: str | None = Field(
+        default=None,
+        description="Where the next page starts, for reading on with `cursor` (null on the last).",
+    )
 
     @classmethod
     def numbered(
-        cls, count: int, page: int, page_size: int, results: list[AuditLogEntry]
+        cls,
+        count: int,
+        page: int,
+        page_size: int,
+        results: list[AuditLogEntry],
+        next_cursor: str | None = None,
     ) -> HistoryPage:
         """Page ``page`` of ``count`` entries, ``page_size`` a page (a page past the last is
         empty; there is always at least one page)."""
@@ -166,6 +201,7 @@ class HistoryPage(BaseModel):
             previous_page=page - 1 if has_previous else None,
             next_page=page + 1 if has_next else None,
             results=results,
+            next_cursor=next_cursor if has_next else None,
         )
 
 
@@ -185,5 +221,10 @@ class CursorPage(BaseModel):
     results: list[AuditLogEntry]
 
 
-#: The ``audit_log`` columns an entry shows (``created_by`` repeats ``user_id``).
-ENTRY_COLUMNS = tuple(name for name in AuditLogEntry.model_fields if name != "created_by")
+#: The ``audit_log`` columns an entry shows (the other fields are derived from them, or, for
+#: ``model``, from the entry's content type).
+ENTRY_COLUMNS = tuple(
+    name
+    for name in AuditLogEntry.model_fields
+    if name not in {"created_by", "model", "model_label", "diff"}
+)
