@@ -18,6 +18,7 @@ from pydantic import TypeAdapter, ValidationError
 from .. import __version__
 from .database import DATABASE_URL_ENV, CommandError
 from .demo import TOKEN_ENV, demo_command
+from .export import EXPORT_FORMATS, export_command
 from .history import history_command
 from .serve import IDLE_TIMEOUT, TOKENS_ENV, serve_command
 
@@ -97,20 +98,27 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--tokens-file", metavar="PATH", help="file of token=tenant_id lines")
     serve.set_defaults(handler=serve_command)
 
+    filters = argparse.ArgumentParser(add_help=False)
+    for name in ("tenant_id", "user_id", "ip_address", "object_id"):
+        filters.add_argument("--" + name.replace("_", "-"), metavar=name.upper())
+    filters.add_argument(
+        "--action-type", metavar="ACTIONS", help="create, update, delete, access; comma-separated"
+    )
+    filters.add_argument("--content-type", metavar="ID_OR_MODEL", help="content type id or name")
+    filters.add_argument("--since", type=_datetime, metavar="TIME", help="ISO 8601, inclusive")
+    filters.add_argument(
+        "--until", "--before", type=_datetime, metavar="TIME", help="ISO 8601, exclusive"
+    )
+    filters.add_argument(
+        "--transaction-id", metavar="ID", help="only entries of this database transaction"
+    )
+
     history = commands.add_parser(
         "history",
-        parents=[database],
+        parents=[database, filters],
         help="print one page of history as JSON",
         description="Print one page of audit entries, newest first, as the GET /history/ JSON.",
     )
-    for name in ("tenant_id", "user_id", "ip_address", "object_id"):
-        history.add_argument("--" + name.replace("_", "-"), metavar=name.upper())
-    history.add_argument(
-        "--action-type", metavar="ACTIONS", help="create, update, delete, access; comma-separated"
-    )
-    history.add_argument("--content-type", metavar="ID_OR_MODEL", help="content type id or name")
-    history.add_argument("--since", type=_datetime, metavar="TIME", help="ISO 8601, inclusive")
-    history.add_argument("--until", type=_datetime, metavar="TIME", help="ISO 8601, exclusive")
     history.add_argument("--page", type=int, default=1, help="page number, from 1 (1)")
     history.add_argument("--page-size", type=int, default=20, help="entries per page (20)")
     history.add_argument(
@@ -119,15 +127,27 @@ def _parser() -> argparse.ArgumentParser:
         help="read on from a page's next_cursor (or previous_cursor): keyset pages",
     )
     history.add_argument(
-        "--transaction-id", metavar="ID", help="only entries of this database transaction"
-    )
-    history.add_argument(
         "--as-of",
         metavar="TIME_OR_ENTRY",
         help="with --object-id: the object's recorded state at this ISO 8601 time (UTC when "
         "naive) or just after this entry id",
     )
     history.set_defaults(handler=history_command)
+
+    export = commands.add_parser(
+        "export",
+        parents=[database, filters],
+        help="write every entry matching the filters as JSON Lines or CSV",
+        description="Write every audit entry matching the filters, newest first, to a file or "
+        "stdout, read a page at a time (constant memory); a progress line on stderr when it "
+        "is a terminal.",
+    )
+    export.add_argument(
+        "--format", choices=EXPORT_FORMATS, default="jsonl", help="jsonl (default) or csv"
+    )
+    export.add_argument("--output", metavar="FILE", help="write here (default: stdout)")
+    export.add_argument("--page-size", type=int, default=500, help="entries read per query (500)")
+    export.set_defaults(handler=export_command)
     return parser
 
 
