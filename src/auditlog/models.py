@@ -27,6 +27,7 @@ from .exceptions import ConfigurationError
 __all__ = [
     "ACTION_TYPES",
     "MAX_ID",
+    "ULID_PATTERN",
     "ActionType",
     "AuditLog",
     "ContentType",
@@ -41,6 +42,9 @@ __all__ = [
 #: What an entry records: a change (create, update, delete), or a read (access).
 ActionType = Literal["create", "update", "delete", "access"]
 ACTION_TYPES: tuple[ActionType, ...] = get_args(ActionType)
+#: The text of a ULID (an entry or transaction id): Crockford's base32, 26 characters, the first
+#: at most 7 (128 bits).
+ULID_PATTERN = "[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}"
 #: The largest integer id (content types, page numbers): 32 bits on every backend.
 MAX_ID = 2**31 - 1
 

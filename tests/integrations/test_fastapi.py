@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from hypothesis import HealthCheck, assume, given, settings
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi import checks
@@ -306,3 +306,28 @@ async def test_serves_an_objects_state(engine: Engine, client: httpx.AsyncClient
     for url, headers, check in object_state_cases(engine):
         response = await client.get(url, headers=headers)
         assert check(response.status_code, response.json()), (url, response.text)
+
+
+async def test_the_apps_own_sign_in_dependency_names_the_caller(engine: Engine) -> None:
+    """An app reuses its Depends(current_user): no bearer token involved."""
+    seed_history(engine)
+
+    class User:
+        def __init__(self, tenant_id: str, user_id: str) -> None:
+            self.tenant_id, self.user_id = tenant_id, user_id
+
+    async def current_user(request: Request) -> User | None:
+        signed_in = request.cookies.get("session")  # the app's own sign-in, simplified
+        return User(TENANT_B, signed_in) if signed_in else None
+
+    app = FastAPI()
+    app.include_router(history_router(sessionmaker(engine), caller=current_user))
+    async with client_for(app) as client:
+        client.cookies.set("session", "carol")
+        page = (await client.get("/history/")).json()
+        assert page["count"] == 2 and {e["tenant_id"] for e in page["results"]} == {TENANT_B}
+        client.cookies.clear()
+        nobody = await client.get("/history/")
+        assert (nobody.status_code, nobody.json()["error"]) == (401, "not_authenticated")
+    with pytest.raises(TypeError, match="exactly one of authenticate, caller"):
+        history_router(sessionmaker(engine), authenticate=lambda t: None, caller=current_user)

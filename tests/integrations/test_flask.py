@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import flask
 import httpx
 import pytest
 import sqlalchemy as sa
@@ -146,3 +147,26 @@ def test_serves_an_objects_state(engine: Engine, client: FlaskClient) -> None:
     for url, headers, check in object_state_cases(engine):
         response = client.get(url, headers=headers)
         assert check(response.status_code, response.get_json()), (url, response.text)
+
+
+def test_the_apps_own_sign_in_names_the_caller(engine: Engine) -> None:
+    """A callable reads the caller the app's way (here flask.g, set by a before_request hook)."""
+    seed_history(engine)
+    app = flask.Flask(__name__)
+
+    @app.before_request
+    def sign_in() -> None:
+        if flask.request.cookies.get("session") == "bob":
+            flask.g.tenant_id, flask.g.user_id = TENANT_A, "bob"
+
+    app.register_blueprint(
+        history_blueprint(
+            sessionmaker(engine), caller=lambda: flask.g if "tenant_id" in flask.g else None
+        )
+    )
+    client = app.test_client()
+    client.set_cookie("session", "bob")
+    page = client.get("/history/").get_json()
+    assert page["count"] == 5 and {e["tenant_id"] for e in page["results"]} == {TENANT_A}
+    client.delete_cookie("session")
+    assert client.get("/history/").status_code == 401

@@ -36,6 +36,7 @@ from .http import (
     ErrorBody,
     HTTPError,
     Principal,
+    as_principal,
     bearer_token,
     check_principal,
     empty_page,
@@ -111,7 +112,8 @@ def _error(exc: HTTPError) -> JSONResponse:
 def history_router(
     session_factory: Callable[[], Session | AsyncSession] | None = None,
     *,
-    authenticate: AnyAuthenticate,
+    authenticate: AnyAuthenticate | None = None,
+    caller: Callable[..., Any] | None = None,
     session_dependency: Callable[..., Any] | None = None,
     path: str = "/history/",
     tags: Sequence[str] = ("audit",),
@@ -123,18 +125,29 @@ def history_router(
     Give exactly one of ``session_factory`` (a ``sessionmaker``, an ``async_sessionmaker``, or any
     callable returning a new ``Session``/``AsyncSession``; closed after the request) and
     ``session_dependency`` (a FastAPI dependency yielding the app's own session).
-    ``authenticate`` maps a bearer token to a :class:`~auditlog.integrations.http.Principal` or
-    ``None``; it may be a coroutine function. A page of several entries whose JSON exceeds
+    Who is calling comes from exactly one of ``authenticate``, which maps a bearer token to a
+    :class:`~auditlog.integrations.http.Principal` or ``None`` (it may be a coroutine
+    function), and ``caller``, the application's own FastAPI dependency that returns the signed-in
+    caller (a ``Principal``, or an object with ``tenant_id`` and ``user_id`` attributes, or
+    ``None`` for nobody), so that an app reuses its ``Depends(current_user)``. A page of several entries whose JSON exceeds
     ``max_page_bytes`` is refused (400). ``router_options`` go to ``APIRouter``.
     """
     if (session_factory is None) == (session_dependency is None):
         raise TypeError("history_router() takes exactly one of session_factory, session_dependency")
+    if (authenticate is None) == (caller is None):
+        raise TypeError("history_router() takes exactly one of authenticate, caller")
     bearer = HTTPBearer(
         auto_error=False,
         scheme_name="auditlogBearer",
         description="A token the application maps to a tenant (and user).",
     )
     router = APIRouter(**router_options)
+    security = [Security(bearer)] if authenticate is not None else []
+
+    async def identify(request: Request, who: Any) -> Principal:
+        if authenticate is None:
+            return as_principal(who)
+        return await _principal(authenticate, request.headers.get("authorization"))
 
     @router.get(
         path,
@@ -144,14 +157,15 @@ def history_router(
         summary="History",
         description="Audit entries of the caller's tenant, newest first, one page at a time.",
         openapi_extra={"parameters": openapi_parameters()},
-        dependencies=[Security(bearer)],
+        dependencies=security,
     )
     async def history(
         request: Request,
         session: Any = Depends(session_dependency or _no_session),  # noqa: B008
+        who: Any = Depends(caller or _no_session),  # noqa: B008
     ) -> Any:
         try:
-            principal = await _principal(authenticate, request.headers.get("authorization"))
+            principal = await identify(request, who)
             query = parse_query(request.scope.get("query_string", b""))
             scoped = scoped_query(principal, query)
             page = empty_page(query)
@@ -177,14 +191,15 @@ def history_router(
         description="One object's recorded state at a moment (now by default), from the "
         "caller's tenant's entries.",
         openapi_extra={"parameters": _state_parameters()},
-        dependencies=[Security(bearer)],
+        dependencies=security,
     )
     async def object_state(
         request: Request,
         session: Any = Depends(session_dependency or _no_session),  # noqa: B008
+        who: Any = Depends(caller or _no_session),  # noqa: B008
     ) -> Any:
         try:
-            principal = await _principal(authenticate, request.headers.get("authorization"))
+            principal = await identify(request, who)
             query = parse_state_query(request.scope.get("query_string", b""))
             try:
                 if session_factory is not None:
@@ -208,7 +223,8 @@ def _state_parameters() -> list[dict[str, Any]]:
 def history_app(
     session_factory: Callable[[], Session | AsyncSession] | None = None,
     *,
-    authenticate: AnyAuthenticate,
+    authenticate: AnyAuthenticate | None = None,
+    caller: Callable[..., Any] | None = None,
     session_dependency: Callable[..., Any] | None = None,
     path: str = "/history/",
     max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES,
@@ -224,6 +240,7 @@ def history_app(
         history_router(
             session_factory,
             authenticate=authenticate,
+            caller=caller,
             session_dependency=session_dependency,
             path=path,
             max_page_bytes=max_page_bytes,

@@ -22,6 +22,8 @@ from .http import (
     DEFAULT_MAX_PAGE_BYTES,
     Authenticate,
     HTTPError,
+    Principal,
+    as_principal,
     authenticate_request,
     history_page,
     page_body,
@@ -37,42 +39,58 @@ __all__ = ["history_blueprint"]
 def history_blueprint(
     session_factory: Callable[[], Session],
     *,
-    authenticate: Authenticate,
+    authenticate: Authenticate | None = None,
+    caller: Callable[[], object] | None = None,
     path: str = "/history/",
     name: str = "auditlog_history",
     url_prefix: str | None = None,
     max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES,
 ) -> Blueprint:
-    """A blueprint serving ``GET path``: one page of the caller's tenant's audit entries.
+    """A blueprint serving ``GET path`` (one page of the caller's tenant's audit entries) and
+    ``GET path/state/`` (one object's recorded state).
 
     ``session_factory`` returns a new ``Session`` (a ``sessionmaker`` or a ``scoped_session``
-    registry); it is closed after the request. ``authenticate`` maps a bearer token to a
-    :class:`~auditlog.integrations.http.Principal` or ``None``. A page of several entries whose
-    JSON exceeds ``max_page_bytes`` is refused (400).
+    registry); it is closed after the request. Who is calling comes from exactly one of
+    ``authenticate``, which maps a bearer token to a
+    :class:`~auditlog.integrations.http.Principal` or ``None``, and ``caller``, a callable that
+    reads the signed-in caller the application's way (``flask.g``, Flask-Login's
+    ``current_user``) and returns a ``Principal``, an object with ``tenant_id`` and ``user_id``
+    attributes, or ``None`` for nobody. A page of several entries whose JSON exceeds
+    ``max_page_bytes`` is refused (400).
     """
+    if (authenticate is None) == (caller is None):
+        raise TypeError("history_blueprint() takes exactly one of authenticate, caller")
     blueprint = Blueprint(name, __name__, url_prefix=url_prefix)
+
+    def identify() -> Principal:
+        if caller is not None:
+            return as_principal(caller())
+        assert authenticate is not None
+        return authenticate_request(request.headers.get("Authorization"), authenticate)
+
+    def answer(body: Callable[[Principal], bytes]) -> Response:
+        try:
+            data = body(identify())
+        except HTTPError as exc:
+            return Response(
+                exc.json(), status=exc.status, headers=exc.headers, mimetype="application/json"
+            )
+        return Response(data, mimetype="application/json")
 
     @blueprint.get(f"{path.rstrip('/')}/state/")
     def object_state_view() -> Response:
-        try:
-            principal = authenticate_request(request.headers.get("Authorization"), authenticate)
-            found = object_state(session_factory, principal, request.query_string)
-        except HTTPError as exc:
-            return Response(
-                exc.json(), status=exc.status, headers=exc.headers, mimetype="application/json"
+        return answer(
+            lambda who: (
+                object_state(session_factory, who, request.query_string).model_dump_json().encode()
             )
-        return Response(found.model_dump_json(), mimetype="application/json")
+        )
 
     @blueprint.get(path)
     def history() -> Response:
-        try:
-            principal = authenticate_request(request.headers.get("Authorization"), authenticate)
-            page = history_page(session_factory, principal, request.query_string)
-            body = page_body(page, max_page_bytes)
-        except HTTPError as exc:
-            return Response(
-                exc.json(), status=exc.status, headers=exc.headers, mimetype="application/json"
+        return answer(
+            lambda who: page_body(
+                history_page(session_factory, who, request.query_string), max_page_bytes
             )
-        return Response(body, mimetype="application/json")
+        )
 
     return blueprint

@@ -52,6 +52,7 @@ __all__ = [
     "ErrorBody",
     "HTTPError",
     "Principal",
+    "as_principal",
     "authenticate_request",
     "bearer_token",
     "check_principal",
@@ -180,6 +181,19 @@ def check_principal(principal: object) -> Principal:
     if not isinstance(principal, Principal):
         raise TypeError(f"authenticate must return a Principal or None, not {principal!r}")
     return principal
+
+
+def as_principal(caller: object) -> Principal:
+    """The principal of the application's own idea of the caller: a :class:`Principal`, or any
+    object with a ``tenant_id`` (and optionally ``user_id``) attribute, such as the user an
+    app's sign-in dependency returns; 401 for ``None`` or a caller without a tenant."""
+    if isinstance(caller, Principal):
+        return caller
+    tenant = getattr(caller, "tenant_id", None) if caller is not None else None
+    if tenant is None or tenant == "":
+        raise HTTPError.unauthorized("not signed in")
+    user = getattr(caller, "user_id", None)
+    return Principal(tenant_id=str(tenant), user_id=None if user is None else str(user))
 
 
 def authenticate_request(authorization: str | None, authenticate: Authenticate) -> Principal:

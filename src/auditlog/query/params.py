@@ -27,7 +27,7 @@ from sqlalchemy.orm import Mapper
 
 from ..context import ip_text
 from ..exceptions import ContextError, InvalidQueryError
-from ..models import ACTION_TYPES, MAX_ID, ActionType, ulid_hex
+from ..models import ACTION_TYPES, MAX_ID, ULID_PATTERN, ActionType, ulid_hex
 from ..registry import model_name
 from ..serialize import object_id_of
 from .cursor import Cursor
@@ -49,7 +49,7 @@ MAX_PAGE_SIZE = 1000
 _Text = Annotated[str, WithJsonSchema({"type": "string", "pattern": "^[^\\x00]*$"})]
 _EntryId = Annotated[
     str,
-    WithJsonSchema({"type": "string", "pattern": "^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$"}),
+    WithJsonSchema({"type": "string", "pattern": f"^{ULID_PATTERN}$"}),
 ]
 _Address = Annotated[
     str, WithJsonSchema({"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]})

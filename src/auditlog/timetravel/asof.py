@@ -19,15 +19,15 @@ from sqlalchemy.engine import Row
 from sqlalchemy.orm import Mapper, Session
 
 from ..exceptions import InvalidQueryError
+from ..models import ULID_PATTERN, content_type_table, ulid_hex
 from ..models import audit_log_table as _t
-from ..models import content_type_table, ulid_hex
 from ..registry import model_name
 from ..serialize import MASKED, decode_state, object_id_of
 
 __all__ = ["ENTRY_ID", "At", "Snapshot", "latest_entry", "object_as_of", "position", "state_as_of"]
 
 #: The text of an entry id (a ULID, in Crockford's base32).
-ENTRY_ID = re.compile(r"[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}")
+ENTRY_ID = re.compile(ULID_PATTERN)
 #: A moment: an aware datetime (a naive one is UTC, as stored), or the id of an entry, meaning
 #: just after that entry.
 At = dt.datetime | str
