@@ -26,7 +26,8 @@ def render_item(kind: str, obj: Any, autogen_context: Any) -> str | bool:
     if isinstance(obj, _OWN_TYPES):
         autogen_context.imports.add("import auditlog.models")
         return f"auditlog.models.{obj!r}"
-    if obj is JSONState:  # JSON, JSONB on PostgreSQL (Alembic's own rendering of it lacks an import)
+    # JSON, JSONB on PostgreSQL: Alembic's own rendering of it lacks an import.
+    if obj is JSONState:
         autogen_context.imports.add("import auditlog.models")
         return "auditlog.models.JSONState"
     return False

@@ -147,6 +147,7 @@ def _token(server: Server) -> str:
 def test_demo_serves_the_sample_history_with_the_printed_token() -> None:
     with serving("demo", last_line="curl") as server:
         token = _token(server)
+        assert f"Viewer: {server.base}/history/view/ (sign in with the token)" in server.lines
         curl = server.lines[-1].strip()
         url = f"{server.base}/history/?action_type=create"
         assert curl == f'curl -H "Authorization: Bearer {token}" "{url}"'

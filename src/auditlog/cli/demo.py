@@ -207,6 +207,7 @@ def demo_command(args: argparse.Namespace) -> int:
                 f"auditlog demo: {run.entries} audit entries for {len(run.tenants)} tenants "
                 f"({names}) in {shown(engine.url)}",
                 f"Serving GET /history/ at {base}/history/ (Ctrl+C to stop)",
+                f"Viewer: {base}/history/view/ (sign in with the token)",
                 f"Token (tenant {tenant.name}, {tenant.id}): {token}",
                 "Try:",
                 f'  curl -H "Authorization: Bearer {token}" "{base}/history/?action_type=create"',

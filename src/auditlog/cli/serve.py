@@ -134,6 +134,7 @@ def serve_command(args: argparse.Namespace) -> int:
                 f"auditlog serve: {shown(engine.url)}, {len(tokens)} token(s) for "
                 f"{tenants} tenant(s)",
                 f"Serving GET /history/ at {base}/history/ (Ctrl+C to stop)",
+                f"Viewer: {base}/history/view/",
             ]
 
         return serve(app, args.host, args.port, banner, args.idle_timeout)

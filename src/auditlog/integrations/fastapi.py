@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 try:
     from fastapi import APIRouter, Depends, FastAPI, Request, Security
-    from fastapi.responses import JSONResponse, Response
+    from fastapi.responses import JSONResponse, RedirectResponse, Response
     from fastapi.security import HTTPBearer
     from starlette.concurrency import run_in_threadpool
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
@@ -47,6 +47,7 @@ from .http import (
     scoped_query,
 )
 from .state import STATE_PARAMETERS, ObjectState, parse_state_query, run_state_query
+from .viewer import Auth, asset
 
 __all__ = ["history_app", "history_router"]
 
@@ -209,6 +210,18 @@ def history_router(
                 raise HTTPError.unavailable(exc) from None
         except HTTPError as exc:
             return _error(exc)
+
+    viewer_auth: Auth = "bearer" if authenticate is not None else "session"
+    base = path.rstrip("/")
+
+    @router.get(f"{base}/view", include_in_schema=False)
+    async def viewer_root() -> Response:
+        return RedirectResponse("view/")  # relative: right under any mount prefix
+
+    @router.get(f"{base}/view/{{name:path}}", include_in_schema=False)
+    async def viewer(name: str) -> Response:
+        status, headers, body = asset(name, viewer_auth)
+        return Response(body, status_code=status, headers=headers)
 
     return router
 

@@ -29,6 +29,7 @@ from .http import (
     page_body,
 )
 from .state import object_state
+from .viewer import Auth, asset
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -84,6 +85,19 @@ def history_blueprint(
                 object_state(session_factory, who, request.query_string).model_dump_json().encode()
             )
         )
+
+    viewer_auth: Auth = "bearer" if authenticate is not None else "session"
+
+    @blueprint.get(f"{path.rstrip('/')}/view")
+    def viewer_root() -> Response:
+        # relative: right under any url_prefix
+        return Response(status=301, headers={"Location": "view/"})
+
+    @blueprint.get(f"{path.rstrip('/')}/view/", defaults={"name": ""})
+    @blueprint.get(f"{path.rstrip('/')}/view/<path:name>")
+    def viewer(name: str) -> Response:
+        status, headers, body = asset(name, viewer_auth)
+        return Response(body, status=status, headers=headers)
 
     @blueprint.get(path)
     def history() -> Response:

@@ -19,6 +19,7 @@ from .http import (
     page_body,
 )
 from .state import object_state
+from .viewer import asset
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -40,8 +41,8 @@ def make_wsgi_app(
     path: str = "/history/",
     max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES,
 ) -> WSGIApp:
-    """A WSGI application serving ``GET path`` and ``GET path/state/`` (with or without the
-    final slash), and nothing else.
+    """A WSGI application serving ``GET path``, ``GET path/state/`` (with or without the final
+    slash) and the viewer at ``path/view/``, and nothing else.
 
     A page of several entries whose JSON exceeds ``max_page_bytes`` is refused (400).
     """
@@ -49,11 +50,15 @@ def make_wsgi_app(
     state = f"{path.rstrip('/')}/state/"
     states = {state, state.rstrip("/")}
 
+    view = f"{path.rstrip('/')}/view"
+
     def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
         headers = [("Content-Type", "application/json")]
+        where = environ.get("PATH_INFO", "")
+        if method in ("GET", "HEAD") and (where == view or where.startswith(view + "/")):
+            return _viewer(where.removeprefix(view), method, start_response)
         try:
-            where = environ.get("PATH_INFO", "")
             if where not in paths and where not in states:
                 raise HTTPError(404, "not_found", f"no such resource; use GET {path}")
             if method not in ("GET", "HEAD"):
@@ -74,3 +79,15 @@ def make_wsgi_app(
         return [] if method == "HEAD" else [body]
 
     return app
+
+
+def _viewer(rest: str, method: str, start_response: StartResponse) -> list[bytes]:
+    """The viewer's files (``/view/`` is the page; ``/view`` moves there)."""
+    if not rest:
+        start_response("301 Moved Permanently", [("Location", "view/"), ("Content-Length", "0")])
+        return []
+    status, headers, body = asset(rest.removeprefix("/"), "bearer")
+    start_response(
+        f"{status} {_REASONS[status]}", [*headers.items(), ("Content-Length", str(len(body)))]
+    )
+    return [] if method == "HEAD" else [body]
