@@ -36,12 +36,15 @@ def tests(session: nox.Session, sqlalchemy: str, databases: str) -> None:
     session.run("pytest", *session.posargs, env=env)
 
 
+LINTED = ["src", "tests", "benchmarks", "docs/images/take.py", "noxfile.py"]
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """Check style and common mistakes with ruff."""
     session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
-    session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py")
-    session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "check", *LINTED)
+    session.run("ruff", "format", "--check", *LINTED)
 
 
 @nox.session
@@ -80,3 +83,10 @@ def demo(session: nox.Session) -> None:
     """Run ``auditlog demo`` from a fresh install."""
     session.install(".")
     session.run("auditlog", "demo", *session.posargs)
+
+
+@nox.session(default=False)
+def screenshots(session: nox.Session) -> None:
+    """Retake the viewer's screenshots of docs/images/ (needs Chromium at /usr/bin/chromium)."""
+    _install(session, "test")
+    session.run("python", "docs/images/take.py")
