@@ -463,12 +463,18 @@ class Registry:
         return table in self._secondaries
 
     def mapper_named(self, name: str) -> Mapper[Any] | None:
-        """The mapper of the model filed under ``name`` (see :func:`model_name`), looked up among
-        the registered models and every class their SQLAlchemy registries map."""
+        """The mapper of the model filed under ``name`` (see :func:`model_name`), or whose class
+        alone is named ``name``, looked up among the registered models and every class their
+        SQLAlchemy registries map."""
         for model in self._configs:
             for mapper in _mapper_of(model).registry.mappers:
                 if model_name(mapper.class_) == name:
                     return mapper
+        if "." not in name:
+            for model in self._configs:
+                for mapper in _mapper_of(model).registry.mappers:
+                    if mapper.class_.__name__ == name:
+                        return mapper
         return None
 
     def audited_tables(self) -> frozenset[Any]:

@@ -226,6 +226,32 @@ def test_content_type_is_an_id_a_mapped_class_or_a_name(
         assert "tests.models.Customer" in str(caught.value)
 
 
+def test_content_type_takes_a_class_name_alone_while_one_model_has_it(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    others = ~ContentType.name.startswith("tests.models.")  # e.g. the demo's Customer and Loan
+    with engine.begin() as connection:  # models of other tests on this database (no entries left)
+        connection.execute(sa.delete(ContentType).where(others))
+    write_history(Session_)
+    with Session_() as session:
+        customers = ids(query_history(session, content_type="tests.models.Customer"))
+        assert ids(query_history(session, content_type="Customer")) == customers
+        assert query_history(session, content_type="Loan").count == 0  # mapped, never audited
+        with pytest.raises(InvalidQueryError, match=r"no model is named 'models\.Customer'"):
+            query_history(session, content_type="models.Customer")  # not the module nor the class
+    with engine.begin() as connection:  # another module's Customer gets entries
+        connection.execute(sa.insert(ContentType).values(name="billing.models.Customer"))
+    with Session_() as session:
+        with pytest.raises(
+            InvalidQueryError, match="several models are named 'Customer'"
+        ) as caught:
+            query_history(session, content_type="Customer")
+        assert "billing.models.Customer, tests.models.Customer" in str(caught.value)
+        assert ids(query_history(session, content_type="tests.models.Customer")) == customers
+    with engine.begin() as connection:
+        connection.execute(sa.delete(ContentType).where(others))
+
+
 def test_filters_combine_with_and(engine: Engine, Session_: sessionmaker[Session]) -> None:
     write_history(Session_)
     with Session_() as session:

@@ -214,13 +214,15 @@ def history_router(
     viewer_auth: Auth = "bearer" if authenticate is not None else "session"
     base = path.rstrip("/")
 
-    @router.get(f"{base}/view", include_in_schema=False)
+    @router.api_route(f"{base}/view", methods=["GET", "HEAD"], include_in_schema=False)
     async def viewer_root() -> Response:
         return RedirectResponse("view/")  # relative: right under any mount prefix
 
-    @router.get(f"{base}/view/{{name:path}}", include_in_schema=False)
+    @router.api_route(
+        f"{base}/view/{{name:path}}", methods=["GET", "HEAD"], include_in_schema=False
+    )
     async def viewer(name: str) -> Response:
-        status, headers, body = asset(name, viewer_auth)
+        status, headers, body = asset(name, viewer_auth, path)
         return Response(body, status_code=status, headers=headers)
 
     return router

@@ -96,7 +96,7 @@ def history_blueprint(
     @blueprint.get(f"{path.rstrip('/')}/view/", defaults={"name": ""})
     @blueprint.get(f"{path.rstrip('/')}/view/<path:name>")
     def viewer(name: str) -> Response:
-        status, headers, body = asset(name, viewer_auth)
+        status, headers, body = asset(name, viewer_auth, path)
         return Response(body, status=status, headers=headers)
 
     @blueprint.get(path)

@@ -57,7 +57,7 @@ def make_wsgi_app(
         headers = [("Content-Type", "application/json")]
         where = environ.get("PATH_INFO", "")
         if method in ("GET", "HEAD") and (where == view or where.startswith(view + "/")):
-            return _viewer(where.removeprefix(view), method, start_response)
+            return _viewer(where.removeprefix(view), method, path, start_response)
         try:
             if where not in paths and where not in states:
                 raise HTTPError(404, "not_found", f"no such resource; use GET {path}")
@@ -81,12 +81,12 @@ def make_wsgi_app(
     return app
 
 
-def _viewer(rest: str, method: str, start_response: StartResponse) -> list[bytes]:
+def _viewer(rest: str, method: str, path: str, start_response: StartResponse) -> list[bytes]:
     """The viewer's files (``/view/`` is the page; ``/view`` moves there)."""
     if not rest:
         start_response("301 Moved Permanently", [("Location", "view/"), ("Content-Length", "0")])
         return []
-    status, headers, body = asset(rest.removeprefix("/"), "bearer")
+    status, headers, body = asset(rest.removeprefix("/"), "bearer", path)
     start_response(
         f"{status} {_REASONS[status]}", [*headers.items(), ("Content-Length", str(len(body)))]
     )

@@ -79,24 +79,36 @@ _F = TypeVar("_F", bound=HistoryFilters)
 
 
 def resolve_content_type(session: Session, q: _F) -> _F:
-    """``q`` with a model's name in ``content_type`` replaced by its id. A model mapped in this
-    process that has no entry yet matches nothing; any other unknown name is an
-    :class:`~auditlog.InvalidQueryError` that lists the known ones."""
-    if not isinstance(q.content_type, str):
+    """``q`` with a model's name in ``content_type`` replaced by its id: the name entries give
+    (``app.models.Loan``), or the class name alone (``Loan``) when one model has it. A model
+    mapped in this process that has no entry yet matches nothing; any other unknown name, or a
+    class name several models share, is an :class:`~auditlog.InvalidQueryError` that lists the
+    known ones."""
+    name = q.content_type
+    if not isinstance(name, str):
         return q
-    named = content_type_table.c.name == q.content_type
-    found = session.execute(sa.select(content_type_table.c.id).where(named)).scalar()
-    if found is None and mapper_named(q.content_type) is not None:
-        found = -1  # a model, never audited yet: no entries
-    if found is None:
-        known = session.scalars(
-            sa.select(content_type_table.c.name).order_by(content_type_table.c.name).limit(50)
+    rows = sa.select(content_type_table.c.id, content_type_table.c.name)
+    found = session.execute(rows.where(content_type_table.c.name == name)).first()
+    if found is None and "." not in name:
+        alike = session.execute(
+            rows.where(content_type_table.c.name.endswith(f".{name}", autoescape=True))
         ).all()
-        raise InvalidQueryError(
-            "content_type",
-            f"no model is named {q.content_type!r}; known: {', '.join(known) or 'none yet'}",
-        )
-    return q.model_copy(update={"content_type": found})
+        if len(alike) > 1:
+            full = ", ".join(sorted(row.name for row in alike))
+            raise InvalidQueryError(
+                "content_type", f"several models are named {name!r}: {full}; give the full name"
+            )
+        found = alike[0] if alike else None
+    if found is not None:
+        return q.model_copy(update={"content_type": found.id})
+    if mapper_named(name) is not None:
+        return q.model_copy(update={"content_type": -1})  # a model, never audited yet: no entries
+    known = session.scalars(
+        sa.select(content_type_table.c.name).order_by(content_type_table.c.name).limit(50)
+    ).all()
+    raise InvalidQueryError(
+        "content_type", f"no model is named {name!r}; known: {', '.join(known) or 'none yet'}"
+    )
 
 
 def by_transaction(stmt: Stmt, q: HistoryFilters) -> Stmt:

@@ -15,10 +15,11 @@ when the mount is given a ``caller``.
 
 from __future__ import annotations
 
+import html
 from importlib.resources import files
 from typing import Literal
 
-__all__ = ["SECURITY_HEADERS", "asset"]
+__all__ = ["SECURITY_HEADERS", "asset", "list_address"]
 
 _TYPES = {
     "index.html": "text/html; charset=utf-8",
@@ -39,14 +40,23 @@ SECURITY_HEADERS = {
 Auth = Literal["bearer", "session"]
 
 
-def asset(name: str, auth: Auth) -> tuple[int, dict[str, str], bytes]:
+def list_address(path: str) -> str:
+    """Where ``GET path`` is, relative to the page at ``path/view/`` (so that it holds under any
+    mount prefix): ``../`` for ``/history/``, ``../../history`` for ``/history``."""
+    if path.endswith("/") or not path:
+        return "../"
+    return "../../" + path.rsplit("/", 1)[-1]
+
+
+def asset(name: str, auth: Auth, path: str = "/history/") -> tuple[int, dict[str, str], bytes]:
     """The status, headers and body of one file of the viewer (``""`` is the page); 404 for
     anything else. ``auth`` says how the page signs in: a bearer token form, or the app's own
-    session."""
+    session; ``path`` is the endpoint's, as mounted (the page sits at ``path/view/``)."""
     name = name or "index.html"
     if name not in _TYPES:
         return 404, {"Content-Type": "text/plain; charset=utf-8"}, b"not found"
     body = files(__name__).joinpath("static").joinpath(name).read_bytes()
     if name == "index.html":
-        body = body.replace(b"{auth}", auth.encode())
+        listed = html.escape(list_address(path), quote=True)
+        body = body.replace(b"{auth}", auth.encode()).replace(b"{list}", listed.encode())
     return 200, {"Content-Type": _TYPES[name], **SECURITY_HEADERS}, body

@@ -1,11 +1,14 @@
 // The audit log viewer: reads GET /history/ and GET /history/state/ beside this page.
-// Every recorded value is put in the page as text (textContent), never as markup.
+// Every recorded value is put in the page as text (textContent), never as markup, and every
+// link is a "#..." address built here: nothing recorded becomes a URL.
 "use strict";
 
-const API = new URL("../", document.baseURI);
+const LIST = new URL(document.body.dataset.list || "../", document.baseURI);
+const STATE = new URL("../state/", document.baseURI);
 const TOKEN = "auditlog.token";
 const FILTERS = ["user_id", "ip_address", "action_type", "content_type", "object_id",
   "transaction_id", "since", "until", "page_size"];
+const STEPS = 100; // timeline steps per page
 const main = document.getElementById("main");
 const signOut = document.getElementById("sign-out");
 const bearer = document.body.dataset.auth === "bearer";
@@ -29,25 +32,53 @@ function el(tag, attributes, ...children) {
   return node;
 }
 
+/** Replace the view: its heading becomes the tab's title and takes the focus. */
 function show(...nodes) {
   main.replaceChildren(...nodes);
-  main.focus({ preventScroll: true });
+  const heading = main.querySelector("h1");
+  document.title = heading ? `${heading.textContent} - Audit log` : "Audit log";
+  window.scrollTo(0, 0);
+  (heading || main).focus({ preventScroll: true });
 }
 
-function text(value) {
-  if (value === null || value === undefined) return "null";
-  return typeof value === "string" ? value : JSON.stringify(value);
+/** A recorded value: a string as it is, anything else as JSON; null and a missing key differ. */
+function value(state, key) {
+  if (!state || !Object.prototype.hasOwnProperty.call(state, key)) {
+    return el("span", { class: "absent", title: "not recorded" }, "-");
+  }
+  const recorded = state[key];
+  if (recorded === null) return el("span", { class: "null" }, "null");
+  return typeof recorded === "string" ? recorded : JSON.stringify(recorded);
 }
 
 function link(label, hash, attributes) {
   return el("a", { href: hash, ...attributes }, label);
 }
 
-function hashFor(params) {
+function address(route, params) {
   const query = new URLSearchParams();
-  for (const [name, value] of Object.entries(params)) if (value) query.set(name, value);
+  for (const [name, given] of Object.entries(params)) if (given) query.set(name, given);
   const encoded = query.toString();
-  return encoded ? `#/?${encoded}` : "#/";
+  return encoded ? `#/${route}?${encoded}` : `#/${route}`;
+}
+
+const listAddress = (params) => address("", params);
+
+function entryAddress(entry) {
+  return address("entry", { id: entry.id, at: entry.timestamp, transaction_id: entry.transaction_id,
+    content_type: entry.content_type, object_id: entry.object_id });
+}
+
+/** The timeline of an entry's object, or null when the entry names no object of a known model. */
+function objectAddress(contentType, objectId, extra) {
+  if (!contentType || !objectId) return null;
+  return address("object", { content_type: contentType, object_id: objectId, ...extra });
+}
+
+function objectLink(entry) {
+  const where = objectAddress(entry.content_type, entry.object_id);
+  if (!where) return el("span", { class: "muted" }, entry.object_id || "no object id");
+  return link(entry.object_id, where);
 }
 
 function when(timestamp) {
@@ -55,11 +86,15 @@ function when(timestamp) {
   return el("time", { datetime: timestamp, title: timestamp }, moment.toLocaleString());
 }
 
+function problem(message) {
+  return el("p", { class: "error", role: "alert" }, message);
+}
+
 // --- reading the log --------------------------------------------------------------------------
 
-async function api(path, params) {
-  const url = new URL(path, API);
-  for (const [name, value] of Object.entries(params || {})) if (value) url.searchParams.set(name, value);
+async function api(base, params) {
+  const url = new URL(base);
+  for (const [name, given] of Object.entries(params || {})) if (given) url.searchParams.set(name, given);
   const headers = { Accept: "application/json" };
   const token = sessionStorage.getItem(TOKEN);
   if (bearer) {
@@ -71,103 +106,102 @@ async function api(path, params) {
     if (bearer) sessionStorage.removeItem(TOKEN);
     throw new SignInNeeded(bearer ? "That token was not accepted." : "You are not signed in.");
   }
-  const body = await response.json();
-  if (!response.ok) throw new Error(body.detail || `The server answered ${response.status}.`);
+  const json = (response.headers.get("Content-Type") || "").startsWith("application/json");
+  const body = json ? await response.json() : null;
+  if (!response.ok || !body) {
+    throw new Error((body && body.detail) || `The server answered ${response.status} ${response.statusText}.`);
+  }
   return body;
 }
 
-/** The entry `id` about one object: read along its history page by page until found (its
- * transaction, when known, narrows that to one request). */
-async function findEntry(contentType, objectId, id, transactionId) {
-  const filters = { content_type: contentType, object_id: objectId, transaction_id: transactionId };
-  let page = await api("", { ...filters, page_size: 1000 });
+/** One entry, by its id and what its address says about it: entries of the same millisecond
+ * (and transaction, model and object when known), read on page by page until it is found. */
+async function findEntry(params) {
+  const filters = { transaction_id: params.transaction_id };
+  if (params.content_type && params.content_type !== "0") filters.content_type = params.content_type;
+  if (params.object_id) filters.object_id = params.object_id;
+  const moment = Date.parse(params.at || "");
+  if (!Number.isNaN(moment)) {
+    filters.since = new Date(moment).toISOString();
+    filters.until = new Date(moment + 1).toISOString();
+  }
+  let page = await api(LIST, { ...filters, page_size: 100 });
   for (;;) {
-    const entry = page.results.find((each) => each.id === id);
+    const entry = page.results.find((each) => each.id === params.id);
     if (entry) return entry;
     if (!page.next_cursor) return null;
-    page = await api("", { ...filters, page_size: 1000, cursor: page.next_cursor });
+    page = await api(LIST, { ...filters, page_size: 100, cursor: page.next_cursor });
   }
-}
-
-function entryHash(entry) {
-  const where = `#/entry/${entry.content_type}/${encodeURIComponent(entry.object_id)}/${entry.id}`;
-  return entry.transaction_id ? `${where}?transaction_id=${encodeURIComponent(entry.transaction_id)}` : where;
-}
-
-function objectHash(contentType, objectId, query) {
-  const where = `#/object/${contentType}/${encodeURIComponent(objectId)}`;
-  const search = new URLSearchParams(query || {}).toString();
-  return search ? `${where}?${search}` : where;
 }
 
 // --- views ------------------------------------------------------------------------------------
 
-function signInForm(problem) {
+function signInForm(message) {
   signOut.hidden = true;
-  const input = el("input", { id: "token", type: "password", name: "token", autocomplete: "off",
-    required: true });
+  const input = el("input", { id: "token", type: "password", autocomplete: "off", required: true });
   const form = el("form", { class: "sign-in", on: { submit: (event) => {
     event.preventDefault();
     sessionStorage.setItem(TOKEN, input.value.trim());
     route();
   } } },
-  el("h1", { text: "Sign in" }),
-  problem ? el("p", { class: "error", role: "alert", text: problem }) : null,
+  el("h1", { text: "Sign in", tabindex: "-1" }),
+  message ? problem(message) : null,
   el("label", { for: "token" }, "Bearer token"), input,
   el("button", { type: "submit" }, "Sign in"));
   show(form);
   input.focus();
 }
 
+/** A datetime-local control's value for an ISO time, in the browser's time zone. */
+function localTime(iso) {
+  const moment = new Date(iso);
+  if (Number.isNaN(moment.getTime())) return "";
+  return new Date(moment.getTime() - moment.getTimezoneOffset() * 60000).toISOString().slice(0, 19);
+}
+
 function filtersForm(params) {
   const labelled = (name, label, control) =>
     el("div", { class: "field" }, el("label", { for: `f-${name}` }, label), control);
-  const field = (name, label, type) => labelled(name, label,
-    el("input", { id: `f-${name}`, name, type: type || "text", value: params[name] || "" }));
+  const field = (name, label, attributes) => labelled(name, label,
+    el("input", { id: `f-${name}`, name, type: "text", value: params[name] || "", ...attributes }));
   const action = el("select", { id: "f-action_type", name: "action_type" },
-    ["", "create", "update", "delete", "access"].map((value) =>
-      el("option", { value, selected: (params.action_type || "") === value }, value || "any")));
-  const size = el("select", { id: "f-page_size", name: "page_size" }, ["20", "50", "100"].map((value) =>
-    el("option", { value, selected: (params.page_size || "20") === value }, value)));
+    ["", "create", "update", "delete", "access"].map((choice) =>
+      el("option", { value: choice, selected: (params.action_type || "") === choice }, choice || "any")));
+  const size = el("select", { id: "f-page_size", name: "page_size" }, ["20", "50", "100"].map((choice) =>
+    el("option", { value: choice, selected: (params.page_size || "20") === choice }, choice)));
+  const moment = { type: "datetime-local", step: "1" };
   const form = el("form", { class: "filters", role: "search", on: { submit: (event) => {
     event.preventDefault();
     const data = Object.fromEntries(new FormData(form));
     for (const name of ["since", "until"]) if (data[name]) data[name] = new Date(data[name]).toISOString();
     if (data.page_size === "20") delete data.page_size;
-    location.hash = hashFor(data);
+    location.hash = listAddress(data);
   } } },
   field("user_id", "User"), field("ip_address", "Address"),
-  labelled("action_type", "Action", action), field("content_type", "Model"),
+  labelled("action_type", "Action", action),
+  field("content_type", "Model", { placeholder: "Loan or app.models.Loan" }),
   field("object_id", "Object"), field("transaction_id", "Transaction"),
-  field("since", "Since", "datetime-local"), field("until", "Until", "datetime-local"),
+  field("since", "Since", { ...moment, value: params.since ? localTime(params.since) : "" }),
+  field("until", "Until", { ...moment, value: params.until ? localTime(params.until) : "" }),
   labelled("page_size", "Per page", size),
-  el("div", { class: "actions" }, el("button", { type: "submit" }, "Filter"),
-    link("Clear", "#/")));
-  for (const name of ["since", "until"]) {
-    if (params[name]) {
-      const local = new Date(params[name]);
-      const input = form.elements[name];
-      input.value = new Date(local.getTime() - local.getTimezoneOffset() * 60000)
-        .toISOString().slice(0, 16);
-    }
-  }
+  el("div", { class: "actions" }, el("button", { type: "submit" }, "Filter"), link("Clear", "#/")));
   return form;
 }
 
 function entryRow(entry) {
+  const model = entry.model_label || (entry.content_type ? `#${entry.content_type}` : "unknown");
   return el("tr", {},
     el("td", { "data-label": "When" }, when(entry.timestamp)),
     el("td", { "data-label": "Action" }, entry.action_type),
-    el("td", { "data-label": "Model" }, entry.model_label || String(entry.content_type)),
-    el("td", { "data-label": "Object" },
-      link(entry.object_id, objectHash(entry.content_type, entry.object_id))),
+    el("td", { "data-label": "Model" },
+      entry.model ? link(model, listAddress({ content_type: entry.model }), { title: entry.model }) : model),
+    el("td", { "data-label": "Object" }, objectLink(entry)),
     el("td", { "data-label": "User" },
-      entry.user_id ? link(entry.user_id, hashFor({ user_id: entry.user_id })) : el("span", { class: "muted" }, "system")),
+      entry.user_id ? link(entry.user_id, listAddress({ user_id: entry.user_id })) : el("span", { class: "muted" }, "system")),
     el("td", { "data-label": "Address" },
-      entry.ip_address ? link(entry.ip_address, hashFor({ ip_address: entry.ip_address })) : ""),
+      entry.ip_address ? link(entry.ip_address, listAddress({ ip_address: entry.ip_address })) : ""),
     el("td", { "data-label": "Changed" }, (entry.changed_fields || []).join(", ")),
-    el("td", {}, link("View", entryHash(entry),
-      { "aria-label": `View entry ${entry.id}` })));
+    el("td", {}, link("View", entryAddress(entry), { "aria-label": `View entry ${entry.id}` })));
 }
 
 function entriesTable(results) {
@@ -184,17 +218,17 @@ function pager(page, params) {
     nav.append(el("span", { class: "muted" }, `${page.count} entries, page ${page.current_page} of ${page.total_pages}`));
     const first = Math.max(1, page.current_page - 3);
     const last = Math.min(page.total_pages, page.current_page + 3);
-    if (page.previous_page) nav.append(link("Previous", hashFor({ ...params, page: page.previous_page, cursor: "" })));
+    if (page.previous_page) nav.append(link("Previous", listAddress({ ...params, page: page.previous_page, cursor: "" })));
     for (let number = first; number <= last; number += 1) {
-      nav.append(link(String(number), hashFor({ ...params, page: number, cursor: "" }),
+      nav.append(link(String(number), listAddress({ ...params, page: number, cursor: "" }),
         { "aria-current": number === page.current_page ? "page" : null }));
     }
-    if (page.next_page) nav.append(link("Next", hashFor({ ...params, page: page.next_page, cursor: "" })));
-    if (page.next_cursor) nav.append(link("Read on (fast)", hashFor({ ...params, page: "", cursor: page.next_cursor })));
+    if (page.next_page) nav.append(link("Next", listAddress({ ...params, page: page.next_page, cursor: "" })));
+    if (page.next_cursor) nav.append(link("Read on (fast)", listAddress({ ...params, page: "", cursor: page.next_cursor })));
   } else {
-    if (page.previous_cursor) nav.append(link("Newer", hashFor({ ...params, cursor: page.previous_cursor })));
-    if (page.next_cursor) nav.append(link("Older", hashFor({ ...params, cursor: page.next_cursor })));
-    nav.append(link("Back to page 1", hashFor({ ...params, cursor: "" })));
+    if (page.previous_cursor) nav.append(link("Newer", listAddress({ ...params, cursor: page.previous_cursor })));
+    if (page.next_cursor) nav.append(link("Older", listAddress({ ...params, cursor: page.next_cursor })));
+    nav.append(link("Back to page 1", listAddress({ ...params, cursor: "" })));
   }
   return nav;
 }
@@ -202,13 +236,20 @@ function pager(page, params) {
 async function listView(params) {
   const query = {};
   for (const name of [...FILTERS, "page", "cursor"]) if (params[name]) query[name] = params[name];
-  const page = await api("", query);
+  let results;
+  try {
+    const page = await api(LIST, query);
+    results = [entriesTable(page.results), pager(page, params)];
+  } catch (error) {
+    if (error instanceof SignInNeeded) throw error;
+    results = [problem(error.message)]; // a bad filter: said, with the filters kept to correct it
+  }
   // Open on a wide screen or when filtering; on a phone the entries come first.
   const active = FILTERS.filter((name) => params[name]).length;
   const filters = el("details", { class: "filters",
     open: active > 0 || matchMedia("(min-width: 40rem)").matches },
   el("summary", {}, active ? `Filters (${active} in use)` : "Filters"), filtersForm(params));
-  show(el("h1", { text: "Audit log" }), filters, entriesTable(page.results), pager(page, params));
+  return [el("h1", { text: "Audit log", tabindex: "-1" }), filters, ...results];
 }
 
 function stateTable(before, after, changed) {
@@ -218,86 +259,108 @@ function stateTable(before, after, changed) {
     el("thead", {}, el("tr", {}, ["Attribute", "Before", "After", ""].map((name) => el("th", { scope: "col" }, name)))),
     el("tbody", {}, keys.map((key) => el("tr", { class: marked.has(key) ? "changed" : null },
       el("th", { scope: "row" }, key),
-      el("td", { class: "value", "data-label": "Before" }, before ? text(before[key]) : ""),
-      el("td", { class: "value", "data-label": "After" }, after ? text(after[key]) : ""),
+      el("td", { class: "value", "data-label": "Before" }, before ? value(before, key) : ""),
+      el("td", { class: "value", "data-label": "After" }, after ? value(after, key) : ""),
       el("td", { class: "mark" }, marked.has(key) ? "changed" : "")))));
 }
 
 function stateAtStep(state) {
-  return el("table", { class: "states" },
+  return el("table", { class: "states", tabindex: "-1" },
+    el("caption", {}, "State after this step"),
     el("thead", {}, el("tr", {}, ["Attribute", "Value"].map((name) => el("th", { scope: "col" }, name)))),
     el("tbody", {}, Object.keys(state).map((key) => el("tr", {},
       el("th", { scope: "row" }, key),
-      el("td", { class: "value" }, text(state[key]))))));
+      el("td", { class: "value" }, value(state, key))))));
 }
 
-async function entryView(contentType, objectId, id, params) {
-  const entry = await findEntry(contentType, objectId, id, params.transaction_id);
-  if (!entry) throw new Error(`No entry ${id} for this object.`);
-  const fact = (name, ...value) => [el("dt", {}, name), el("dd", {}, ...value)];
-  show(
-    el("h1", {}, `${entry.action_type} of ${entry.model_label || "object"} ${entry.object_id}`),
+async function entryView(params) {
+  const entry = params.id ? await findEntry(params) : null;
+  if (!entry) throw new Error(`No entry ${params.id || ""} is here.`);
+  const fact = (name, ...shown) => [el("dt", {}, name), el("dd", {}, ...shown)];
+  return [
+    el("h1", { tabindex: "-1" },
+      `${entry.action_type} of ${entry.model_label || "an object"} ${entry.object_id || ""}`.trim()),
     el("dl", { class: "facts card" },
       fact("When", when(entry.timestamp)),
       fact("Entry", entry.id),
-      fact("Model", entry.model || String(entry.content_type)),
-      fact("Object", link(entry.object_id, objectHash(contentType, objectId))),
-      fact("User", entry.user_id ? link(entry.user_id, hashFor({ user_id: entry.user_id })) : "system"),
+      fact("Model", entry.model || String(entry.content_type || "unknown")),
+      fact("Object", objectLink(entry)),
+      fact("User", entry.user_id ? link(entry.user_id, listAddress({ user_id: entry.user_id })) : "system"),
       fact("Address", entry.ip_address || ""),
       fact("User agent", entry.user_agent || ""),
       fact("Transaction", entry.transaction_id
-        ? link(entry.transaction_id, hashFor({ transaction_id: entry.transaction_id })) : ""),
-      fact("Extra", entry.extra ? text(entry.extra) : "")),
+        ? link(entry.transaction_id, listAddress({ transaction_id: entry.transaction_id })) : ""),
+      fact("Extra", entry.extra ? JSON.stringify(entry.extra) : "")),
     el("h2", { text: "State" }),
-    stateTable(entry.before_state, entry.after_state, entry.changed_fields));
+    stateTable(entry.before_state, entry.after_state, entry.changed_fields),
+  ];
 }
 
-const STEPS = 100;
-
-async function objectView(contentType, objectId, params) {
-  const filters = { content_type: contentType, object_id: objectId };
-  const page = await api("", { ...filters, page_size: STEPS, cursor: params.cursor });
-  const entries = page.results;
-  const label = entries.length ? entries[0].model_label : "Object";
-  const items = entries.map((entry) => {
-    const holder = el("div");
-    const button = el("button", { type: "button", on: { click: async () => {
-      const found = await api("state/", { ...filters, at: entry.id });
-      holder.replaceChildren(found.state ? stateAtStep(found.state)
-        : el("p", { class: "muted", text: "The object did not exist after this step." }));
+function stepState(filters, entry) {
+  const holder = el("div", { class: "step-state" });
+  const button = el("button", { type: "button", on: { click: async () => {
+    button.disabled = true;
+    try {
+      const found = await api(STATE, { ...filters, at: entry.id });
+      const table = found.state ? stateAtStep(found.state)
+        : el("p", { class: "muted", tabindex: "-1", text: "The object did not exist after this step." });
+      holder.replaceChildren(table);
       button.hidden = true;
-    } } }, "State after this step");
-    return el("li", {},
-      when(entry.timestamp), " ", el("strong", {}, entry.action_type), " by ",
-      entry.user_id || "system",
-      entry.changed_fields ? ` (${entry.changed_fields.join(", ")})` : "", " ",
-      link("View", entryHash(entry)), " ", button, holder);
-  });
+      table.focus();
+    } catch (error) {
+      if (error instanceof SignInNeeded && bearer) { signInForm(error.message); return; }
+      holder.replaceChildren(problem(error.message));
+      button.disabled = false;
+    }
+  } } }, "State after this step");
+  return [button, holder];
+}
+
+async function objectView(params) {
+  const filters = { content_type: params.content_type, object_id: params.object_id };
+  if (!filters.content_type || !filters.object_id) throw new Error("Which object? Its model and id are needed.");
+  const page = await api(LIST, { ...filters, page_size: STEPS, cursor: params.cursor });
+  const entries = page.results;
+  const label = (entries.length && entries[0].model_label) || "Object";
+  const items = entries.map((entry) => el("li", {},
+    when(entry.timestamp), " ", el("strong", {}, entry.action_type), " by ",
+    entry.user_id || "system",
+    entry.changed_fields ? ` (${entry.changed_fields.join(", ")})` : "", " ",
+    link("View", entryAddress(entry)), " ", stepState(filters, entry)));
   const nav = el("nav", { class: "pages", "aria-label": "Steps" });
-  if (page.previous_cursor) nav.append(link("Newer steps", objectHash(contentType, objectId, { cursor: page.previous_cursor })));
-  if (page.next_cursor) nav.append(link("Older steps", objectHash(contentType, objectId, { cursor: page.next_cursor })));
-  if (params.cursor) nav.append(link("Newest steps", objectHash(contentType, objectId)));
-  show(el("h1", {}, `${label} ${objectId}: timeline`),
+  const here = (extra) => objectAddress(filters.content_type, filters.object_id, extra);
+  if (page.previous_cursor) nav.append(link("Newer steps", here({ cursor: page.previous_cursor })));
+  if (page.next_cursor) nav.append(link("Older steps", here({ cursor: page.next_cursor })));
+  if (params.cursor) nav.append(link("Newest steps", here()));
+  return [el("h1", { tabindex: "-1" }, `${label} ${filters.object_id}: timeline`),
     el("p", { class: "muted", text: "Newest step first." }),
     entries.length ? el("ol", { class: "timeline" }, items) : el("p", { class: "muted", text: "No entries." }),
-    nav);
+    nav];
 }
 
 // --- routing ----------------------------------------------------------------------------------
 
+let shown = 0; // the latest navigation; an earlier one that answers late is dropped
+
 async function route() {
-  const [path, query] = location.hash.replace(/^#/, "").split("?");
-  const parts = (path || "/").split("/").filter(Boolean).map(decodeURIComponent);
-  const params = Object.fromEntries(new URLSearchParams(query || ""));
+  const navigation = ++shown;
+  const hash = location.hash.replace(/^#\/?/, "");
+  const cut = hash.indexOf("?");
+  const path = cut < 0 ? hash : hash.slice(0, cut);
+  const params = Object.fromEntries(new URLSearchParams(cut < 0 ? "" : hash.slice(cut + 1)));
   signOut.hidden = !bearer;
+  let nodes;
   try {
-    if (parts[0] === "entry" && parts.length === 4) await entryView(parts[1], parts[2], parts[3], params);
-    else if (parts[0] === "object" && parts.length === 3) await objectView(parts[1], parts[2], params);
-    else await listView(params);
+    if (path === "entry") nodes = await entryView(params);
+    else if (path === "object") nodes = await objectView(params);
+    else nodes = await listView(params);
   } catch (error) {
-    if (error instanceof SignInNeeded && bearer) signInForm(error.message);
-    else show(el("p", { class: "error", role: "alert" }, error.message), link("Back to the list", "#/"));
+    if (navigation !== shown) return;
+    if (error instanceof SignInNeeded && bearer) { signInForm(error.message); return; }
+    nodes = [el("h1", { text: "Something went wrong", tabindex: "-1" }), problem(error.message),
+      link("Back to the list", "#/")];
   }
+  if (navigation === shown) show(...nodes);
 }
 
 signOut.addEventListener("click", () => {
