@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
+import auditlog
 from auditlog.integrations.http import (
     HTTPError,
     Principal,
@@ -34,6 +35,7 @@ from ..helpers import (
     object_state_cases,
     seed_history,
 )
+from ..models import Course
 
 # --- parsing, no database -----------------------------------------------------------------------
 
@@ -59,6 +61,12 @@ def test_action_type_may_repeat_or_be_comma_separated() -> None:
 
 def test_empty_values_count_as_absent() -> None:
     assert parse_query("user_id=&page=&action_type=") == HistoryQuery()
+
+
+def test_ids_are_taken_as_given_other_values_trimmed() -> None:
+    query = parse_query("object_id=%20C1&user_id=bob%20&page=%202&action_type=%20create")
+    assert (query.object_id, query.user_id) == (" C1", "bob ")
+    assert (query.page, query.action_type) == (2, ("create",))
 
 
 def test_values_are_percent_decoded_as_utf8() -> None:
@@ -359,3 +367,17 @@ def test_models_are_named_and_pages_read_on_with_a_cursor(client: httpx.Client) 
     assert seen == [e["id"] for e in everything["results"]]
     both = client.get(f"/history/?page=2&cursor={first['next_cursor']}", headers=AUTH_A)
     assert (both.status_code, both.json()["parameter"]) == (400, "page")
+
+
+def test_an_object_whose_id_has_white_space_is_asked_for_as_it_is(engine: Engine) -> None:
+    auditlog.register(Course)
+    maker = sessionmaker(engine)
+    auditlog.enable(maker)
+    with auditlog.audit_context(tenant_id=TENANT_A), maker.begin() as session:
+        session.add_all([Course(code="C1"), Course(code=" C1")])
+    app = make_wsgi_app(maker, token_authenticator(TOKENS))
+    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://t") as client:
+        padded = client.get("/history/", params={"object_id": " C1"}, headers=AUTH_A).json()
+        plain = client.get("/history/", params={"object_id": "C1"}, headers=AUTH_A).json()
+    assert [e["after_state"]["code"] for e in padded["results"]] == [" C1"]
+    assert [e["after_state"]["code"] for e in plain["results"]] == ["C1"]

@@ -297,11 +297,16 @@ def _decode(query_string: bytes | str) -> list[tuple[str, str]]:
 _INTEGERS = {"page": (1, MAX_ID), "page_size": (1, MAX_PAGE_SIZE)}
 
 
+#: Ids are matched exactly as stored, white space included: never trimmed.
+VERBATIM = frozenset({"user_id", "object_id", "tenant_id"})
+
+
 def decode_query(
     query_string: bytes | str, known: Iterable[str], *, repeatable: Set[str] = frozenset()
 ) -> dict[str, str]:
     """The parameters of a raw query string (bytes, or WSGI's latin-1 text), each once: empty
-    values count as absent, a ``repeatable`` one given several times is joined with commas.
+    values count as absent, values other than ids (:data:`VERBATIM`) lose surrounding white
+    space, and a ``repeatable`` one given several times is joined with commas.
     Raises :class:`HTTPError` (400) for an unknown, repeated or NUL-holding parameter."""
     names = list(known)
     given: dict[str, list[str]] = {}
@@ -313,7 +318,8 @@ def decode_query(
         given.setdefault(name, []).append(value)
     decoded: dict[str, str] = {}
     for name, values in given.items():
-        present = [v.strip() for v in values if v.strip()]
+        kept = values if name in VERBATIM else [v.strip() for v in values]
+        present = [v for v in kept if v]
         if len(present) > 1 and name not in repeatable:
             raise HTTPError.bad_parameter(name, "given more than once")
         if present:
