@@ -36,7 +36,7 @@ AUTH_A = {"Authorization": "Bearer token-a"}
 AUTH_B = {"Authorization": "Bearer token-b"}
 PAGE_KEYS = [
     "count", "total_pages", "current_page", "has_previous", "has_next", "previous_page",
-    "next_page", "results", "next_cursor",
+    "next_page", "results", "next_cursor", "count_exact",
 ]  # fmt: skip
 #: The keys of the documented example, then the ones entries added since (readable entries).
 ENTRY_KEYS = {

@@ -387,6 +387,7 @@ def test_an_empty_history_is_one_empty_page(engine: Engine) -> None:
         "next_page": None,
         "results": [],
         "next_cursor": None,
+        "count_exact": True,
     }
 
 
@@ -539,6 +540,7 @@ def test_the_page_json_has_the_endpoints_shape(
             }
         ],
         "next_cursor": None,
+        "count_exact": True,
     }
 
 
@@ -868,3 +870,33 @@ def test_a_numbered_page_says_where_the_next_one_starts(engine: Engine) -> None:
         rest = query_history_cursor(session, cursor=first.next_cursor, page_size=10)
         everything = query_history(session, page_size=10)
     assert [e.id for e in rest.results] == [e.id for e in everything.results[2:]]
+
+
+def test_past_count_limit_the_count_is_an_estimate_and_paging_stays_exact(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    """Counting stops past ``count_limit``: ``count`` is then the planner's estimate (SQLite
+    has none and counts exactly), but every page holds the right entries, ``has_next`` is
+    exact, and the last page knows the count."""
+    with auditlog.audit_context(tenant_id=T1, user_id="u1"), Session_.begin() as session:
+        session.add_all([Customer(id=i, tenant_id=T1, name=f"c{i}") for i in range(1, 24)])
+    expected = newest_first(engine)
+    estimating = engine.dialect.name != "sqlite"
+    with Session_() as session:
+        pages = [query_history(session, page=n, page_size=10, count_limit=5) for n in (1, 2, 3)]
+        beyond = query_history(session, page=4, page_size=10, count_limit=5)
+        exact = query_history(session, page=1, page_size=10)
+    assert [i for page in pages for i in ids(page)] == expected  # 23 entries: 10, 10, 3
+    assert [(p.has_next, p.next_cursor is not None) for p in pages] == [
+        (True, True), (True, True), (False, False),
+    ]  # fmt: skip
+    assert [p.count_exact for p in pages] == [not estimating, not estimating, True]
+    assert pages[2].count == exact.count == 23 and exact.count_exact
+    for page in pages[:2]:
+        assert page.count > 5 and page.total_pages >= page.current_page + 1
+    assert beyond.results == [] and not beyond.has_next
+    assert beyond.count <= 30 and beyond.total_pages <= 3
+    with Session_() as session:
+        assert query_history(session, count_limit=None).count == 23
+        with pytest.raises(InvalidQueryError, match="count_limit"):
+            query_history(session, count_limit=-1)

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pydantic import TypeAdapter, ValidationError
 
 from .. import __version__
+from ..query.counts import COUNT_LIMIT
 from .database import DATABASE_URL_ENV, CommandError
 from .demo import TOKEN_ENV, demo_command
 from .export import EXPORT_FORMATS, export_command
@@ -125,6 +126,15 @@ def _parser() -> argparse.ArgumentParser:
         "--cursor",
         metavar="CURSOR",
         help="read on from a page's next_cursor (or previous_cursor): keyset pages",
+    )
+    history.add_argument(
+        "--exact-count",
+        dest="count_limit",
+        action="store_const",
+        const=None,
+        default=COUNT_LIMIT,
+        help=f"count every matching entry, however many (by default, past {COUNT_LIMIT:,} the "
+        "count is the database's estimate)",
     )
     history.add_argument(
         "--as-of",

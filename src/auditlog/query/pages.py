@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from ..models import AuditLog, content_type_table
 from ..models import audit_log_table as _t
+from .counts import Count, count_entries
 from .cursor import Cursor
 from .filters import Stmt, apply_filters, beyond, resolve_content_type
 from .params import CursorQuery, HistoryQuery
@@ -66,19 +67,29 @@ def _fetch(
 
 
 def numbered_page(session: Session, q: HistoryQuery) -> HistoryPage:
-    """Page ``q.page`` of the entries matching ``q``, with the total count."""
+    """Page ``q.page`` of the entries matching ``q``, with their count (see :mod:`.counts`)."""
     q = resolve_content_type(session, q)
-    count = session.execute(
-        apply_filters(sa.select(sa.func.count()).select_from(_t), q)
-    ).scalar_one()
+    keys = apply_filters(sa.select(_t.c.id), q)
+    count = count_entries(session, keys, q.count_limit)
     offset = (q.page - 1) * q.page_size
-    results: list[AuditLogEntry] = []
-    if offset < count:  # a page beyond the last is empty: no need to ask
-        keys = apply_filters(sa.select(_t.c.id), q)
-        results = _fetch(session, keys, _NEWEST_FIRST, q.page_size, offset, deep=offset > 0)
+    if count.exact:
+        results: list[AuditLogEntry] = []
+        if offset < count.value:  # a page beyond the last is empty: no need to ask
+            results = _fetch(session, keys, _NEWEST_FIRST, q.page_size, offset, deep=offset > 0)
+        more = offset + len(results) < count.value
+    else:  # one row past the page says whether another one follows
+        results = _fetch(session, keys, _NEWEST_FIRST, q.page_size + 1, offset, deep=offset > 0)
+        more = len(results) > q.page_size
+        del results[q.page_size :]
+        if results and not more:  # the last page: the count is known
+            count = Count(offset + len(results), True)
+        elif not results:  # past the last page: at most the entries before it
+            count = Count(min(count.value, offset), False)
     last = results[-1] if results else None
-    after = Cursor(last.timestamp, last.id, "next").encode() if last is not None else None
-    return HistoryPage.numbered(count, q.page, q.page_size, results, after)
+    after = Cursor(last.timestamp, last.id, "next").encode() if last is not None and more else None
+    return HistoryPage.numbered(
+        count.value, q.page, q.page_size, results, after, exact=count.exact, more=more
+    )
 
 
 def cursor_page(session: Session, q: CursorQuery) -> CursorPage:

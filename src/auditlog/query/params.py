@@ -30,6 +30,7 @@ from ..exceptions import ContextError, InvalidQueryError
 from ..models import ACTION_TYPES, MAX_ID, ULID_PATTERN, ActionType, ulid_hex
 from ..registry import model_name
 from ..serialize import object_id_of
+from .counts import COUNT_LIMIT
 from .cursor import Cursor
 
 __all__ = [
@@ -74,6 +75,7 @@ class PageArguments(FilterArguments, total=False):
 
     page: int
     page_size: int
+    count_limit: int | None
 
 
 class CursorArguments(FilterArguments, total=False):
@@ -240,6 +242,11 @@ class HistoryQuery(HistoryFilters):
         default=1, description="Page number, from 1."
     )
     page_size: _PageSize = 20
+    count_limit: Annotated[int, Field(ge=0), _NOT_BOOL] | None = Field(
+        default=COUNT_LIMIT,
+        description="Entries counted exactly; past them `count` is the database's estimate "
+        "(`count_exact` false). None counts exactly, whatever it costs.",
+    )
 
 
 class CursorQuery(HistoryFilters):

@@ -165,7 +165,10 @@ class HistoryPage(BaseModel):
 
     model_config = ConfigDict(frozen=True, json_schema_extra={"example": EXAMPLE_PAGE})
 
-    count: int = Field(description="Entries matching the filters, on all pages.")
+    count: int = Field(
+        description="Entries matching the filters, on all pages: exact up to a limit (10,000 by "
+        "default), the database's estimate past it (see `count_exact`)."
+    )
     total_pages: int
     current_page: int
     has_previous: bool
@@ -177,6 +180,11 @@ class HistoryPage(BaseModel):
         default=None,
         description="Where the next page starts, for reading on with `cursor` (null on the last).",
     )
+    count_exact: bool = Field(
+        default=True,
+        description="Whether `count` (and so `total_pages`) is exact; false when it is the "
+        "database's estimate. `has_next` is always exact.",
+    )
 
     @classmethod
     def numbered(
@@ -186,11 +194,17 @@ class HistoryPage(BaseModel):
         page_size: int,
         results: list[AuditLogEntry],
         next_cursor: str | None = None,
+        *,
+        exact: bool = True,
+        more: bool | None = None,
     ) -> HistoryPage:
         """Page ``page`` of ``count`` entries, ``page_size`` a page (a page past the last is
-        empty; there is always at least one page)."""
+        empty; there is always at least one page). ``more`` says whether a page follows when
+        ``count`` is an estimate (``exact`` false)."""
         total_pages = max(1, math.ceil(count / page_size))
-        has_next = page < total_pages
+        has_next = page < total_pages if more is None else more
+        if not exact and has_next:
+            total_pages = max(total_pages, page + 1)
         has_previous = page > 1
         return cls(
             count=count,
@@ -202,6 +216,7 @@ class HistoryPage(BaseModel):
             next_page=page + 1 if has_next else None,
             results=results,
             next_cursor=next_cursor if has_next else None,
+            count_exact=exact,
         )
 
 

@@ -215,7 +215,9 @@ function entriesTable(results) {
 function pager(page, params) {
   const nav = el("nav", { class: "pages", "aria-label": "Pages" });
   if ("count" in page) {
-    nav.append(el("span", { class: "muted" }, `${page.count} entries, page ${page.current_page} of ${page.total_pages}`));
+    const about = page.count_exact === false ? "about " : ""; // past the count limit: an estimate
+    nav.append(el("span", { class: "muted" },
+      `${about}${page.count.toLocaleString()} entries, page ${page.current_page} of ${about}${page.total_pages}`));
     const first = Math.max(1, page.current_page - 3);
     const last = Math.min(page.total_pages, page.current_page + 3);
     if (page.previous_page) nav.append(link("Previous", listAddress({ ...params, page: page.previous_page, cursor: "" })));
