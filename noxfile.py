@@ -63,7 +63,7 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
-    """Measure capture overhead and query latency (benchmarks/, see docs/performance.md)."""
+    """Measure capture overhead and query latency, chart them (benchmarks/, docs/performance.md)."""
     # The compared libraries live in this environment only, never in the project's dependencies.
     session.install(
         "-e",
@@ -74,6 +74,7 @@ def bench(session: nox.Session) -> None:
         "sqlalchemy-continuum==2.0.0",
         "sqlalchemy-audit-trail==0.2.0",
         "pyinstrument>=4.6",
+        "matplotlib>=3.8",
     )
     session.run("python", "-m", "benchmarks", *session.posargs)
 

@@ -14,14 +14,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import backends
-from .report import PHASES, Table, summarise
+from . import backends, charts
+from .report import PHASES, REQUEST_PHASES, Table, summarise
 from .variants import POSTGRESQL_ONLY
 
-TASKS = ("write", "flush", "bulk", "memory", "reads", "profile")
-COMPARABLE = ("continuum", "trigger", "audit-trail", "stdlib-json")
+TASKS = ("write", "request", "flush", "bulk", "memory", "reads", "profile")
+COMPARABLE = ("naive", "continuum", "trigger", "audit-trail", "stdlib-json")
 #: compared by default; stdlib-json (auditlog without orjson) only when asked for
-DEFAULT_COMPARE = ("continuum", "trigger", "audit-trail")
+DEFAULT_COMPARE = ("naive", "continuum", "trigger", "audit-trail")
+#: compared variants run as often as plain and auditlog (``--runs``), not ``--compare-runs``:
+#: cheap, and close enough to auditlog that a single run would not tell them apart
+EVERY_RUN = frozenset({"naive"})
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -42,7 +45,8 @@ def _csv(choices: tuple[str, ...], *, extra: tuple[str, ...] = ()) -> Any:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="Measure what auditing costs: writes, flushes, bulk statements, memory, reads.",
+        description="Measure what auditing costs: writes, requests, flushes, bulk statements, "
+        "memory, reads.",
     )
     parser.add_argument(
         "--backend",
@@ -60,15 +64,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--compare",
         type=_csv(COMPARABLE, extra=("none",)),
         default=list(DEFAULT_COMPARE),
-        help="libraries run side by side: continuum, trigger, audit-trail, or none "
-        "(trigger and audit-trail on PostgreSQL only; default: all three); stdlib-json adds "
-        "auditlog writing its JSON with the standard library instead of orjson",
+        help="variants run side by side: naive (a hand-written listener), continuum, trigger, "
+        "audit-trail, or none (trigger and audit-trail on PostgreSQL only; default: all four); "
+        "stdlib-json adds auditlog writing its JSON with the standard library instead of orjson",
     )
     parser.add_argument("--rows", type=int, default=10_000, help="rows of the write workload")
     parser.add_argument("--batch", type=int, default=1_000, help="rows per commit (default 1000)")
+    parser.add_argument(
+        "--request-count",
+        type=int,
+        default=2_000,
+        help="one-object transactions per phase of the request task (default 2000)",
+    )
     parser.add_argument("--runs", type=int, default=5, help="fresh-process runs per variant")
     parser.add_argument(
-        "--compare-runs", type=int, default=3, help="runs of the compared libraries (default 3)"
+        "--compare-runs",
+        type=int,
+        default=3,
+        help="runs of the compared libraries, naive excepted (default 3)",
     )
     parser.add_argument(
         "--memory-objects", type=int, default=100_000, help="objects in the memory flush"
@@ -87,11 +100,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--output", type=Path, default=RESULTS, help="folder of the JSON results and profiles"
     )
     parser.add_argument(
+        "--charts",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="folder of the PNG charts (default: --output; with --report: the file's folder)",
+    )
+    parser.add_argument(
         "--report",
         type=Path,
         default=None,
         metavar="FILE",
-        help="print the tables of a results file again (and refresh its summary), run nothing",
+        help="print the tables of a results file again (refresh its summary, redraw its "
+        "charts), run nothing",
     )
     args = parser.parse_args(argv)
     if "all" in args.backend:
@@ -103,6 +124,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.flush_repeat = {1: 120, 10: 60, 100: 25}
     if args.quick:
         args.rows = min(args.rows, 2_000)
+        args.request_count = min(args.request_count, 300)
         args.runs = min(args.runs, 2)
         args.compare_runs = min(args.compare_runs, 1)
         args.memory_objects = min(args.memory_objects, 10_000)
@@ -156,7 +178,7 @@ def _alternating(args: argparse.Namespace, backend: str, task: str, spec: dict[s
         for i in range(total_runs):
             order = variants if i % 2 == 0 else variants[::-1]
             for variant in order:
-                if variant in COMPARABLE and i >= args.compare_runs:
+                if variant in COMPARABLE and variant not in EVERY_RUN and i >= args.compare_runs:
                     continue
                 if variant in errors:
                     continue
@@ -180,6 +202,9 @@ def run_backend(args: argparse.Namespace, backend: str) -> dict[str, Any]:
     if "write" in args.only:
         spec = {"task": "write", "rows": args.rows, "batch": args.batch}
         results["write"] = {**_alternating(args, backend, "write", spec), **spec}
+    if "request" in args.only:
+        spec = {"task": "request", "count": args.request_count}
+        results["request"] = {**_alternating(args, backend, "request", spec), **spec}
     if "flush" in args.only:
         spec = {"task": "flush", "sizes": args.flush_sizes, "repeat": args.flush_repeat}
         results["flush"] = {**_alternating(args, backend, "flush", spec), **spec}
@@ -305,6 +330,8 @@ def print_summary(backend: str, results: dict[str, Any], summary: dict[str, Any]
                 cells += [summary["write"][v][phase]["ms"], summary["write"][v][phase]["ratio"]]
             table.add(*cells)
         out.write(table.render() + "\n")
+    if "request" in summary:
+        out.write(_request_table(results, summary["request"]).render() + "\n")
     if "flush" in summary:
         variants = list(summary["flush"])
         headers = ["objects", "op", "plain ms"]
@@ -359,24 +386,49 @@ def print_summary(backend: str, results: dict[str, Any], summary: dict[str, Any]
         for r in profile["auditlog_by_cumulative"][:12]:
             table.add(r["function"], r["calls"], 100 * r["cum_share"], 100 * r["own_share"])
         out.write(table.render() + "\n")
-    for task in ("write", "flush", "bulk", "memory"):
+    for task in ("write", "request", "flush", "bulk", "memory"):
         for variant, error in results.get(task, {}).get("errors", {}).items():
             out.write(f"{task} {variant} failed: {error}\n")
 
 
-def report(path: Path) -> None:
-    """Recompute the summaries of a results file, print them and store them back."""
+def _request_table(results: dict[str, Any], summary: dict[str, Any]) -> Table:
+    headers = ["variant"]
+    for phase in REQUEST_PHASES:
+        headers += [f"{phase} ms", "ratio", "+us"]
+    table = Table(
+        f"Requests: {results['request']['count']} one-object transactions per phase, each in a "
+        "new session (ms: per transaction, median of fresh-process runs; ratio: median of "
+        "per-run ratios to plain; +us: median of variant - plain per transaction)",
+        [*headers, "entries"],
+    )
+    for variant, phases in summary.items():
+        cells: list[Any] = [variant]
+        for phase in REQUEST_PHASES:
+            r = phases[phase]
+            cells += [r["ms"], r["ratio"], r["added_us"]]
+        table.add(*cells, results["request"]["runs"][variant][0]["entries"])
+    return table
+
+
+def _charts(everything: dict[str, Any], directory: Path) -> None:
+    for path in charts.render(everything, directory):
+        print(f"chart: {path}")
+
+
+def report(path: Path, charts_dir: Path) -> None:
+    """Recompute the summaries of a results file, print them, store them back, redraw the charts."""
     everything = json.loads(path.read_text())
     for backend, data in everything["backends"].items():
         data["summary"] = summarise(data["results"])
         print_summary(backend, data["results"], data["summary"])
     path.write_text(json.dumps(everything, indent=1, default=str))
+    _charts(everything, charts_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.report is not None:
-        report(args.report)
+        report(args.report, args.charts or args.report.parent)
         return 0
     args.output.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -393,6 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     path = args.output / f"bench-{stamp}.json"
     path.write_text(json.dumps(everything, indent=1, default=str))
     print(f"results: {path}")
+    _charts(everything, args.charts or args.output)
     return 0
 
 

@@ -6,9 +6,10 @@ import statistics
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-__all__ = ["Table", "median", "ratio", "summarise"]
+__all__ = ["PHASES", "REQUEST_PHASES", "Table", "median", "ratio", "summarise"]
 
 PHASES = ("insert", "update", "delete")
+REQUEST_PHASES = ("create", "update", "delete")
 
 
 def median(values: Iterable[float]) -> float | None:
@@ -71,6 +72,31 @@ def _paired(
     return median(get(r) for r in runs), median(get(r) for r in plain), ratios
 
 
+def _request_summary(request: dict[str, Any]) -> dict[str, Any]:
+    """Per-transaction medians, paired ratios and added microseconds of the request task."""
+    plain = request["runs"]["plain"]
+    out: dict[str, Any] = {}
+    for variant, runs in request["runs"].items():
+        per_phase = {}
+        for phase in REQUEST_PHASES:
+
+            def get(r: Any, phase: str = phase) -> float:
+                return float(r[phase]["total"]) / r["count"]
+
+            value, _, ratios = _paired(runs, plain, get)
+            added = [(get(v) - get(p)) * 1e6 for v, p in zip(runs, plain, strict=False)]
+            per_phase[phase] = {
+                "ms": None if value is None else value * 1000,
+                "ratio": median(ratios),
+                "ratio_min": min(ratios, default=None),
+                "ratio_max": max(ratios, default=None),
+                "added_us": median(added),
+                "runs": len(runs),
+            }
+        out[variant] = per_phase
+    return out
+
+
 def summarise(results: dict[str, Any]) -> dict[str, Any]:
     """Medians and paired ratios from the per-run samples of one backend (the small summary)."""
     summary: dict[str, Any] = {}
@@ -94,6 +120,9 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
                 }
             out[variant] = per_phase
         summary["write"] = out
+    request = results.get("request")
+    if request and "plain" in request["runs"]:
+        summary["request"] = _request_summary(request)
     flush = results.get("flush")
     if flush and "plain" in flush["runs"]:
         out = {}

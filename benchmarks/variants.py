@@ -9,6 +9,11 @@ them), and differs only in what records its changes:
   by orjson (the ``fast`` extra, installed in the benchmark environment);
 - ``stdlib-json`` (only with ``--compare stdlib-json``): the same, with the standard library's
   JSON encoder, as installed without the extra;
+- ``naive``: what a team writes by hand in forty lines, on every database: a ``before_flush``
+  listener collecting the new, changed and deleted objects with their column values (only the
+  changed columns of an update, from their history), an ``after_flush`` listener inserting one
+  ``naive_audit`` row per object (table, key, action, JSON of the values, time) with one
+  executemany in the flush's transaction; no actor, no tenant, nothing for bulk statements;
 - ``continuum``: SQLAlchemy-Continuum 2.0 (``make_versioned``, ``__versioned__ = {}``,
   ``configure_mappers``), one version row and one transaction row per change;
 - ``trigger`` (PostgreSQL): no Python at all, an ``AFTER ... FOR EACH ROW`` trigger writing
@@ -32,11 +37,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
 
 __all__ = ["POSTGRESQL_ONLY", "VARIANTS", "Setup", "item_values", "set_up"]
 
-VARIANTS = ("plain", "auditlog", "stdlib-json", "continuum", "trigger", "audit-trail")
+VARIANTS = ("plain", "auditlog", "stdlib-json", "naive", "continuum", "trigger", "audit-trail")
 POSTGRESQL_ONLY = frozenset({"trigger", "audit-trail"})
 
 TABLE = "bench_item"
@@ -147,6 +152,98 @@ def _stdlib_json(engine: Engine) -> Setup:
     return dataclasses.replace(_auditlog(engine), variant="stdlib-json")
 
 
+# --- naive: a hand-written before_flush / after_flush pair ---------------------------------------
+
+
+def _naive_table(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        "naive_audit",
+        metadata,
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+        sa.Column("table_name", sa.String(100), nullable=False),
+        sa.Column("object_id", sa.String(100), nullable=False),
+        sa.Column("action", sa.String(10), nullable=False),
+        sa.Column("changes", sa.JSON, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+def _naive_changes(obj: Any, action: str) -> dict[str, Any]:
+    """Every column of a new or deleted object; old and new value of an update's changed columns."""
+    state = sa.inspect(obj)
+    columns = state.mapper.column_attrs
+    if action != "update":
+        return {c.key: _jsonable(state.attrs[c.key].value) for c in columns}
+    changes = {}
+    for column in columns:
+        history = state.attrs[column.key].history
+        if history.has_changes():
+            old = history.deleted[0] if history.deleted else None
+            new = history.added[0] if history.added else None
+            changes[column.key] = [_jsonable(old), _jsonable(new)]
+    return changes
+
+
+def _naive_listen(sessions: sessionmaker[Any], table: sa.Table) -> None:
+    @sa.event.listens_for(sessions, "before_flush")
+    def collect(session: Session, _flush: Any, _instances: Any) -> None:
+        pending = session.info.setdefault("naive_audit", [])
+        pending += [(obj, "insert", _naive_changes(obj, "insert")) for obj in session.new]
+        pending += [
+            (obj, "update", _naive_changes(obj, "update"))
+            for obj in session.dirty
+            if session.is_modified(obj)
+        ]
+        pending += [(obj, "delete", _naive_changes(obj, "delete")) for obj in session.deleted]
+
+    @sa.event.listens_for(sessions, "after_flush")
+    def write(session: Session, _flush: Any) -> None:
+        pending = session.info.pop("naive_audit", [])
+        if not pending:
+            return
+        now = dt.datetime.now(dt.timezone.utc)
+        rows = []
+        for obj, action, changes in pending:
+            mapper = sa.inspect(obj).mapper  # new objects have their key now, not yet an identity
+            rows.append(
+                {
+                    "table_name": mapper.local_table.name,
+                    "object_id": ",".join(str(k) for k in mapper.primary_key_from_instance(obj)),
+                    "action": action,
+                    "changes": changes,
+                    "created_at": now,
+                }
+            )
+        session.connection().execute(table.insert(), rows)
+
+
+def _naive(engine: Engine) -> Setup:
+    class Base(DeclarativeBase):
+        pass
+
+    model = type("Item", (Base,), _columns())
+    table = _naive_table(Base.metadata)
+    Base.metadata.create_all(engine)
+    sessions = sessionmaker(engine)
+    _naive_listen(sessions, table)
+    return Setup(
+        "naive",
+        engine,
+        model,
+        sessions,
+        _no_context,
+        _count(engine, "SELECT count(*) FROM naive_audit"),
+    )
+
+
 def _continuum(engine: Engine) -> Setup:
     from sqlalchemy_continuum import make_versioned
 
@@ -237,6 +334,7 @@ _SETUPS: dict[str, Callable[[Engine], Setup]] = {
     "plain": _plain,
     "auditlog": _auditlog,
     "stdlib-json": _stdlib_json,
+    "naive": _naive,
     "continuum": _continuum,
     "trigger": _trigger,
     "audit-trail": _audit_trail,

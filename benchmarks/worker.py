@@ -27,6 +27,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         task = spec["task"]
         if task == "write":
             return workloads.write(setup, rows=spec["rows"], batch=spec["batch"])
+        if task == "request":
+            return workloads.request(setup, count=spec["count"])
         if task == "flush":
             sizes = tuple(spec["sizes"])
             repeat = {int(k): v for k, v in spec["repeat"].items()}

@@ -10,14 +10,16 @@ import datetime as dt
 import resource
 import statistics
 import time
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from .variants import Setup, item_values
 
-__all__ = ["bulk", "flushes", "memory", "write"]
+__all__ = ["bulk", "flushes", "memory", "request", "write"]
 
 _NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.timezone.utc)
 
@@ -77,6 +79,50 @@ def write(setup: Setup, *, rows: int, batch: int) -> dict[str, Any]:
                 session.commit()
                 commit += time.perf_counter() - t
         out["delete"] = {"total": time.perf_counter() - start, "commit": commit}
+    out["entries"] = setup.count_entries()
+    return out
+
+
+def _transactions(setup: Setup, keys: Iterable[Any], body: Callable[[Session, Any], None]) -> float:
+    """Seconds of one transaction per key: context, new session, ``body``, commit, close."""
+    context, sessions = setup.context, setup.sessions
+    start = time.perf_counter()
+    for key in keys:
+        with context(), sessions() as session:
+            body(session, key)
+            session.commit()
+    return time.perf_counter() - start
+
+
+def request(setup: Setup, *, count: int) -> dict[str, Any]:
+    """One-object transactions as web requests make them: ``count`` creates, updates, deletes.
+
+    Each transaction enters the variant's context (the request's actor), opens a session, does its
+    work, commits and closes the session; the engine and its pool live as long as the process.
+    Create adds one new object; update loads one of them with ``session.get`` and changes two
+    columns; delete loads one and deletes it. ``total`` is each phase's seconds.
+    """
+    model = setup.model
+    created: list[Any] = []
+
+    def create(session: Session, i: int) -> None:
+        item = model(**item_values(i))
+        session.add(item)
+        created.append(item)
+
+    def update(session: Session, key: Any) -> None:
+        item = session.get(model, key)
+        item.price = item.price + Decimal("1.25")
+        item.updated_at = _NOW
+
+    def delete(session: Session, key: Any) -> None:
+        session.delete(session.get(model, key))
+
+    out: dict[str, Any] = {"count": count}
+    out["create"] = {"total": _transactions(setup, range(count), create)}
+    keys = [sa.inspect(item).identity[0] for item in created]  # no load: the key survives expiry
+    out["update"] = {"total": _transactions(setup, keys, update)}
+    out["delete"] = {"total": _transactions(setup, keys, delete)}
     out["entries"] = setup.count_entries()
     return out
 
