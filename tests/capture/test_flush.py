@@ -422,6 +422,48 @@ def test_a_row_another_transaction_deleted_gets_no_second_delete_entry(
     assert [e.action_type for e in entries(engine)] == ["create", "delete"]
 
 
+def test_of_rows_deleted_together_only_the_one_still_there_gets_an_entry(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    auditlog.register(Tag)
+    with Session_.begin() as session:
+        session.add_all([Tag(id=1, label="one"), Tag(id=2, label="two")])
+    with Session_() as mine:
+        both = [mine.get_one(Tag, 1), mine.get_one(Tag, 2)]
+        with Session_.begin() as theirs:
+            theirs.delete(theirs.get_one(Tag, 1))
+        for tag in both:
+            mine.delete(tag)
+        with pytest.warns(sa.exc.SAWarning, match="1 were matched"):
+            mine.commit()
+    deletes = [(e.object_id, e.user_id) for e in entries(engine) if e.action_type == "delete"]
+    assert sorted(deletes) == [("1", None), ("2", None)]  # one by theirs, one by mine
+
+
+def test_deleting_one_object_adds_no_statement_but_the_entry(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    auditlog.register(Tag)
+    with Session_.begin() as session:
+        session.add(Tag(id=1, label="stored"))
+    statements: list[str] = []
+
+    def seen(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement.split(None, 1)[0])
+
+    with Session_() as session:
+        tag = session.get_one(Tag, 1)
+        sa.event.listen(engine, "before_cursor_execute", seen)
+        try:
+            session.delete(tag)
+            session.commit()
+        finally:
+            sa.event.remove(engine, "before_cursor_execute", seen)
+    # the DELETE's row count tells whether the row was there: no locking read before it
+    assert statements == ["DELETE", "INSERT"]
+    assert actions(engine) == [("create", "1"), ("delete", "1")]
+
+
 def test_a_delete_records_the_row_as_stored_not_unflushed_changes(
     engine: Engine, Session_: sessionmaker[Session]
 ) -> None:

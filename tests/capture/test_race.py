@@ -32,6 +32,10 @@ def _retrying(maker: sessionmaker[Session], work: Any) -> None:
         except sa.exc.OperationalError as exc:  # deadlock or lock timeout: the app retries
             if "deadlock" not in str(exc).lower() and "lock wait" not in str(exc).lower():
                 raise
+        except sa.exc.IntegrityError:
+            # delete-then-recreate racing itself: on PostgreSQL the later DELETE skips the row
+            # the earlier transaction re-inserted, and its INSERT then collides; the app retries
+            continue
         except auditlog.CaptureError as exc:  # rows appeared between the read and the write
             if "appeared" not in str(exc):
                 raise

@@ -3,8 +3,8 @@
 - ``before_flush`` keeps the values each dirty registered object had before the flush (the
   flush may expire some, e.g. server ``onupdate`` columns) and loads in one query per model what
   SQLAlchemy does not hold, the same for objects about to be deleted (those a delete cascades to
-  included), whose rows it also locks, by primary key alone: a row already gone (deleted by
-  another transaction) gets no entry.
+  included); a row already gone (deleted by another transaction) gets no entry
+  (:mod:`.deletes`).
 - ``after_flush`` runs after the SQL, while attribute history still shows what changed: each
   change is built as its entry is written (on PostgreSQL, while ``COPY`` streams, so the Python
   work overlaps the server's); the few whose values the database set during the flush are read
@@ -30,9 +30,10 @@ from sqlalchemy.orm.state import InstanceState
 from sqlalchemy.orm.unitofwork import UOWTransaction
 
 from ..registry import Plan, cascades_deletes, plan_for
+from .deletes import DeleteCheck, check_deletes
 from .entries import Change, write_changes
 from .ids import ulid_stream
-from .rows import Values, before_values, identity_of, load_columns, lock_rows, missing_before
+from .rows import Values, before_values, identity_of, load_columns, missing_before
 from .span import begin_audited_write, end_audited_write
 
 __all__ = [
@@ -96,13 +97,9 @@ def before_flush(session: Session, flush_context: UOWTransaction, instances: Any
             row = loaded.get(identity_of(state))
             if row is not None:
                 snapshots[state].update({key: row[key] for key in missing})
-    # The rows about to be deleted are locked now; one another transaction already deleted is
-    # not deleted by this flush, and gets no entry.
-    gone: set[InstanceState[Any]] = set()
-    for plan, states in doomed.items():
-        found = lock_rows(session, plan, (identity_of(s) for s in states))
-        gone.update(state for state in states if identity_of(state) not in found)
-    flush_context.attributes[_GONE] = gone
+    # A row another transaction already deleted is not deleted by this flush, and gets no entry.
+    if doomed:
+        flush_context.attributes[_GONE] = check_deletes(session, doomed)
 
 
 def after_flush(session: Session, flush_context: UOWTransaction) -> None:
@@ -118,11 +115,12 @@ def after_flush(session: Session, flush_context: UOWTransaction) -> None:
                 audited.append((state, isdelete, plan))
     if not audited:
         return
+    deletes: DeleteCheck | None = flush_context.attributes.get(_GONE)
     changes = _FlushChanges(
         audited,
         flush_context.attributes.get(SNAPSHOTS) or {},
         _reread(audited),
-        flush_context.attributes.get(_GONE) or set(),
+        deletes.gone() if deletes is not None else set(),
     )
     # one time and one id sequence for the whole flush, read-back changes included
     now = dt.datetime.now(dt.timezone.utc)

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, SessionTransaction, scoped_session, sessionm
 from .._asyncio import AsyncSession, async_sessionmaker
 from ..exceptions import ConfigurationError
 from ..registry import plan_for, registry
-from . import content_types, core_statements, refusal
+from . import content_types, core_statements, deletes, refusal
 from .flush import (
     SNAPSHOTS,
     after_flush,
@@ -149,6 +149,7 @@ def _disable_all() -> None:
             event.remove(Session, *_WATCH)
         core_statements.ENGINE_EVENTS.detach_all()
         refusal.ENGINE_EVENTS.detach_all()
+        deletes.ENGINE_EVENTS.detach_all()
         content_types.unwatch()
 
 

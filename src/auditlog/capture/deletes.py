@@ -1,0 +1,102 @@
+"""Which of a flush's deleted rows the flush really removed: only those get a delete entry.
+
+Another transaction may delete a row after a session loaded it and before the session's flush;
+the flush's ``DELETE`` then matches nothing (SQLAlchemy warns) and the row must not get a second
+delete entry. Which rows those are is known in one of two ways:
+
+- a table the flush deletes one row of: the ``DELETE``'s own row count, read by an
+  ``after_execute`` listener on the engine. No statement is added (a request that deletes one
+  object pays nothing more for this);
+- a table it deletes several rows of: a row count cannot say which row was missing, so the rows
+  are locked by primary key before the flush (``SELECT ... FOR UPDATE`` where the database has
+  it), and those not found get no entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.state import InstanceState
+from sqlalchemy.sql.dml import Delete
+
+from ..registry import Plan
+from .engines import EngineListeners
+from .rows import identity_of, lock_rows
+
+__all__ = ["ENGINE_EVENTS", "DeleteCheck", "check_deletes"]
+
+_COUNTS = "auditlog.delete_counts"
+
+
+@dataclass(slots=True)
+class DeleteCheck:
+    """What :func:`check_deletes` found before the flush, completed after it by :meth:`gone`."""
+
+    locked_gone: set[InstanceState[Any]] = field(default_factory=set)
+    #: one row's table: (connection, table, the object whose row it is)
+    counted: list[tuple[Connection, Any, InstanceState[Any]]] = field(default_factory=list)
+
+    def gone(self) -> set[InstanceState[Any]]:
+        """The objects whose rows were already gone: no entry for them. Called after the flush."""
+        gone = set(self.locked_gone)
+        for connection, table, state in self.counted:
+            counts: dict[Any, list[int]] = connection.info.get(_COUNTS) or {}
+            seen = counts.get(table)
+            if seen and sum(seen) == 0:  # its DELETE ran and matched nothing
+                gone.add(state)
+        for connection, _, _ in self.counted:
+            connection.info.pop(_COUNTS, None)
+        return gone
+
+
+def check_deletes(session: Session, doomed: dict[Plan, list[InstanceState[Any]]]) -> DeleteCheck:
+    """Before the flush: lock the rows of tables the flush deletes several rows of, and watch
+    the ``DELETE`` row counts of the tables it deletes one row of."""
+    check = DeleteCheck()
+    watched: set[Connection] = set()
+    by_table: dict[Any, list[tuple[Plan, InstanceState[Any]]]] = {}
+    for plan, states in doomed.items():
+        tables = plan.mapper.tables
+        key = tables[0] if len(tables) == 1 else plan  # joined inheritance: locked, per plan
+        by_table.setdefault(key, []).extend((plan, state) for state in states)
+    for key, members in by_table.items():
+        if len(members) == 1 and not isinstance(key, Plan):
+            plan, state = members[0]
+            connection = session.connection(bind_arguments={"mapper": plan.mapper})
+            ENGINE_EVENTS.attach(connection.engine)
+            if connection not in watched:  # a fresh watch, whatever an earlier flush left
+                watched.add(connection)
+                connection.info[_COUNTS] = {}
+            connection.info[_COUNTS][key] = []
+            check.counted.append((connection, key, state))
+            continue
+        by_plan: dict[Plan, list[InstanceState[Any]]] = {}
+        for plan, state in members:
+            by_plan.setdefault(plan, []).append(state)
+        for plan, states in by_plan.items():
+            found = lock_rows(session, plan, _identities(states))
+            check.locked_gone.update(s for s in states if identity_of(s) not in found)
+    return check
+
+
+def _identities(states: Iterable[InstanceState[Any]]) -> Iterable[tuple[Any, ...]]:
+    return (identity_of(state) for state in states)
+
+
+def _after_execute(
+    conn: Connection, elem: Any, multiparams: Any, params: Any, options: Any, result: Any
+) -> None:
+    counts: dict[Any, list[int]] | None = conn.info.get(_COUNTS)
+    if counts is not None and isinstance(elem, Delete):
+        seen = counts.get(elem.table)
+        if seen is not None:
+            rowcount = result.rowcount
+            seen.append(rowcount if rowcount >= 0 else 1)  # unknown: taken as deleted
+
+
+#: The engine event of the row counts, attached to an engine when a flush first needs it.
+ENGINE_EVENTS = EngineListeners(("after_execute", _after_execute, {}))
