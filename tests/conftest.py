@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import auditlog
 from auditlog import capture
+from auditlog.integrity import seal_entry_table, seal_table
 
 from .backends import BACKENDS, IN_CI, selected_backends, server_url
 from .models import Base
@@ -77,6 +78,8 @@ def engine(backend: str, _stack: ExitStack, tmp_path_factory: pytest.TempPathFac
         for table in reversed(Base.metadata.sorted_tables):
             conn.execute(table.delete())
         conn.execute(auditlog.AuditLog.__table__.delete())
+        conn.execute(seal_entry_table.delete())
+        conn.execute(seal_table.delete())
     return eng
 
 

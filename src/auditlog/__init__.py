@@ -24,6 +24,7 @@ from .exceptions import (
     RevertConflict,
     RevertError,
 )
+from .integrity import SealResult, VerifyReport, protect, seal, unprotect, verify
 from .models import AuditLog, ContentType, create_tables, metadata
 from .query import (
     AuditLogEntry,
@@ -53,8 +54,10 @@ __all__ = [
     "InvalidQueryError",
     "RevertConflict",
     "RevertError",
+    "SealResult",
     "Snapshot",
     "UnauditedWriteWarning",
+    "VerifyReport",
     "audit_context",
     "create_tables",
     "current_context",
@@ -66,6 +69,7 @@ __all__ = [
     "log_access_async",
     "metadata",
     "object_as_of",
+    "protect",
     "query_history",
     "query_history_async",
     "query_history_cursor",
@@ -74,9 +78,12 @@ __all__ = [
     "register_type",
     "revert",
     "revert_transaction",
+    "seal",
     "state_as_of",
+    "unprotect",
     "unregister",
     "update_context",
+    "verify",
     "warn_unaudited_writes",
 ]
 

@@ -1,4 +1,5 @@
-"""The ``auditlog`` command: ``demo``, ``serve`` and ``history`` (see docs/cli.md).
+"""The ``auditlog`` command: ``demo``, ``serve``, ``history``, ``export``, ``seal`` and ``verify``
+(see docs/cli.md).
 
 One module per command; this one holds the argument parser and :func:`main`. Exit status: 0 on
 success, 1 when the database cannot be used or the server cannot listen, 2 for bad arguments.
@@ -16,11 +17,13 @@ from collections.abc import Sequence
 from pydantic import TypeAdapter, ValidationError
 
 from .. import __version__
+from ..integrity.seal import BATCH as SEAL_BATCH
 from ..query.counts import COUNT_LIMIT
 from .database import DATABASE_URL_ENV, CommandError
 from .demo import TOKEN_ENV, demo_command
 from .export import EXPORT_FORMATS, export_command
 from .history import history_command
+from .integrity import seal_command, verify_command
 from .serve import IDLE_TIMEOUT, TOKENS_ENV, serve_command
 
 __all__ = ["main"]
@@ -158,6 +161,37 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--output", metavar="FILE", help="write here (default: stdout)")
     export.add_argument("--page-size", type=int, default=500, help="entries read per query (500)")
     export.set_defaults(handler=export_command)
+
+    seal = commands.add_parser(
+        "seal",
+        parents=[database],
+        help="seal every entry not sealed yet; print the new head to publish",
+        description="Seal every committed entry that is in no seal yet into new seals chained "
+        "by hash, each in its own transaction. Prints the head (<seal number>:<digest>) on "
+        "stdout: publish it outside the database, so that verify can tell a truncated or "
+        "rewritten log.",
+    )
+    seal.add_argument(
+        "--batch", type=int, default=SEAL_BATCH, help=f"entries per seal at most ({SEAL_BATCH})"
+    )
+    seal.set_defaults(handler=seal_command)
+
+    verify = commands.add_parser(
+        "verify",
+        parents=[database],
+        help="recompute every seal and sealed entry; exit 1 when anything was altered",
+        description="Recompute every seal and sealed entry and name each problem (an entry "
+        "changed, removed or inserted among sealed ones, a seal changed or removed, the "
+        "published head gone or different). Exit status 0 when intact, 1 otherwise.",
+    )
+    verify.add_argument(
+        "--head", metavar="SEQ:DIGEST", help="the last head published by auditlog seal"
+    )
+    verify.add_argument(
+        "--tenant-id", metavar="ID", help="recompute only this tenant's entries (and the seals)"
+    )
+    verify.add_argument("--json", action="store_true", help="the whole report as JSON")
+    verify.set_defaults(handler=verify_command)
     return parser
 
 

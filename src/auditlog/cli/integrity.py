@@ -1,0 +1,71 @@
+"""``auditlog seal`` and ``auditlog verify``: seal the log, and prove it unchanged.
+
+``seal`` prints the new head (``<seal number>:<digest>``) on stdout and what it sealed on
+stderr; publish the head somewhere the database's writers cannot reach. ``verify`` prints one
+line per problem and a summary (or the whole report with ``--json``); exit status 0 when the log
+is intact, 1 when it is not (or the database cannot be used), 2 for bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..integrity import seal, verify
+from ..integrity.verify import parse_head
+from .database import CommandError, first_line, open_database
+from .history import terminal_safe
+
+__all__ = ["seal_command", "verify_command"]
+
+
+def seal_command(args: argparse.Namespace) -> int:
+    """Seal every entry not sealed yet; print the head."""
+    if args.batch < 1:
+        raise CommandError(f"--batch: must be a positive number of entries, not {args.batch}", 2)
+    engine = open_database(args.database_url)
+    try:
+        result = seal(engine, batch=args.batch)
+    except SQLAlchemyError as exc:
+        raise CommandError(f"cannot seal: {first_line(exc)}") from None
+    finally:
+        engine.dispose()
+    print(
+        f"sealed {result.entries} entries in {result.seals} seals",
+        file=sys.stderr,
+    )
+    if result.head is None:
+        print("nothing is sealed yet (the log is empty)", file=sys.stderr)
+    else:
+        print(result.head)
+    return 0
+
+
+def verify_command(args: argparse.Namespace) -> int:
+    """Verify the log; 0 when intact, 1 otherwise."""
+    if args.head is not None:
+        try:
+            parse_head(args.head)
+        except ValueError as exc:
+            raise CommandError(f"--head: {exc}", 2) from None
+    engine = open_database(args.database_url)
+    try:
+        report = verify(engine, head=args.head, tenant_id=args.tenant_id)
+    except SQLAlchemyError as exc:
+        raise CommandError(f"cannot verify: {first_line(exc)}") from None
+    finally:
+        engine.dispose()
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+        return 0 if report.intact else 1
+    for problem in report.problems:
+        print(f"{problem.kind}: {terminal_safe(problem.detail)}")
+    state = "intact" if report.intact else f"NOT intact: {len(report.problems)} problems"
+    print(
+        f"{state}; {report.sealed} entries in {report.seals} seals, "
+        f"{len(report.unsealed)} not sealed yet; head {report.head or '(none)'}"
+    )
+    return 0 if report.intact else 1

@@ -1,0 +1,173 @@
+"""Digests of entries and seals: SHA-256 over a canonical form of what the database stores.
+
+An entry's digest is keyed with the entry's own random key. The fields that can hold a person's
+data (:data:`PERSONAL`: the actor, the address, the agent, the object's key, its states, extra)
+each get a digest of their own, ``sha256(key, field name, canonical value)``; the entry's digest
+covers the key, the other fields' canonical values and those digests. The key makes a digest
+useless for guessing a value (a phone number has few possible values; with 128 random bits in
+front, a digest says nothing about it). A digest per personal field is what lets such a field be
+erased later while the rest of the entry stays provable: the erased field's digest is kept, its
+value and the means to test a guess against it are not.
+
+The canonical forms (version 1): text as UTF-8, integers in decimal, the time as UTC ISO 8601
+with microseconds, JSON documents with sorted keys and no spaces (standard library encoder, so
+the form never depends on optional packages); each value is preceded by its length, null by a
+length no value has.
+
+A seal's digest covers its number, its time, its entry count, the digest of its entries (their
+digests in id order) and the previous seal's digest.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from ulid import ULID
+
+__all__ = [
+    "FIELDS",
+    "GENESIS",
+    "PERSONAL",
+    "entries_digest",
+    "entry_digest",
+    "field_digest",
+    "row_columns",
+    "seal_digest",
+]
+
+#: The fields of an entry a digest covers, in order (version 1: every column of ``audit_log``).
+FIELDS: tuple[str, ...] = (
+    "id",
+    "tenant_id",
+    "user_id",
+    "action_type",
+    "timestamp",
+    "ip_address",
+    "user_agent",
+    "object_id",
+    "content_type",
+    "before_state",
+    "after_state",
+    "changed_fields",
+    "transaction_id",
+    "extra",
+    "renamed_to",
+)
+#: The fields that may hold a person's data: each has a digest of its own.
+PERSONAL: tuple[str, ...] = (
+    "user_id",
+    "ip_address",
+    "user_agent",
+    "object_id",
+    "before_state",
+    "after_state",
+    "extra",
+    "renamed_to",
+)
+_OTHERS = tuple(name for name in FIELDS if name not in PERSONAL)
+#: The ``previous`` of the first seal.
+GENESIS = "0" * 64
+_NULL = b"\xff\xff\xff\xff"
+_ENTRY = b"auditlog-entry-v1\x00"
+_NAMES = {name: name.encode() + b"\x00" for name in FIELDS}
+_json = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _text(value: Any) -> bytes:
+    return str(value).encode("utf-8", "surrogatepass")
+
+
+def _document(value: Any) -> bytes:
+    return _json(value).encode("utf-8", "surrogatepass")
+
+
+def _time(value: dt.datetime) -> bytes:
+    if value.tzinfo is None:  # naive UTC, as MariaDB and SQLite hold it
+        value = value.replace(tzinfo=dt.timezone.utc)
+    elif value.utcoffset():
+        value = value.astimezone(dt.timezone.utc)
+    return value.isoformat(timespec="microseconds").encode()
+
+
+def _ulid(value: Any) -> bytes:
+    """A ULID as its 32 lowercase hex digits, from the stored ``uuid`` or hex, or its text."""
+    text = str(value)
+    if len(text) == 26:
+        return str(ULID.from_str(text).hex).encode()
+    return text.replace("-", "").lower().encode()
+
+
+_ENCODERS: dict[str, Callable[[Any], bytes]] = {
+    **dict.fromkeys(FIELDS, _text),
+    "id": _ulid,
+    "transaction_id": _ulid,
+    "timestamp": _time,
+    "before_state": _document,
+    "after_state": _document,
+    "changed_fields": _document,
+    "extra": _document,
+}
+
+
+def _canonical(name: str, value: Any) -> bytes:
+    """The value's canonical bytes, preceded by their length."""
+    if value is None:
+        return _NULL
+    raw = _ENCODERS[name](value)
+    return len(raw).to_bytes(4, "big") + raw
+
+
+def field_digest(key: bytes, name: str, value: Any) -> bytes:
+    """The keyed digest of one personal field's stored value."""
+    return hashlib.sha256(key + _NAMES[name] + _canonical(name, value)).digest()
+
+
+def entry_digest(key: bytes, row: Mapping[str, Any] | Any) -> str:
+    """The digest (hex) of one entry as stored, from its key and its row."""
+    parts = [_ENTRY, key]
+    parts.extend(_canonical(name, row[name]) for name in _OTHERS)
+    parts.extend(field_digest(key, name, row[name]) for name in PERSONAL)
+    return hashlib.sha256(b"".join(parts)).hexdigest()
+
+
+def entries_digest(digests: Iterable[str]) -> str:
+    """The digest (hex) of a seal's entries: their digests in id order."""
+    h = hashlib.sha256(b"auditlog-entries-v1\x00")
+    for digest in digests:
+        h.update(bytes.fromhex(digest))
+    return h.hexdigest()
+
+
+def seal_digest(
+    seq: int, sealed_at: dt.datetime, entries: int, entries_hex: str, previous: str
+) -> str:
+    """The digest (hex) of a seal, which fixes every seal before it through ``previous``."""
+    body = "\x00".join(
+        (
+            "auditlog-seal-v1",
+            str(seq),
+            _time(sealed_at).decode(),
+            str(entries),
+            entries_hex,
+            previous,
+        )
+    )
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def row_columns(table: Any, prefix: str = "") -> list[Any]:
+    """The columns of ``audit_log`` a digest reads, labelled ``prefix + name``; the ids as
+    stored (no ULID decoding)."""
+    return [
+        (
+            sa.type_coerce(table.c[name], sa.String)
+            if name in ("id", "transaction_id")
+            else table.c[name]
+        ).label(prefix + name)
+        for name in FIELDS
+    ]

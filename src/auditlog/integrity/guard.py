@@ -1,0 +1,201 @@
+"""Guards: the database itself refuses UPDATE and DELETE on the audit tables.
+
+:func:`protect` installs triggers on ``audit_log``, ``audit_seal`` and ``audit_seal_entry`` that
+refuse every UPDATE and DELETE (and, on PostgreSQL, TRUNCATE), whoever runs it: an application
+bug, a console session, a migration gone wrong. auditlog's own maintenance (erasure, retention)
+passes through :func:`maintenance`, which lifts the guard for its transaction only:
+
+- PostgreSQL: a transaction-local setting, ``auditlog.maintenance``, read by the trigger;
+- MariaDB and MySQL: the session variable ``@auditlog_maintenance``, set and cleared around the
+  work;
+- SQLite: the triggers are dropped and created again inside the transaction (SQLite's DDL is
+  transactional, and no other connection writes meanwhile).
+
+A guard stops mistakes, not a determined administrator: whoever may drop a trigger or set the
+variable can pass it. Against them, the application's database role should own nothing and hold
+only ``SELECT`` and ``INSERT`` on ``audit_log`` (docs/integrity.md lists the grants), and seals
+(:func:`auditlog.seal`) make any change detectable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from ..exceptions import ConfigurationError
+from ..models import audit_log_table
+from .tables import seal_entry_table, seal_table
+
+__all__ = ["GUARDED", "is_protected", "maintenance", "protect", "unprotect"]
+
+#: The tables the guard covers.
+GUARDED = (audit_log_table, seal_table, seal_entry_table)
+_FUNCTION = "auditlog_refuse_change"
+_OPERATIONS = ("UPDATE", "DELETE")
+
+
+def _trigger(table: sa.Table, operation: str) -> str:
+    return f"auditlog_no_{operation.lower()}_{table.name}"
+
+
+def _message(table: sa.Table, operation: str) -> str:
+    return (
+        f"auditlog: {operation} on {table.name} is refused: the audit log is append-only "
+        "(auditlog.protect)"
+    )
+
+
+def _statements(connection: Connection) -> list[str]:
+    """The statements that install the guard on ``connection``'s database."""
+    dialect = connection.dialect.name
+    preparer = connection.dialect.identifier_preparer
+    statements: list[str] = []
+    if dialect == "postgresql":
+        statements.append(
+            f"CREATE OR REPLACE FUNCTION {_FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+            "BEGIN\n"
+            "  IF current_setting('auditlog.maintenance', true) = 'on' THEN\n"
+            "    IF TG_OP = 'DELETE' THEN RETURN OLD; END IF;\n"
+            "    RETURN NEW;\n"
+            "  END IF;\n"
+            "  RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = 'auditlog: ' || TG_OP || "
+            "' on ' || TG_TABLE_NAME || ' is refused: the audit log is append-only "
+            "(auditlog.protect)';\n"
+            "END $$"
+        )
+        for table in GUARDED:
+            name = preparer.format_table(table)
+            for operation in _OPERATIONS:
+                statements.append(
+                    f"CREATE TRIGGER {_trigger(table, operation)} BEFORE {operation} ON {name} "
+                    f"FOR EACH ROW EXECUTE PROCEDURE {_FUNCTION}()"
+                )
+            statements.append(
+                f"CREATE TRIGGER {_trigger(table, 'truncate')} BEFORE TRUNCATE ON {name} "
+                f"FOR EACH STATEMENT EXECUTE PROCEDURE {_FUNCTION}()"
+            )
+    elif dialect in ("mysql", "mariadb"):
+        for table in GUARDED:
+            for operation in _OPERATIONS:
+                statements.append(
+                    f"CREATE TRIGGER {_trigger(table, operation)} BEFORE {operation} ON "
+                    f"{preparer.format_table(table)} FOR EACH ROW BEGIN "
+                    "IF @auditlog_maintenance IS NULL OR @auditlog_maintenance <> 1 THEN "
+                    f"SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '{_message(table, operation)}'; "
+                    "END IF; END"
+                )
+    elif dialect == "sqlite":
+        statements.extend(_sqlite_triggers(connection))
+    else:
+        raise ConfigurationError(
+            f"protect(): no guard for {dialect}: PostgreSQL, MariaDB, MySQL and SQLite have one"
+        )
+    return statements
+
+
+def _sqlite_triggers(connection: Connection) -> list[str]:
+    preparer = connection.dialect.identifier_preparer
+    return [
+        f"CREATE TRIGGER {_trigger(table, operation)} BEFORE {operation} ON "
+        f"{preparer.format_table(table)} BEGIN "
+        f"SELECT RAISE(ABORT, '{_message(table, operation)}'); END"
+        for table in GUARDED
+        for operation in _OPERATIONS
+    ]
+
+
+def _drop_statements(connection: Connection) -> list[str]:
+    dialect = connection.dialect.name
+    preparer = connection.dialect.identifier_preparer
+    operations = (*_OPERATIONS, "truncate") if dialect == "postgresql" else _OPERATIONS
+    statements = []
+    for table in GUARDED:
+        for operation in operations:
+            trigger = _trigger(table, operation)
+            if dialect == "postgresql":
+                statements.append(
+                    f"DROP TRIGGER IF EXISTS {trigger} ON {preparer.format_table(table)}"
+                )
+            else:
+                statements.append(f"DROP TRIGGER IF EXISTS {trigger}")
+    return statements
+
+
+def protect(bind: Engine | Connection) -> None:
+    """Make the database refuse UPDATE and DELETE on the audit tables (idempotent). The tables
+    are created first if they are missing."""
+    from ..models import create_tables
+
+    create_tables(bind)
+    if isinstance(bind, Engine):
+        with bind.begin() as connection:
+            _install(connection)
+    else:
+        _install(bind)
+
+
+def _install(connection: Connection) -> None:
+    for statement in [*_drop_statements(connection), *_statements(connection)]:
+        connection.exec_driver_sql(statement)
+
+
+def unprotect(bind: Engine | Connection) -> None:
+    """Remove the guard :func:`protect` installed (idempotent)."""
+    if isinstance(bind, Engine):
+        with bind.begin() as connection:
+            _uninstall(connection)
+    else:
+        _uninstall(bind)
+
+
+def _uninstall(connection: Connection) -> None:
+    for statement in _drop_statements(connection):
+        connection.exec_driver_sql(statement)
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"DROP FUNCTION IF EXISTS {_FUNCTION}()")
+
+
+def is_protected(connection: Connection) -> bool:
+    """Whether the guard is on ``audit_log`` (its UPDATE trigger exists)."""
+    name = _trigger(audit_log_table, "UPDATE")
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        query = "SELECT 1 FROM pg_trigger WHERE tgname = :name AND NOT tgisinternal"
+    elif dialect in ("mysql", "mariadb"):
+        query = (
+            "SELECT 1 FROM information_schema.triggers "
+            "WHERE trigger_schema = DATABASE() AND trigger_name = :name"
+        )
+    else:
+        query = "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = :name"
+    return connection.execute(sa.text(query), {"name": name}).first() is not None
+
+
+@contextmanager
+def maintenance(connection: Connection) -> Iterator[None]:
+    """Lift the guard for auditlog's own maintenance, inside ``connection``'s transaction
+    (which must be begun). On SQLite the guard is back before the block's changes commit."""
+    if not connection.in_transaction():
+        raise ValueError("maintenance(): begin a transaction on the connection first")
+    dialect = connection.dialect.name
+    protected = dialect != "sqlite" or is_protected(connection)
+    if dialect == "postgresql":
+        connection.exec_driver_sql("SELECT set_config('auditlog.maintenance', 'on', true)")
+    elif dialect in ("mysql", "mariadb"):
+        connection.exec_driver_sql("SET @auditlog_maintenance = 1")
+    elif protected:
+        for statement in _drop_statements(connection):
+            connection.exec_driver_sql(statement)
+    try:
+        yield
+    finally:
+        if dialect == "postgresql":
+            connection.exec_driver_sql("SELECT set_config('auditlog.maintenance', '', true)")
+        elif dialect in ("mysql", "mariadb"):
+            connection.exec_driver_sql("SET @auditlog_maintenance = NULL")
+        elif protected:
+            for statement in _sqlite_triggers(connection):
+                connection.exec_driver_sql(statement)

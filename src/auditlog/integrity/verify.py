@@ -1,0 +1,308 @@
+"""Verifying: recompute every digest and name every problem, with the entry and seal at fault.
+
+What is checked, seal by seal in number order:
+
+- the chain: numbers run 1, 2, 3... (a gap is a removed seal), each seal's ``previous`` is the
+  digest of the one before, and each seal's own digest is recomputed from its fields;
+- its entries: each member's entry is still there (else it was removed) and hashes to the digest
+  sealed for it (else it was changed, in any column); the members' digests, in id order, give
+  the seal's ``entries_digest`` and number its ``entries`` (else entries were added to the seal,
+  taken out of it, moved between seals or reordered);
+- the published head, when given: its seal is still there with the same digest (else the log
+  was truncated, or rewritten as a whole, seals included);
+- entries in no seal: listed as not sealed yet. One older than the newest seal by more than
+  ``late`` (no transaction runs that long) was inserted among sealed entries.
+
+With ``tenant_id``, only that tenant's entries are recomputed; the other entries count by their
+sealed digests, so a tenant proves its own entries without reading anyone else's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from itertools import groupby
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from ..models import audit_log_table as _log
+from .digest import FIELDS, GENESIS, entries_digest, entry_digest, row_columns, seal_digest
+from .seal import format_head
+from .tables import seal_entry_table as _member
+from .tables import seal_table as _seal
+
+__all__ = ["LATE", "Problem", "ProblemKind", "VerifyReport", "parse_head", "verify"]
+
+#: How much older than the newest seal an unsealed entry may be (a transaction's longest run).
+LATE = dt.timedelta(hours=1)
+
+ProblemKind = Literal[
+    "entry_changed",
+    "entry_removed",
+    "entry_inserted",
+    "seal_entries_changed",
+    "seal_changed",
+    "seal_removed",
+    "chain_broken",
+    "head_missing",
+    "head_mismatch",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing that is not as sealed."""
+
+    kind: ProblemKind
+    detail: str
+    entry_id: str | None = None
+    seal: int | None = None
+
+
+@dataclass(slots=True)
+class VerifyReport:
+    """What :func:`verify` found. ``intact`` when there is no problem."""
+
+    problems: list[Problem] = field(default_factory=list)
+    seals: int = 0
+    sealed: int = 0
+    #: ids of entries in no seal yet (not problems, unless also in ``problems``)
+    unsealed: list[str] = field(default_factory=list)
+    #: ``"<seq>:<digest>"`` of the newest seal
+    head: str | None = None
+
+    @property
+    def intact(self) -> bool:
+        return not self.problems
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready values."""
+        return {
+            "intact": self.intact,
+            "head": self.head,
+            "seals": self.seals,
+            "sealed": self.sealed,
+            "unsealed": list(self.unsealed),
+            "problems": [
+                {"kind": p.kind, "detail": p.detail, "entry_id": p.entry_id, "seal": p.seal}
+                for p in self.problems
+            ],
+        }
+
+
+def parse_head(head: str) -> tuple[int, str]:
+    """``"<seq>:<digest>"`` as (seq, digest); a ValueError naming what is wrong otherwise."""
+    seq_text, sep, digest = head.strip().partition(":")
+    digest = digest.lower()
+    if (
+        not sep
+        or not seq_text.isdecimal()
+        or int(seq_text) < 1
+        or len(digest) != 64
+        or any(c not in "0123456789abcdef" for c in digest)
+    ):
+        raise ValueError(
+            f"{head!r} is not a published head ('<seal number>:<64 hex digits>', as "
+            "auditlog seal prints it)"
+        )
+    return int(seq_text), digest
+
+
+def verify(
+    bind: Engine | Connection,
+    *,
+    head: str | None = None,
+    tenant_id: str | None = None,
+    late: dt.timedelta = LATE,
+) -> VerifyReport:
+    """Recompute every seal and sealed entry; see the module's documentation for the checks."""
+    try:
+        published = parse_head(head) if head is not None else None
+    except ValueError as exc:
+        raise ValueError(f"verify(): head: {exc}") from None
+    if isinstance(bind, Engine):
+        with bind.connect() as connection:
+            return _verify(connection, published, tenant_id, late)
+    return _verify(bind, published, tenant_id, late)
+
+
+def _verify(
+    connection: Connection,
+    published: tuple[int, str] | None,
+    tenant_id: str | None,
+    late: dt.timedelta,
+) -> VerifyReport:
+    report = VerifyReport()
+    problems = report.problems
+    if not _has_seal_tables(connection):  # never sealed here (or the seal tables were dropped)
+        if published is not None:
+            _check_head(published, {}, problems)
+        report.unsealed = [entry_id for entry_id, _ in _unsealed(connection, tenant_id, False)]
+        return report
+    seals = {row.seq: row for row in connection.execute(sa.select(_seal).order_by(_seal.c.seq))}
+    held: dict[int, tuple[int, str]] = {}  # seal -> (members, digest of their digests)
+    for seq, members in groupby(_members(connection), key=lambda pair: pair[0].seal_seq):
+        digests: list[str] = []
+        for member, entry in members:
+            digests.append(member.digest)
+            _check_entry(member, entry, seq, tenant_id, problems)
+        report.sealed += len(digests)
+        held[seq] = (len(digests), entries_digest(digests))
+    expected_seq, previous = 1, GENESIS
+    newest: Any = None
+    for seq in sorted(seals):
+        row = seals[seq]
+        while expected_seq < seq:
+            problems.append(
+                Problem("seal_removed", f"seal {expected_seq} is missing", seal=expected_seq)
+            )
+            held.pop(expected_seq, None)  # its members, if left, were checked above
+            expected_seq += 1
+            previous = ""  # unknown: the next seal's link cannot be checked against it
+        if previous and row.previous != previous:
+            problems.append(
+                Problem(
+                    "chain_broken",
+                    f"seal {seq} does not follow seal {seq - 1} (its previous digest differs)",
+                    seal=seq,
+                )
+            )
+        recomputed = seal_digest(seq, row.sealed_at, row.entries, row.entries_digest, row.previous)
+        if recomputed != row.digest:
+            problems.append(Problem("seal_changed", f"seal {seq} was changed", seal=seq))
+        count, digest = held.pop(seq, (0, entries_digest(())))
+        if count != row.entries or digest != row.entries_digest:
+            problems.append(
+                Problem(
+                    "seal_entries_changed",
+                    f"seal {seq} holds {count} entries whose digests are not the "
+                    f"{row.entries} it sealed (entries added, taken out, moved or changed "
+                    "with their digest)",
+                    seal=seq,
+                )
+            )
+        expected_seq, previous, newest = seq + 1, row.digest, row
+    for seq in sorted(held):  # members of a seal after the newest one left
+        problems.append(Problem("seal_removed", f"seal {seq} is missing", seal=seq))
+    report.seals = len(seals)
+    if newest is not None:
+        report.head = format_head(newest.seq, newest.digest)
+    if published is not None:
+        _check_head(published, seals, problems)
+    horizon = newest.sealed_at - late if newest is not None else None
+    for entry_id, timestamp in _unsealed(connection, tenant_id):
+        report.unsealed.append(entry_id)
+        if horizon is not None and timestamp is not None and _utc(timestamp) < horizon:
+            problems.append(
+                Problem(
+                    "entry_inserted",
+                    f"entry {entry_id} is in no seal but dates from {_utc(timestamp).isoformat()}"
+                    f", before the newest seal by more than {late}",
+                    entry_id=entry_id,
+                )
+            )
+    return report
+
+
+def _check_entry(
+    member: Any, entry: Any, seq: int, tenant_id: str | None, problems: list[Problem]
+) -> None:
+    if entry is None:
+        if tenant_id is None:
+            problems.append(
+                Problem(
+                    "entry_removed",
+                    f"entry {member.entry_id} of seal {seq} is gone",
+                    entry_id=member.entry_id,
+                    seal=seq,
+                )
+            )
+        return
+    if tenant_id is not None and entry["tenant_id"] != tenant_id:
+        return  # another tenant's: counted by its sealed digest
+    if entry_digest(bytes.fromhex(member.entry_key), entry) != member.digest:
+        problems.append(
+            Problem(
+                "entry_changed",
+                f"entry {member.entry_id} of seal {seq} is not as sealed",
+                entry_id=member.entry_id,
+                seal=seq,
+            )
+        )
+
+
+def _members(connection: Connection) -> Iterator[tuple[_Member, dict[str, Any] | None]]:
+    """Every member by seal and id, with its entry's row (None when it is gone), streamed."""
+    columns = row_columns(_log, "e_")
+    query = (
+        sa.select(_member, *columns)
+        .select_from(_member.outerjoin(_log, _log.c.id == _member.c.entry_id))
+        .order_by(_member.c.seal_seq, _member.c.entry_id)
+    )
+    for row in _stream(connection, query):
+        entry = {name: row[f"e_{name}"] for name in FIELDS} if row["e_id"] is not None else None
+        yield _Member(row), entry
+
+
+@dataclass(frozen=True, slots=True)
+class _Member:
+    seal_seq: int
+    entry_id: str
+    entry_key: str
+    digest: str
+
+    def __init__(self, row: Any) -> None:
+        for name in ("seal_seq", "entry_id", "entry_key", "digest"):
+            object.__setattr__(self, name, row[name])
+
+
+def _stream(connection: Connection, query: sa.Select[Any]) -> Iterator[Any]:
+    result = connection.execution_options(yield_per=5_000).execute(query)
+    yield from result.mappings()
+
+
+def _has_seal_tables(connection: Connection) -> bool:
+    inspector = sa.inspect(connection)
+    return inspector.has_table(_seal.name) and inspector.has_table(_member.name)
+
+
+def _unsealed(
+    connection: Connection, tenant_id: str | None, sealed: bool = True
+) -> Iterator[tuple[str, Any]]:
+    query = sa.select(_log.c.id, _log.c.timestamp).order_by(_log.c.id)
+    if sealed:
+        query = query.select_from(_log.outerjoin(_member, _member.c.entry_id == _log.c.id)).where(
+            _member.c.entry_id.is_(None)
+        )
+    if tenant_id is not None:
+        query = query.where(_log.c.tenant_id == tenant_id)
+    for row in connection.execute(query):
+        yield row.id, row.timestamp
+
+
+def _check_head(published: tuple[int, str], seals: dict[int, Any], problems: list[Problem]) -> None:
+    seq, digest = published
+    row = seals.get(seq)
+    if row is None:
+        problems.append(
+            Problem(
+                "head_missing",
+                f"the published head's seal {seq} is gone: the log was truncated",
+                seal=seq,
+            )
+        )
+    elif row.digest != digest:
+        problems.append(
+            Problem(
+                "head_mismatch",
+                f"seal {seq} is not the published head: the log was rewritten",
+                seal=seq,
+            )
+        )
+
+
+def _utc(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.timezone.utc)
