@@ -127,12 +127,30 @@ def field_digest(key: bytes, name: str, value: Any) -> bytes:
     return hashlib.sha256(key + _NAMES[name] + _canonical(name, value)).digest()
 
 
+_PLAN_OTHERS = tuple((name, _ENCODERS[name]) for name in _OTHERS)
+_PLAN_PERSONAL = tuple((name, _NAMES[name], _ENCODERS[name]) for name in PERSONAL)
+
+
 def entry_digest(key: bytes, row: Mapping[str, Any] | Any) -> str:
-    """The digest (hex) of one entry as stored, from its key and its row."""
+    """The digest (hex) of one entry as stored, from its key and its row (the same as
+    :func:`field_digest` and :func:`_canonical` give, unrolled: this runs once per entry)."""
+    sha256 = hashlib.sha256
     parts = [_ENTRY, key]
-    parts.extend(_canonical(name, row[name]) for name in _OTHERS)
-    parts.extend(field_digest(key, name, row[name]) for name in PERSONAL)
-    return hashlib.sha256(b"".join(parts)).hexdigest()
+    for name, encode in _PLAN_OTHERS:
+        value = row[name]
+        if value is None:
+            parts.append(_NULL)
+        else:
+            raw = encode(value)
+            parts.append(len(raw).to_bytes(4, "big") + raw)
+    for name, label, encode in _PLAN_PERSONAL:
+        value = row[name]
+        if value is None:
+            parts.append(sha256(key + label + _NULL).digest())
+        else:
+            raw = encode(value)
+            parts.append(sha256(key + label + len(raw).to_bytes(4, "big") + raw).digest())
+    return sha256(b"".join(parts)).hexdigest()
 
 
 def entries_digest(digests: Iterable[str]) -> str:

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from ..models import audit_log_table as _log
-from ..models import metadata
+from ..models import metadata, ulid_hex
 from .digest import GENESIS, entries_digest, entry_digest, row_columns, seal_digest
 from .tables import seal_entry_table as _member
 from .tables import seal_table as _seal
@@ -158,7 +158,7 @@ def _write_seal(
     sealed_at = dt.datetime.now(dt.timezone.utc)
     entries_hex = entries_digest(m["digest"] for m in members)
     digest = seal_digest(seq, sealed_at, len(members), entries_hex, previous)
-    connection.execute(sa.insert(_member), members)
+    _insert_members(connection, members)
     connection.execute(
         sa.insert(_seal).values(
             seq=seq,
@@ -170,3 +170,32 @@ def _write_seal(
         )
     )
     return len(members), format_head(seq, digest), members[-1]["entry_id"]
+
+
+def _insert_members(connection: Connection, members: list[dict[str, Any]]) -> None:
+    """The members of a seal: one COPY stream on psycopg 3, an executemany elsewhere."""
+    dialect = connection.dialect
+    if (
+        dialect.name == "postgresql"
+        and dialect.driver == "psycopg"
+        and not dialect.is_async
+        and not connection.get_execution_options().get("schema_translate_map")
+    ):
+        preparer = dialect.identifier_preparer
+        statement = (
+            f"COPY {preparer.format_table(_member)} (entry_id, seal_seq, entry_key, digest) "
+            "FROM STDIN"
+        )
+        dbapi_connection: Any = connection.connection.dbapi_connection
+        try:
+            with dbapi_connection.cursor() as cursor, cursor.copy(statement) as copy:
+                for m in members:
+                    copy.write_row(
+                        (ulid_hex(m["entry_id"]), m["seal_seq"], m["entry_key"], m["digest"])
+                    )
+        except dialect.loaded_dbapi.Error as exc:
+            raise sa.exc.DBAPIError.instance(
+                statement, None, exc, dialect.loaded_dbapi.Error, dialect=dialect
+            ) from exc
+        return
+    connection.execute(sa.insert(_member), members)
