@@ -7,7 +7,14 @@ import hashlib
 
 from ulid import ULID
 
-from auditlog.integrity.digest import FIELDS, PERSONAL, _canonical, entry_digest, field_digest
+from auditlog.integrity.digest import (
+    FIELDS,
+    PERSONAL,
+    _canonical,
+    entry_digest,
+    field_digest,
+    field_key,
+)
 
 ID = ULID()
 AT = dt.datetime(2026, 11, 28, 12, 0, 0, 123456, tzinfo=dt.timezone.utc)
@@ -26,10 +33,16 @@ KEY = bytes(range(16))
 
 
 def test_the_entry_digest_is_built_from_the_field_digests() -> None:
-    parts = [b"auditlog-entry-v1\x00", KEY]
+    parts = [b"auditlog-entry-v1\x00"]
     parts += [_canonical(name, ROW[name]) for name in FIELDS if name not in PERSONAL]
-    parts += [field_digest(KEY, name, ROW[name]) for name in PERSONAL]
+    parts += [field_digest(field_key(KEY, name), name, ROW[name]) for name in PERSONAL]
     assert entry_digest(KEY, ROW) == hashlib.sha256(b"".join(parts)).hexdigest()
+
+
+def test_a_field_key_gives_neither_the_entry_key_nor_another_field_key() -> None:
+    keys = {name: field_key(KEY, name) for name in PERSONAL}
+    assert len(set(keys.values())) == len(PERSONAL) and KEY not in keys.values()
+    assert all(len(key) == 16 for key in keys.values())
 
 
 def test_each_stored_form_of_a_value_gives_the_same_digest() -> None:

@@ -1,13 +1,15 @@
 """Digests of entries and seals: SHA-256 over a canonical form of what the database stores.
 
-An entry's digest is keyed with the entry's own random key. The fields that can hold a person's
-data (:data:`PERSONAL`: the actor, the address, the agent, the object's key, its states, extra)
-each get a digest of their own, ``sha256(key, field name, canonical value)``; the entry's digest
-covers the key, the other fields' canonical values and those digests. The key makes a digest
-useless for guessing a value (a phone number has few possible values; with 128 random bits in
-front, a digest says nothing about it). A digest per personal field is what lets such a field be
-erased later while the rest of the entry stays provable: the erased field's digest is kept, its
-value and the means to test a guess against it are not.
+An entry's digest covers the canonical values of its fields, except that the fields that can
+hold a person's data (:data:`PERSONAL`: the actor, the address, the agent, the object's key, its
+states, extra) enter it through digests of their own, each keyed: the entry's random key gives
+one key per field, ``field_key = sha256(key, name)``, and the field's digest is
+``sha256(field_key, name, canonical value)``. The key makes a digest useless for guessing a
+value (a phone number has few possible values; with 128 random bits in front, a digest says
+nothing about it). Keys per field are what let such a field be erased later while the rest of
+the entry stays provable: the erased field's digest is kept and the entry's key dropped, the
+other fields keep their own keys, and nothing stored lets anyone test a guess of the erased
+value.
 
 The canonical forms (version 1): text as UTF-8, integers in decimal, the time as UTC ISO 8601
 with microseconds, JSON documents with sorted keys and no spaces (standard library encoder, so
@@ -36,6 +38,7 @@ __all__ = [
     "entries_digest",
     "entry_digest",
     "field_digest",
+    "field_key",
     "row_columns",
     "seal_digest",
 ]
@@ -74,6 +77,7 @@ _OTHERS = tuple(name for name in FIELDS if name not in PERSONAL)
 GENESIS = "0" * 64
 _NULL = b"\xff\xff\xff\xff"
 _ENTRY = b"auditlog-entry-v1\x00"
+_FIELD_KEY = b"auditlog-field-key-v1\x00"
 _NAMES = {name: name.encode() + b"\x00" for name in FIELDS}
 _json = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
 
@@ -122,8 +126,14 @@ def _canonical(name: str, value: Any) -> bytes:
     return len(raw).to_bytes(4, "big") + raw
 
 
+def field_key(key: bytes, name: str) -> bytes:
+    """The key of one personal field, from the entry's key (one-way: a field's key never gives
+    the entry's, nor another field's)."""
+    return hashlib.sha256(_FIELD_KEY + key + _NAMES[name]).digest()[:16]
+
+
 def field_digest(key: bytes, name: str, value: Any) -> bytes:
-    """The keyed digest of one personal field's stored value."""
+    """The digest of one personal field's stored value, under that field's key."""
     return hashlib.sha256(key + _NAMES[name] + _canonical(name, value)).digest()
 
 
@@ -132,10 +142,11 @@ _PLAN_PERSONAL = tuple((name, _NAMES[name], _ENCODERS[name]) for name in PERSONA
 
 
 def entry_digest(key: bytes, row: Mapping[str, Any] | Any) -> str:
-    """The digest (hex) of one entry as stored, from its key and its row (the same as
-    :func:`field_digest` and :func:`_canonical` give, unrolled: this runs once per entry)."""
+    """The digest (hex) of one entry as stored, from its key and its row (what
+    :func:`field_key`, :func:`field_digest` and :func:`_canonical` give, unrolled: this runs
+    once per entry)."""
     sha256 = hashlib.sha256
-    parts = [_ENTRY, key]
+    parts = [_ENTRY]
     for name, encode in _PLAN_OTHERS:
         value = row[name]
         if value is None:
@@ -145,11 +156,12 @@ def entry_digest(key: bytes, row: Mapping[str, Any] | Any) -> str:
             parts.append(len(raw).to_bytes(4, "big") + raw)
     for name, label, encode in _PLAN_PERSONAL:
         value = row[name]
+        own = sha256(_FIELD_KEY + key + label).digest()[:16]
         if value is None:
-            parts.append(sha256(key + label + _NULL).digest())
+            parts.append(sha256(own + label + _NULL).digest())
         else:
             raw = encode(value)
-            parts.append(sha256(key + label + len(raw).to_bytes(4, "big") + raw).digest())
+            parts.append(sha256(own + label + len(raw).to_bytes(4, "big") + raw).digest())
     return sha256(b"".join(parts)).hexdigest()
 
 
