@@ -8,6 +8,7 @@ own code sees: the late-known actor reaches every entry of that request.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterator, Mapping
@@ -87,7 +88,19 @@ def clean_text(value: str, max_length: int) -> str:
 def ip_text(value: Any) -> str:
     """A validated address as canonical text: no IPv6 zone, IPv4-mapped IPv6 as plain IPv4.
 
-    The form entries store and queries compare against; raises :class:`ContextError`."""
+    The form entries store and queries compare against; raises :class:`ContextError`. Text is
+    parsed once per distinct address (a server sees the same clients again and again)."""
+    if isinstance(value, str):
+        return _ip_text_of(value)
+    return _parse_ip(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _ip_text_of(value: str) -> str:
+    return _parse_ip(value)
+
+
+def _parse_ip(value: Any) -> str:
     try:
         address = ipaddress.ip_address(str(value).strip())
     except ValueError:
