@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import auditlog
 from auditlog import capture
-from auditlog.integrity import seal_entry_table, seal_table
+from auditlog.integrity import erasure_table, seal_entry_table, seal_table
 
 from .backends import BACKENDS, IN_CI, selected_backends, server_url
 from .models import Base
@@ -80,6 +80,7 @@ def engine(backend: str, _stack: ExitStack, tmp_path_factory: pytest.TempPathFac
         conn.execute(auditlog.AuditLog.__table__.delete())
         conn.execute(seal_entry_table.delete())
         conn.execute(seal_table.delete())
+        conn.execute(erasure_table.delete())
     return eng
 
 

@@ -24,7 +24,7 @@ from .exceptions import (
     RevertConflict,
     RevertError,
 )
-from .integrity import SealResult, VerifyReport, protect, seal, unprotect, verify
+from .integrity import SealResult, VerifyReport, erase, protect, seal, unprotect, verify
 from .models import AuditLog, ContentType, create_tables, metadata
 from .query import (
     AuditLogEntry,
@@ -64,6 +64,7 @@ __all__ = [
     "decode_state",
     "disable",
     "enable",
+    "erase",
     "is_registered",
     "log_access",
     "log_access_async",

@@ -6,6 +6,7 @@
 - ``seal.py``: :func:`seal`, run outside the application's transactions (``auditlog seal``);
 - ``verify.py``: :func:`verify`, which recomputes everything and names every problem
   (``auditlog verify``);
+- ``erase.py``: :func:`erase`, one data subject's values removed, the proof kept;
 - ``guard.py``: :func:`protect`, triggers that refuse UPDATE and DELETE on the audit tables, and
   :func:`maintenance`, auditlog's own way past them.
 
@@ -14,15 +15,20 @@ See docs/integrity.md.
 
 from __future__ import annotations
 
+from .erase import ErasureError, ErasureResult, erase
 from .guard import maintenance, protect, unprotect
 from .seal import SealResult, seal
-from .tables import seal_entry_table, seal_table
+from .tables import erasure_table, seal_entry_table, seal_table
 from .verify import Problem, VerifyReport, verify
 
 __all__ = [
+    "ErasureError",
+    "ErasureResult",
     "Problem",
     "SealResult",
     "VerifyReport",
+    "erase",
+    "erasure_table",
     "maintenance",
     "protect",
     "seal",

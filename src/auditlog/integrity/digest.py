@@ -37,6 +37,7 @@ __all__ = [
     "PERSONAL",
     "entries_digest",
     "entry_digest",
+    "erased_entry_digest",
     "field_digest",
     "field_key",
     "row_columns",
@@ -163,6 +164,21 @@ def entry_digest(key: bytes, row: Mapping[str, Any] | Any) -> str:
             raw = encode(value)
             parts.append(sha256(own + label + len(raw).to_bytes(4, "big") + raw).digest())
     return sha256(b"".join(parts)).hexdigest()
+
+
+def erased_entry_digest(
+    row: Mapping[str, Any] | Any, keys: Mapping[str, str], digests: Mapping[str, str]
+) -> str:
+    """The digest (hex) of an entry some of whose personal fields were erased: ``keys`` are the
+    field keys kept (hex), ``digests`` the erased fields' digests (hex)."""
+    parts = [_ENTRY]
+    parts.extend(_canonical(name, row[name]) for name in _OTHERS)
+    for name in PERSONAL:
+        if name in digests:
+            parts.append(bytes.fromhex(digests[name]))
+        else:
+            parts.append(field_digest(bytes.fromhex(keys[name]), name, row[name]))
+    return hashlib.sha256(b"".join(parts)).hexdigest()
 
 
 def entries_digest(digests: Iterable[str]) -> str:

@@ -1,6 +1,6 @@
 """Guards: the database itself refuses UPDATE and DELETE on the audit tables.
 
-:func:`protect` installs triggers on ``audit_log``, ``audit_seal`` and ``audit_seal_entry`` that
+:func:`protect` installs triggers on ``audit_log`` and the integrity tables (seals, erasures) that
 refuse every UPDATE and DELETE (and, on PostgreSQL, TRUNCATE), whoever runs it: an application
 bug, a console session, a migration gone wrong. auditlog's own maintenance (erasure, retention)
 passes through :func:`maintenance`, which lifts the guard for its transaction only:
@@ -27,12 +27,12 @@ from sqlalchemy.engine import Connection, Engine
 
 from ..exceptions import ConfigurationError
 from ..models import audit_log_table
-from .tables import seal_entry_table, seal_table
+from .tables import erasure_table, seal_entry_table, seal_table
 
 __all__ = ["GUARDED", "is_protected", "maintenance", "protect", "unprotect"]
 
 #: The tables the guard covers.
-GUARDED = (audit_log_table, seal_table, seal_entry_table)
+GUARDED = (audit_log_table, seal_table, seal_entry_table, erasure_table)
 _FUNCTION = "auditlog_refuse_change"
 _OPERATIONS = ("UPDATE", "DELETE")
 

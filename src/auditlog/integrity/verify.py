@@ -20,6 +20,7 @@ sealed digests, so a tenant proves its own entries without reading anyone else's
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import groupby
@@ -29,7 +30,15 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from ..models import audit_log_table as _log
-from .digest import FIELDS, GENESIS, entries_digest, entry_digest, row_columns, seal_digest
+from .digest import (
+    FIELDS,
+    GENESIS,
+    entries_digest,
+    entry_digest,
+    erased_entry_digest,
+    row_columns,
+    seal_digest,
+)
 from .seal import format_head
 from .tables import seal_entry_table as _member
 from .tables import seal_table as _seal
@@ -71,6 +80,8 @@ class VerifyReport:
     sealed: int = 0
     #: ids of entries in no seal yet (not problems, unless also in ``problems``)
     unsealed: list[str] = field(default_factory=list)
+    #: (entry id, fields) of sealed entries whose fields were erased (not problems)
+    erased: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
     #: ``"<seq>:<digest>"`` of the newest seal
     head: str | None = None
 
@@ -86,6 +97,7 @@ class VerifyReport:
             "seals": self.seals,
             "sealed": self.sealed,
             "unsealed": list(self.unsealed),
+            "erased": [{"entry_id": e, "fields": list(f)} for e, f in self.erased],
             "problems": [
                 {"kind": p.kind, "detail": p.detail, "entry_id": p.entry_id, "seal": p.seal}
                 for p in self.problems
@@ -148,7 +160,7 @@ def _verify(
         digests: list[str] = []
         for member, entry in members:
             digests.append(member.digest)
-            _check_entry(member, entry, seq, tenant_id, problems)
+            _check_entry(member, entry, seq, tenant_id, report)
         report.sealed += len(digests)
         held[seq] = (len(digests), entries_digest(digests))
     expected_seq, previous = 1, GENESIS
@@ -208,8 +220,9 @@ def _verify(
 
 
 def _check_entry(
-    member: Any, entry: Any, seq: int, tenant_id: str | None, problems: list[Problem]
+    member: Any, entry: Any, seq: int, tenant_id: str | None, report: VerifyReport
 ) -> None:
+    problems = report.problems
     if entry is None:
         if tenant_id is None:
             problems.append(
@@ -223,7 +236,16 @@ def _check_entry(
         return
     if tenant_id is not None and entry["tenant_id"] != tenant_id:
         return  # another tenant's: counted by its sealed digest
-    if entry_digest(bytes.fromhex(member.entry_key), entry) != member.digest:
+    if member.entry_key is None:  # erased in part: kept field keys and erased field digests
+        held = json.loads(member.erased or '{"keys": {}, "digests": {}}')
+        erased = held.get("digests", {})
+        if erased:
+            report.erased.append((member.entry_id, tuple(sorted(erased))))
+        intact = erased_entry_digest(entry, held.get("keys", {}), erased) == member.digest
+        intact = intact and all(entry[name] in (None, "") for name in erased)
+    else:
+        intact = entry_digest(bytes.fromhex(member.entry_key), entry) == member.digest
+    if not intact:
         problems.append(
             Problem(
                 "entry_changed",
@@ -251,11 +273,12 @@ def _members(connection: Connection) -> Iterator[tuple[_Member, dict[str, Any] |
 class _Member:
     seal_seq: int
     entry_id: str
-    entry_key: str
+    entry_key: str | None
     digest: str
+    erased: str | None
 
     def __init__(self, row: Any) -> None:
-        for name in ("seal_seq", "entry_id", "entry_key", "digest"):
+        for name in ("seal_seq", "entry_id", "entry_key", "digest", "erased"):
             object.__setattr__(self, name, row[name])
 
 

@@ -1,0 +1,201 @@
+"""Erasure: one data subject's values removed from the log, with the log still provable.
+
+Two subjects:
+
+- an **actor** (``user_id=``): in every entry that user made, the user id, the address, the user
+  agent and ``extra`` (what the request recorded about them);
+- an **object** (``content_type=`` and ``object_id=``): the before and after states of every
+  entry of that object (under its key, or the key it was renamed to).
+
+In one transaction, past the guard (:func:`~auditlog.integrity.guard.maintenance`): each sealed
+entry is first checked against its seal (an entry that is not as sealed is refused: run
+``verify``); the digests of its erased fields are kept and the keys of its other personal fields
+too, and the entry's own key is dropped, so that ``verify`` still proves every field and reports
+the erased ones as erased, while nothing stored lets anyone test a guess of an erased value. The
+values are then set to null (the user agent to empty text) and the erasure is recorded in
+``audit_erasure``: when, which kind, which fields, how many entries, why and by whom, never whose.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from ulid import ULID
+
+from ..exceptions import AuditLogError
+from ..models import audit_log_table as _log
+from ..models import content_type_table
+from .digest import (
+    PERSONAL,
+    entry_digest,
+    erased_entry_digest,
+    field_digest,
+    field_key,
+    row_columns,
+)
+from .guard import maintenance
+from .tables import erasure_table, seal_entry_table
+
+__all__ = ["ACTOR_FIELDS", "OBJECT_FIELDS", "ErasureError", "ErasureResult", "erase"]
+
+#: What is erased of an actor, and of an object.
+ACTOR_FIELDS: tuple[str, ...] = ("user_id", "ip_address", "user_agent", "extra")
+OBJECT_FIELDS: tuple[str, ...] = ("before_state", "after_state")
+_EMPTY = {"user_agent": ""}  # NOT NULL: empty text
+
+
+class ErasureError(AuditLogError):
+    """An erasure that was refused; nothing was changed."""
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureResult:
+    """What :func:`erase` did: the erasure's id (its row in ``audit_erasure``) and how many
+    entries it changed."""
+
+    erasure_id: str
+    entries: int
+    fields: tuple[str, ...]
+
+
+def erase(
+    bind: Engine | Connection,
+    *,
+    user_id: str | None = None,
+    content_type: int | str | type | None = None,
+    object_id: Any = None,
+    reason: str | None = None,
+    erased_by: str | None = None,
+) -> ErasureResult:
+    """Erase an actor (``user_id``) or an object (``content_type`` and ``object_id``) from the
+    log; see the module's documentation. An engine commits on its own; a connection's
+    transaction is the caller's to commit."""
+    if (user_id is None) == (object_id is None and content_type is None):
+        raise ValueError(
+            "erase(): give user_id (an actor) or content_type and object_id (an object), "
+            "not both and not neither"
+        )
+    if user_id is None and (object_id is None or content_type is None):
+        raise ValueError("erase(): an object is named by both content_type and object_id")
+    if isinstance(bind, Engine):
+        with bind.begin() as connection:
+            return _erase(connection, user_id, content_type, object_id, reason, erased_by)
+    if not bind.in_transaction():
+        with bind.begin():
+            return _erase(bind, user_id, content_type, object_id, reason, erased_by)
+    return _erase(bind, user_id, content_type, object_id, reason, erased_by)
+
+
+def _content_type_id(connection: Connection, content_type: int | str | type) -> int:
+    if isinstance(content_type, int) and not isinstance(content_type, bool):
+        return content_type
+    name = (
+        f"{content_type.__module__}.{content_type.__qualname__}"
+        if isinstance(content_type, type)
+        else str(content_type)
+    )
+    found = connection.execute(
+        sa.select(content_type_table.c.id).where(content_type_table.c.name == name)
+    ).scalar_one_or_none()
+    if found is None:
+        raise ValueError(f"erase(): content_type: no audited model is named {name!r}")
+    return int(found)
+
+
+def _erase(
+    connection: Connection,
+    user_id: str | None,
+    content_type: int | str | type | None,
+    object_id: Any,
+    reason: str | None,
+    erased_by: str | None,
+) -> ErasureResult:
+    if user_id is not None:
+        kind, fields, ctype = "actor", ACTOR_FIELDS, None
+        where = _log.c.user_id == str(user_id)
+    else:
+        assert content_type is not None
+        kind, fields = "object", OBJECT_FIELDS
+        ctype = _content_type_id(connection, content_type)
+        key = str(object_id)
+        where = sa.and_(
+            _log.c.content_type == ctype, sa.or_(_log.c.object_id == key, _log.c.renamed_to == key)
+        )
+    m = seal_entry_table
+    rows = (
+        connection.execute(
+            sa.select(
+                *row_columns(_log),
+                m.c.entry_id.label("m_id"),
+                m.c.entry_key,
+                m.c.digest,
+                m.c.erased,
+            )
+            .select_from(_log.outerjoin(m, m.c.entry_id == _log.c.id))
+            .where(where)
+            .order_by(_log.c.id)
+        )
+        .mappings()
+        .all()
+    )
+    with maintenance(connection):
+        for row in rows:
+            if row["m_id"] is not None:
+                _keep_proof(connection, row, fields)
+        ids = [row["id"] for row in rows]
+        for start in range(0, len(ids), 1000):
+            connection.execute(
+                sa.update(_log)
+                .where(_log.c.id.in_(ids[start : start + 1000]))
+                .values({name: _EMPTY.get(name) for name in fields})
+            )
+        erasure_id = str(ULID())
+        connection.execute(
+            sa.insert(erasure_table).values(
+                id=erasure_id,
+                erased_at=dt.datetime.now(dt.timezone.utc),
+                kind=kind,
+                content_type=ctype,
+                fields=",".join(fields),
+                entries=len(rows),
+                reason=reason,
+                erased_by=erased_by,
+            )
+        )
+    return ErasureResult(erasure_id, len(rows), fields)
+
+
+def _keep_proof(connection: Connection, row: Any, fields: tuple[str, ...]) -> None:
+    """A sealed entry: check it against its seal, keep its erased fields' digests and its other
+    fields' keys, drop its key."""
+    if row["entry_key"] is not None:
+        key = bytes.fromhex(row["entry_key"])
+        intact = entry_digest(key, row) == row["digest"]
+        keys = {name: field_key(key, name).hex() for name in PERSONAL}
+        digests: dict[str, str] = {}
+    else:
+        held = json.loads(row["erased"])
+        keys, digests = dict(held["keys"]), dict(held["digests"])
+        intact = erased_entry_digest(row, keys, digests) == row["digest"]
+    if not intact:
+        raise ErasureError(
+            f"erase(): entry {ULID.from_hex(_hex(row['id']))} is not as sealed; nothing was "
+            "erased (run auditlog verify)"
+        )
+    for name in fields:
+        if name in keys:
+            digests[name] = field_digest(bytes.fromhex(keys.pop(name)), name, row[name]).hex()
+    connection.execute(
+        sa.update(seal_entry_table)
+        .where(seal_entry_table.c.entry_id == row["m_id"])
+        .values(entry_key=None, erased=json.dumps({"keys": keys, "digests": digests}))
+    )
+
+
+def _hex(value: Any) -> str:
+    return str(value).replace("-", "").lower()
