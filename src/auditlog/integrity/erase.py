@@ -39,6 +39,7 @@ from .digest import (
     row_columns,
 )
 from .guard import maintenance
+from .seal import create_integrity_tables
 from .tables import erasure_table, seal_entry_table
 
 __all__ = ["ACTOR_FIELDS", "OBJECT_FIELDS", "ErasureError", "ErasureResult", "erase"]
@@ -83,8 +84,10 @@ def erase(
     if user_id is None and (object_id is None or content_type is None):
         raise ValueError("erase(): an object is named by both content_type and object_id")
     if isinstance(bind, Engine):
-        with bind.begin() as connection:
-            return _erase(connection, user_id, content_type, object_id, reason, erased_by)
+        with bind.connect() as connection:
+            create_integrity_tables(connection)
+            with connection.begin():
+                return _erase(connection, user_id, content_type, object_id, reason, erased_by)
     if not bind.in_transaction():
         with bind.begin():
             return _erase(bind, user_id, content_type, object_id, reason, erased_by)

@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection, Engine
 from ..models import audit_log_table as _log
 from ..models import metadata, ulid_hex
 from .digest import GENESIS, entries_digest, entry_digest, row_columns, seal_digest
+from .tables import erasure_table
 from .tables import seal_entry_table as _member
 from .tables import seal_table as _seal
 
@@ -73,14 +74,15 @@ def seal(bind: Engine | Connection, *, batch: int = BATCH) -> SealResult:
     return _seal_all(bind, batch)
 
 
-def _create_seal_tables(connection: Connection) -> None:
-    """The seal tables, on a database whose ``audit_log`` was made before them."""
+def create_integrity_tables(connection: Connection) -> None:
+    """The seal and erasure tables, on a database whose ``audit_log`` was made before them (in a
+    transaction of their own: the connection must have none begun)."""
     with connection.begin():
-        metadata.create_all(connection, tables=[_seal, _member], checkfirst=True)
+        metadata.create_all(connection, tables=[_seal, _member, erasure_table], checkfirst=True)
 
 
 def _seal_all(connection: Connection, batch: int) -> SealResult:
-    _create_seal_tables(connection)
+    create_integrity_tables(connection)
     seals = entries = 0
     head: str | None = None
     after: str | None = None  # the last entry sealed by this run: its next seal starts there
