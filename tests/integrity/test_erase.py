@@ -150,3 +150,13 @@ def test_erase_names_what_is_wrong_with_its_arguments(engine: Engine) -> None:
         auditlog.erase(engine, object_id=1)
     with pytest.raises(ValueError, match=r"no audited model is named 'nowhere\.Model'"):
         auditlog.erase(engine, content_type="nowhere.Model", object_id=1)
+
+
+def test_erase_creates_its_table_on_a_database_made_before_it(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    _history(Session_)
+    with engine.begin() as conn:
+        erasure_table.drop(conn)
+    assert auditlog.erase(engine, user_id="grace").entries == 1
+    assert sa.inspect(engine).has_table("audit_erasure")
