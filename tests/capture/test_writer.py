@@ -365,14 +365,14 @@ def test_a_flush_whose_entries_all_wait_for_read_back_opens_no_empty_copy(
     with Session_.begin() as session:
         session.add_all([Article(title=f"a{i}", price=i) for i in range(count)])
     copies: list[int] = []
-    original = writer._copy
+    original = writer.copy_rows
 
-    def counting_copy(connection: Connection, rows: Any) -> int:
-        written = original(connection, rows)
+    def counting_copy(connection: Connection, table: Any, columns: Any, rows: Any) -> int:
+        written = original(connection, table, columns, rows)
         copies.append(written)
         return written
 
-    monkeypatch.setattr(writer, "_copy", counting_copy)
+    monkeypatch.setattr(writer, "copy_rows", counting_copy)
     with Session_.begin() as session:
         for article in session.scalars(sa.select(Article)):
             article.price += 100
@@ -380,5 +380,5 @@ def test_a_flush_whose_entries_all_wait_for_read_back_opens_no_empty_copy(
     assert sorted(e.after_state["price"] for e in updates) == list(range(100, 100 + count))
     assert {(e.before_state["revision"], e.after_state["revision"]) for e in updates} == {(0, 1)}
     with engine.connect() as connection:
-        can_copy = writer._can_copy(connection)
+        can_copy = writer.can_copy(connection)
     assert copies == ([count] if can_copy else [])  # one COPY, of the read-back entries

@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,7 +30,7 @@ from ..models import audit_log_table, schema_is_current
 from ..serialize import storable
 from .limits import check_packets
 
-__all__ = ["COPY_THRESHOLD", "insert_rows"]
+__all__ = ["COPY_THRESHOLD", "can_copy", "copy_rows", "insert_rows"]
 
 #: Batches at least this large use COPY where it is available; smaller ones an INSERT.
 COPY_THRESHOLD = 8
@@ -43,10 +43,10 @@ _TIMESTAMP_AT = _COLUMNS.index("timestamp")
 _ID_AT = (_COLUMNS.index("id"), _COLUMNS.index("transaction_id"))
 
 
-def _copy_statement(connection: Connection) -> str:
+def _copy_statement(connection: Connection, table: sa.Table, columns: Sequence[str]) -> str:
     preparer = connection.dialect.identifier_preparer
-    columns = ", ".join(preparer.quote(name) for name in _COLUMNS)
-    return f"COPY {preparer.format_table(audit_log_table)} ({columns}) FROM STDIN"
+    names = ", ".join(preparer.quote(name) for name in columns)
+    return f"COPY {preparer.format_table(table)} ({names}) FROM STDIN"
 
 
 def _values_of(timestamp: Any) -> Any:
@@ -72,17 +72,20 @@ def _values_of(timestamp: Any) -> Any:
     return values_of
 
 
-def _copy(connection: Connection, rows: Iterable[dict[str, Any]]) -> int:
-    """Stream ``rows`` with COPY. They are built and encoded as the stream goes: psycopg sends
-    each buffer as it fills, and the server works on it while the next rows are encoded."""
-    statement = _copy_statement(connection)
+def copy_rows(
+    connection: Connection, table: sa.Table, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+) -> int:
+    """Stream ``rows`` (values in ``columns`` order, as COPY's text form takes them) into
+    ``table`` with COPY on ``connection`` (see :func:`can_copy`); returns how many. The rows may
+    be built as the stream goes: psycopg sends each buffer as it fills, and the server works on
+    it while the next rows are made. An error is raised as a SQLAlchemy ``DBAPIError``."""
+    statement = _copy_statement(connection, table, columns)
     dbapi_connection: Any = connection.connection.dbapi_connection
-    values_of = _values_of(_same)
     written = 0
     try:
         with dbapi_connection.cursor() as cursor, cursor.copy(statement) as copy:
             for row in rows:
-                copy.write_row(values_of(row))  # JSON as text: COPY's text form of jsonb
+                copy.write_row(row)
                 written += 1
     except connection.dialect.loaded_dbapi.Error as exc:
         raise sa.exc.DBAPIError.instance(
@@ -95,7 +98,7 @@ def _copy(connection: Connection, rows: Iterable[dict[str, Any]]) -> int:
     return written
 
 
-def _can_copy(connection: Connection) -> bool:
+def can_copy(connection: Connection) -> bool:
     """psycopg 3, sync, and no ``schema_translate_map`` (which COPY would not follow)."""
     dialect = connection.dialect
     return (
@@ -184,12 +187,18 @@ def insert_rows(
     if count is None:
         rows = list(rows)
         count = len(rows)
-    if count >= COPY_THRESHOLD and _can_copy(connection):
+    if count >= COPY_THRESHOLD and can_copy(connection):
         rows = iter(rows)
         first = next(rows, None)  # none at all (every change read back later): no empty COPY
         if first is None:
             return 0
-        return _copy(connection, itertools.chain((first,), rows))
+        values_of = _values_of(_same)  # JSON as text: COPY's text form of jsonb
+        return copy_rows(
+            connection,
+            audit_log_table,
+            _COLUMNS,
+            (values_of(row) for row in itertools.chain((first,), rows)),
+        )
     batch = list(rows)
     if not batch:
         return 0

@@ -27,6 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from ..capture.writer import can_copy, copy_rows
 from ..models import audit_log_table as _log
 from ..models import metadata, ulid_hex
 from .digest import GENESIS, entries_digest, entry_digest, row_columns, seal_digest
@@ -39,6 +40,7 @@ __all__ = ["BATCH", "SealResult", "format_head", "seal"]
 #: Entries per seal at most.
 BATCH = 10_000
 _RETRIES = 5
+_MEMBER_COLUMNS = ("entry_id", "seal_seq", "entry_key", "digest")
 _LOCKING = frozenset({"postgresql", "mysql", "mariadb"})
 
 
@@ -175,29 +177,17 @@ def _write_seal(
 
 
 def _insert_members(connection: Connection, members: list[dict[str, Any]]) -> None:
-    """The members of a seal: one COPY stream on psycopg 3, an executemany elsewhere."""
-    dialect = connection.dialect
-    if (
-        dialect.name == "postgresql"
-        and dialect.driver == "psycopg"
-        and not dialect.is_async
-        and not connection.get_execution_options().get("schema_translate_map")
-    ):
-        preparer = dialect.identifier_preparer
-        statement = (
-            f"COPY {preparer.format_table(_member)} (entry_id, seal_seq, entry_key, digest) "
-            "FROM STDIN"
+    """The members of a seal: one COPY stream where the connection takes one, else an
+    executemany."""
+    if can_copy(connection):
+        copy_rows(
+            connection,
+            _member,
+            _MEMBER_COLUMNS,
+            (
+                [ulid_hex(m["entry_id"]), *(m[name] for name in _MEMBER_COLUMNS[1:])]
+                for m in members
+            ),
         )
-        dbapi_connection: Any = connection.connection.dbapi_connection
-        try:
-            with dbapi_connection.cursor() as cursor, cursor.copy(statement) as copy:
-                for m in members:
-                    copy.write_row(
-                        (ulid_hex(m["entry_id"]), m["seal_seq"], m["entry_key"], m["digest"])
-                    )
-        except dialect.loaded_dbapi.Error as exc:
-            raise sa.exc.DBAPIError.instance(
-                statement, None, exc, dialect.loaded_dbapi.Error, dialect=dialect
-            ) from exc
         return
     connection.execute(sa.insert(_member), members)
