@@ -274,9 +274,16 @@ audit_log_table = cast(sa.Table, AuditLog.__table__)
 content_type_table = cast(sa.Table, ContentType.__table__)
 
 
-def create_tables(bind: Engine | Connection) -> None:
+def create_tables(bind: Engine | Connection, *, partitioned: bool = False) -> None:
     """Create ``audit_log`` and ``audit_content_type`` with their indexes; harmless when they
-    exist. Tables made before 0.2 (binary ids) are refused with the migration to run."""
+    exist. Tables made before 0.2 (binary ids) are refused with the migration to run.
+
+    ``partitioned=True`` (PostgreSQL only) creates ``audit_log`` partitioned by month, with
+    this month's and the next three months' partitions (docs/partitions.md)."""
+    if partitioned:
+        from .lifecycle.partitions import create_partitioned_tables
+
+        create_partitioned_tables(bind)
     metadata.create_all(bind, checkfirst=True)
     if isinstance(bind, Engine):
         with bind.connect() as connection:
