@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 import auditlog
 from auditlog import capture
 from auditlog.integrity import erasure_table, seal_entry_table, seal_table
+from auditlog.lifecycle import prune_entry_table, prune_table
 
 from .backends import BACKENDS, IN_CI, selected_backends, server_url
 from .models import Base
@@ -81,6 +82,8 @@ def engine(backend: str, _stack: ExitStack, tmp_path_factory: pytest.TempPathFac
         conn.execute(seal_entry_table.delete())
         conn.execute(seal_table.delete())
         conn.execute(erasure_table.delete())
+        conn.execute(prune_entry_table.delete())
+        conn.execute(prune_table.delete())
     return eng
 
 

@@ -25,6 +25,7 @@ from .exceptions import (
     RevertError,
 )
 from .integrity import SealResult, VerifyReport, erase, protect, seal, unprotect, verify
+from .lifecycle import PruneResult, prune
 from .models import AuditLog, ContentType, create_tables, metadata
 from .query import (
     AuditLogEntry,
@@ -52,6 +53,7 @@ __all__ = [
     "CursorPage",
     "HistoryPage",
     "InvalidQueryError",
+    "PruneResult",
     "RevertConflict",
     "RevertError",
     "SealResult",
@@ -71,6 +73,7 @@ __all__ = [
     "metadata",
     "object_as_of",
     "protect",
+    "prune",
     "query_history",
     "query_history_async",
     "query_history_cursor",

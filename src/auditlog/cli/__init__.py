@@ -1,5 +1,5 @@
-"""The ``auditlog`` command: ``demo``, ``serve``, ``history``, ``export``, ``seal``, ``verify`` and
-``partitions`` (see docs/cli.md).
+"""The ``auditlog`` command: ``demo``, ``serve``, ``history``, ``export``, ``seal``, ``verify``,
+``prune`` and ``partitions`` (see docs/cli.md).
 
 One module per command; this one holds the argument parser and :func:`main`. Exit status: 0 on
 success, 1 when the database cannot be used or the server cannot listen, 2 for bad arguments.
@@ -25,6 +25,7 @@ from .export import EXPORT_FORMATS, export_command
 from .history import history_command
 from .integrity import seal_command, verify_command
 from .partitions import add_partitions_parser
+from .prune import add_prune_parser
 from .serve import IDLE_TIMEOUT, TOKENS_ENV, serve_command
 
 __all__ = ["main"]
@@ -193,6 +194,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("--json", action="store_true", help="the whole report as JSON")
     verify.set_defaults(handler=verify_command)
+    add_prune_parser(commands, [database], _datetime)
     add_partitions_parser(commands, database)
     return parser
 

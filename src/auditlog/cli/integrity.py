@@ -64,8 +64,9 @@ def verify_command(args: argparse.Namespace) -> int:
     for problem in report.problems:
         print(f"{problem.kind}: {terminal_safe(problem.detail)}")
     state = "intact" if report.intact else f"NOT intact: {len(report.problems)} problems"
+    pruned = f" ({report.pruned} of them pruned)" if report.pruned else ""
     print(
-        f"{state}; {report.sealed} entries in {report.seals} seals, "
+        f"{state}; {report.sealed} entries in {report.seals} seals{pruned}, "
         f"{len(report.unsealed)} not sealed yet; head {report.head or '(none)'}"
     )
     return 0 if report.intact else 1

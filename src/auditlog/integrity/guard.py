@@ -26,14 +26,30 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from ..exceptions import ConfigurationError
-from ..models import audit_log_table
-from .tables import erasure_table, seal_entry_table, seal_table
+from ..models import audit_log_table, metadata
 
 __all__ = ["GUARDED", "is_protected", "maintenance", "protect", "unprotect"]
 
-#: The tables the guard covers.
-GUARDED = (audit_log_table, seal_table, seal_entry_table, erasure_table)
+#: The tables the guard covers, by name.
+GUARDED = (
+    "audit_log",
+    "audit_seal",
+    "audit_seal_entry",
+    "audit_erasure",
+    "audit_prune",
+    "audit_prune_entry",
+)
 _FUNCTION = "auditlog_refuse_change"
+
+
+def _guarded() -> list[sa.Table]:
+    """The guarded tables (the lifecycle's are declared in a package that imports this one)."""
+    from ..lifecycle import tables as _lifecycle  # noqa: F401  (declares audit_prune*)
+    from . import tables as _integrity  # noqa: F401
+
+    return [metadata.tables[name] for name in GUARDED]
+
+
 _OPERATIONS = ("UPDATE", "DELETE")
 
 
@@ -66,7 +82,7 @@ def _statements(connection: Connection) -> list[str]:
             "(auditlog.protect)';\n"
             "END $$"
         )
-        for table in GUARDED:
+        for table in _guarded():
             name = preparer.format_table(table)
             for operation in _OPERATIONS:
                 statements.append(
@@ -78,7 +94,7 @@ def _statements(connection: Connection) -> list[str]:
                 f"FOR EACH STATEMENT EXECUTE PROCEDURE {_FUNCTION}()"
             )
     elif dialect in ("mysql", "mariadb"):
-        for table in GUARDED:
+        for table in _guarded():
             for operation in _OPERATIONS:
                 statements.append(
                     f"CREATE TRIGGER {_trigger(table, operation)} BEFORE {operation} ON "
@@ -102,7 +118,7 @@ def _sqlite_triggers(connection: Connection) -> list[str]:
         f"CREATE TRIGGER {_trigger(table, operation)} BEFORE {operation} ON "
         f"{preparer.format_table(table)} BEGIN "
         f"SELECT RAISE(ABORT, '{_message(table, operation)}'); END"
-        for table in GUARDED
+        for table in _guarded()
         for operation in _OPERATIONS
     ]
 
@@ -112,7 +128,7 @@ def _drop_statements(connection: Connection) -> list[str]:
     preparer = connection.dialect.identifier_preparer
     operations = (*_OPERATIONS, "truncate") if dialect == "postgresql" else _OPERATIONS
     statements = []
-    for table in GUARDED:
+    for table in _guarded():
         for operation in operations:
             trigger = _trigger(table, operation)
             if dialect == "postgresql":

@@ -10,6 +10,9 @@ What is checked, seal by seal in number order:
   taken out of it, moved between seals or reordered);
 - the published head, when given: its seal is still there with the same digest (else the log
   was truncated, or rewritten as a whole, seals included);
+- pruned entries: a sealed entry that is gone because a prune removed it (older than a whole-log
+  prune's ``pruned_before``, or listed by a tenant's prune in ``audit_prune_entry``) is counted
+  in ``pruned``, not reported as removed (docs/lifecycle.md);
 - entries in no seal: listed as not sealed yet. One older than the newest seal by more than
   ``late`` (no transaction runs that long) was inserted among sealed entries.
 
@@ -28,7 +31,10 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+from ulid import ULID
 
+from ..lifecycle.tables import prune_entry_table as _pruned
+from ..lifecycle.tables import prune_table as _prune
 from ..models import audit_log_table as _log
 from .digest import (
     FIELDS,
@@ -82,6 +88,8 @@ class VerifyReport:
     unsealed: list[str] = field(default_factory=list)
     #: (entry id, fields) of sealed entries whose fields were erased (not problems)
     erased: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+    #: sealed entries removed by a prune (not problems)
+    pruned: int = 0
     #: ``"<seq>:<digest>"`` of the newest seal
     head: str | None = None
 
@@ -97,6 +105,7 @@ class VerifyReport:
             "seals": self.seals,
             "sealed": self.sealed,
             "unsealed": list(self.unsealed),
+            "pruned": self.pruned,
             "erased": [{"entry_id": e, "fields": list(f)} for e, f in self.erased],
             "problems": [
                 {"kind": p.kind, "detail": p.detail, "entry_id": p.entry_id, "seal": p.seal}
@@ -156,10 +165,14 @@ def _verify(
         return report
     seals = {row.seq: row for row in connection.execute(sa.select(_seal).order_by(_seal.c.seq))}
     held: dict[int, tuple[int, str]] = {}  # seal -> (members, digest of their digests)
-    for seq, members in groupby(_members(connection), key=lambda pair: pair[0].seal_seq):
+    pruning = _Pruning(connection)
+    for seq, members in groupby(_members(connection, pruning), key=lambda pair: pair[0].seal_seq):
         digests: list[str] = []
         for member, entry in members:
             digests.append(member.digest)
+            if entry is None and pruning.covers(member):
+                report.pruned += 1
+                continue
             _check_entry(member, entry, seq, tenant_id, report)
         report.sealed += len(digests)
         held[seq] = (len(digests), entries_digest(digests))
@@ -256,12 +269,46 @@ def _check_entry(
         )
 
 
-def _members(connection: Connection) -> Iterator[tuple[_Member, dict[str, Any] | None]]:
+class _Pruning:
+    """What the prunes removed: every entry older than the newest whole-log prune's cutoff, and
+    the entries listed by the others."""
+
+    def __init__(self, connection: Connection) -> None:
+        inspector = sa.inspect(connection)
+        self.recorded = inspector.has_table(_prune.name) and inspector.has_table(_pruned.name)
+        self.cutoff_ms = -1
+        if self.recorded:
+            cutoff = connection.execute(
+                sa.select(sa.func.max(_prune.c.pruned_before)).where(
+                    _prune.c.kind == "prune", _prune.c.tenant_id.is_(None)
+                )
+            ).scalar_one()
+            if cutoff is not None:
+                self.cutoff_ms = int(_utc(cutoff).timestamp() * 1000)
+
+    def covers(self, member: _Member) -> bool:
+        if member.pruned:
+            return True
+        try:
+            millis: int = ULID.from_str(member.entry_id).milliseconds
+            return millis < self.cutoff_ms
+        except ValueError:  # not a ULID: written by something else
+            return False
+
+
+def _members(
+    connection: Connection, pruning: _Pruning
+) -> Iterator[tuple[_Member, dict[str, Any] | None]]:
     """Every member by seal and id, with its entry's row (None when it is gone), streamed."""
     columns = row_columns(_log, "e_")
+    joined = _member.outerjoin(_log, _log.c.id == _member.c.entry_id)
+    pruned: Any = sa.null()
+    if pruning.recorded:
+        joined = joined.outerjoin(_pruned, _pruned.c.entry_id == _member.c.entry_id)
+        pruned = _pruned.c.prune_id
     query = (
-        sa.select(_member, *columns)
-        .select_from(_member.outerjoin(_log, _log.c.id == _member.c.entry_id))
+        sa.select(_member, pruned.label("pruned_by"), *columns)
+        .select_from(joined)
         .order_by(_member.c.seal_seq, _member.c.entry_id)
     )
     for row in _stream(connection, query):
@@ -276,10 +323,12 @@ class _Member:
     entry_key: str | None
     digest: str
     erased: str | None
+    pruned: bool
 
     def __init__(self, row: Any) -> None:
         for name in ("seal_seq", "entry_id", "entry_key", "digest", "erased"):
             object.__setattr__(self, name, row[name])
+        object.__setattr__(self, "pruned", row["pruned_by"] is not None)
 
 
 def _stream(connection: Connection, query: sa.Select[Any]) -> Iterator[Any]:

@@ -1,0 +1,19 @@
+"""Lifecycle: years of entries cheap to keep, to drop and to archive.
+
+- ``tables.py``: ``audit_prune`` and ``audit_prune_entry``, what each prune removed, so that
+  ``verify`` tells pruned entries from removed ones;
+- ``prune.py``: :func:`prune`, retention in short transactions (``auditlog prune``);
+- ``partitions.py``: monthly partitions on PostgreSQL (``auditlog partitions``), whole months
+  dropped by :func:`prune`;
+- ``archive.py``: archives that can be verified offline and imported back (``auditlog export``,
+  ``auditlog import``, ``auditlog verify --archive``).
+
+See docs/lifecycle.md.
+"""
+
+from __future__ import annotations
+
+from .prune import PruneProgress, PruneResult, prune
+from .tables import prune_entry_table, prune_table
+
+__all__ = ["PruneProgress", "PruneResult", "prune", "prune_entry_table", "prune_table"]

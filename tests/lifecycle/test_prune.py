@@ -1,0 +1,281 @@
+"""Retention on every backend: prune removes exactly the old entries, in batches, resumably, and
+verify tells pruned entries from removed ones."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+from ulid import ULID
+
+import auditlog
+from auditlog import AuditLog
+from auditlog.cli import main
+from auditlog.integrity import maintenance
+from auditlog.lifecycle import PruneProgress, prune_entry_table, prune_table
+
+from ..helpers import entries
+from ..models import Tag
+
+LOG = AuditLog.__table__
+JAN = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def write(maker: sessionmaker[Session], tenants: list[str | None], start: int = 1) -> None:
+    """One tag created per tenant given, each in its own transaction."""
+    auditlog.register(Tag)
+    for i, tenant in enumerate(tenants, start):
+        with auditlog.audit_context(tenant_id=tenant, user_id="ada"), maker.begin() as session:
+            session.add(Tag(id=i, label=f"tag {i}"))
+
+
+def date_back(engine: Engine, first: dt.datetime, step: dt.timedelta) -> list[tuple[str, Any]]:
+    """Give the entries written so far the times first, first + step, ... (oldest first), with
+    ids of the same millisecond as capture writes them; returns (id, timestamp) in order."""
+    dated = []
+    with engine.begin() as conn:
+        rows = conn.execute(sa.select(LOG.c.id).order_by(LOG.c.id)).all()
+        for i, row in enumerate(rows):
+            moment = first + i * step
+            new_id = str(ULID.from_datetime(moment))
+            conn.execute(
+                sa.update(LOG).where(LOG.c.id == row.id).values(id=new_id, timestamp=moment)
+            )
+            dated.append((new_id, moment))
+    return dated
+
+
+def remaining(engine: Engine) -> list[str]:
+    return [e.id for e in entries(engine)]
+
+
+def test_prune_removes_exactly_the_entries_older_than_before(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    write(Session_, ["acme"] * 10)
+    dated = date_back(engine, JAN, dt.timedelta(days=1))
+    cut = JAN + dt.timedelta(days=4)  # days 0-3 go, day 4 stays
+    result = auditlog.prune(engine, before=cut, reason="retention 4 days")
+    assert (result.deleted, result.sealed, result.partitions) == (4, 0, ())
+    assert sorted(remaining(engine)) == sorted(i for i, _ in dated[4:])
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(prune_table)).one()
+    assert (row.kind, row.entries, row.sealed, row.tenant_id) == ("prune", 4, 0, None)
+    assert row.pruned_before == cut and row.finished_at is not None
+    assert row.reason == "retention 4 days"
+    # nothing older is left: a second run removes nothing and says so
+    assert auditlog.prune(engine, before=cut).deleted == 0
+
+
+def test_before_counts_to_the_millisecond(engine: Engine, Session_: sessionmaker[Session]) -> None:
+    write(Session_, ["acme"] * 2)
+    (_, _), (second_id, second) = date_back(engine, JAN, dt.timedelta(milliseconds=1))
+    # within the second entry's millisecond: truncated to it, so the second stays
+    result = auditlog.prune(engine, before=second + dt.timedelta(microseconds=999))
+    assert (result.deleted, result.before) == (1, second)
+    assert remaining(engine) == [second_id]
+
+
+def test_prune_works_in_batches_and_reports_progress(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    write(Session_, ["acme"] * 10)
+    dated = date_back(engine, JAN, dt.timedelta(hours=1))
+    seen: list[PruneProgress] = []
+    result = auditlog.prune(
+        engine, before=JAN + dt.timedelta(days=1), batch_size=3, progress=seen.append
+    )
+    assert (result.deleted, result.batches) == (10, 4)
+    assert [p.deleted for p in seen] == [3, 6, 9, 10]
+    assert [p.batches for p in seen] == [1, 2, 3, 4]
+    assert remaining(engine) == []
+    assert len(dated) == 10
+
+
+def test_a_tenant_prune_leaves_the_other_tenants(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    write(Session_, ["acme", "globex", None, "acme", "globex", "acme"])
+    date_back(engine, JAN, dt.timedelta(days=1))
+    result = auditlog.prune(engine, before=JAN + dt.timedelta(days=4), tenant_id="acme")
+    assert result.deleted == 2  # acme's days 0 and 3; day 5 is newer
+    assert sorted((e.tenant_id or "") for e in entries(engine)) == ["", "acme", "globex", "globex"]
+
+
+def test_verify_reports_pruned_sealed_entries_as_pruned(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    write(Session_, ["acme", "globex"] * 5)
+    dated = date_back(engine, JAN, dt.timedelta(days=1))
+    head = auditlog.seal(engine, batch=4).head
+    whole = auditlog.prune(engine, before=JAN + dt.timedelta(days=3))
+    tenant = auditlog.prune(engine, before=JAN + dt.timedelta(days=7), tenant_id="globex")
+    assert (whole.deleted, whole.sealed) == (3, 3)
+    assert (tenant.deleted, tenant.sealed) == (2, 2)  # globex's days 3 and 5
+    with engine.connect() as conn:
+        listed = sorted(conn.execute(sa.select(prune_entry_table.c.entry_id)).scalars())
+    assert listed == sorted([dated[3][0], dated[5][0]])
+    report = auditlog.verify(engine, head=head)
+    assert report.intact, report.problems
+    assert (report.pruned, report.sealed, report.unsealed) == (5, 10, [])
+    assert report.as_dict()["pruned"] == 5
+
+
+def test_an_entry_removed_by_hand_is_still_named(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    write(Session_, ["acme", "globex"] * 3)
+    dated = date_back(engine, JAN, dt.timedelta(days=1))
+    auditlog.seal(engine)
+    auditlog.prune(engine, before=JAN + dt.timedelta(days=2), tenant_id="acme")  # acme's day 0
+    # globex's day 1 is older than that cutoff too, but no prune removed it
+    with engine.begin() as conn:
+        conn.execute(sa.delete(LOG).where(LOG.c.id == dated[1][0]))
+        conn.execute(sa.delete(LOG).where(LOG.c.id == dated[4][0]))
+    report = auditlog.verify(engine)
+    assert sorted((p.kind, p.entry_id) for p in report.problems) == sorted(
+        [("entry_removed", dated[1][0]), ("entry_removed", dated[4][0])]
+    )
+    assert report.pruned == 1
+
+
+def test_an_interrupted_prune_keeps_whole_batches_and_runs_again(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    write(Session_, ["acme"] * 9)
+    date_back(engine, JAN, dt.timedelta(hours=1))
+    auditlog.seal(engine)
+
+    def stop_after_two(progress: PruneProgress) -> None:
+        if progress.batches == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        auditlog.prune(
+            engine, before=JAN + dt.timedelta(days=1), batch_size=2, progress=stop_after_two
+        )
+    assert len(remaining(engine)) == 5
+    with engine.connect() as conn:
+        interrupted = conn.execute(sa.select(prune_table)).one()
+    assert (interrupted.entries, interrupted.sealed, interrupted.finished_at) == (4, 4, None)
+    again = auditlog.prune(engine, before=JAN + dt.timedelta(days=1), batch_size=2)
+    assert (again.deleted, again.sealed) == (5, 5)
+    report = auditlog.verify(engine)
+    assert report.intact and report.pruned == 9
+
+
+def test_prune_goes_past_the_guard_and_the_guard_stays(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    write(Session_, ["acme"] * 3)
+    dated = date_back(engine, JAN, dt.timedelta(days=1))
+    auditlog.protect(engine)
+    try:
+        assert auditlog.prune(engine, before=JAN + dt.timedelta(days=2)).deleted == 2
+        with pytest.raises(sa.exc.DBAPIError), engine.begin() as conn:
+            conn.execute(sa.delete(LOG))
+        with pytest.raises(sa.exc.DBAPIError), engine.begin() as conn:
+            conn.execute(sa.update(prune_table).values(entries=0))
+        assert remaining(engine) == [dated[2][0]]
+    finally:
+        auditlog.unprotect(engine)
+
+
+def test_writers_go_on_while_a_prune_runs(engine: Engine, Session_: sessionmaker[Session]) -> None:
+    write(Session_, ["acme"] * 40)
+    date_back(engine, JAN, dt.timedelta(minutes=1))
+    failures: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            write(Session_, ["acme"] * 10, start=100)
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    result = auditlog.prune(engine, before=JAN + dt.timedelta(days=1), batch_size=5)
+    thread.join()
+    assert failures == []
+    assert result.deleted == 40
+    assert len(remaining(engine)) == 10  # every new entry kept
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"before": "2025-01-01"}, "before must be a datetime, not str"),
+        ({"before": dt.datetime(2999, 1, 1)}, "is in the future"),
+        ({"before": JAN, "batch_size": 0}, "batch_size must be an integer from 1"),
+        ({"before": JAN, "batch_size": True}, "batch_size must be an integer from 1"),
+        ({"before": JAN, "tenant_id": ""}, "tenant_id must be a non-empty string"),
+    ],
+)
+def test_bad_arguments_are_named(engine: Engine, arguments: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        auditlog.prune(engine, **arguments)
+
+
+def test_a_connection_inside_a_transaction_is_refused(engine: Engine) -> None:
+    with (
+        engine.connect() as conn,
+        conn.begin(),
+        pytest.raises(ValueError, match="inside a transaction"),
+    ):
+        auditlog.prune(conn, before=JAN)
+
+
+def test_prune_within_maintenance_is_not_needed_by_callers(engine: Engine) -> None:
+    """maintenance() is auditlog's own path: prune takes it itself (a nested one is harmless)."""
+    with engine.connect() as conn:
+        with conn.begin(), maintenance(conn):
+            pass
+        assert auditlog.prune(conn, before=JAN).deleted == 0
+
+
+def test_the_prune_command(
+    engine: Engine, Session_: sessionmaker[Session], capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(Session_, ["acme"] * 5)
+    date_back(engine, JAN, dt.timedelta(days=1))
+    url = engine.url.render_as_string(hide_password=False)
+    status = main(
+        ["prune", "--database-url", url, "--before", "2025-01-03T00:00:00Z", "--batch-size", "1"]
+    )
+    out, err = capsys.readouterr()
+    assert status == 0
+    assert out.startswith("pruned 2 entries older than 2025-01-03T00:00:00+00:00 (0 sealed)")
+    assert err.splitlines() == [
+        "pruned 1 entries (0 sealed) in 1 batches, " + err.splitlines()[0].rsplit(", ", 1)[1],
+        "pruned 2 entries (0 sealed) in 2 batches, " + err.splitlines()[1].rsplit(", ", 1)[1],
+    ]
+    assert len(remaining(engine)) == 3
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--before", "yesterday"], "--before: not an ISO 8601 date-time: 'yesterday'"),
+        (
+            ["--before", "2999-01-01T00:00:00Z"],
+            "--before 2999-01-01T00:00:00+00:00 is in the future",
+        ),
+        (["--before", "2025-01-01T00:00:00Z", "--batch-size", "0"], "--batch-size: not a number"),
+        ([], "the following arguments are required: --before"),
+    ],
+)
+def test_the_prune_command_names_bad_arguments(
+    engine: Engine, capsys: pytest.CaptureFixture[str], arguments: list[str], message: str
+) -> None:
+    url = engine.url.render_as_string(hide_password=False)
+    try:
+        status = main(["prune", "--database-url", url, *arguments])
+    except SystemExit as exc:  # argparse's own errors
+        status = int(exc.code or 0)
+    assert status == 2
+    assert message in capsys.readouterr().err
