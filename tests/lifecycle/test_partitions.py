@@ -416,6 +416,8 @@ def test_protect_refuses_updates_and_deletes_on_the_partitions(pg: Engine) -> No
         "UPDATE audit_log_2025_01 SET user_id = 'x'",  # a partition by its own name
         "DELETE FROM audit_log_default",
         "TRUNCATE audit_log",
+        "TRUNCATE audit_log_2025_01",  # PostgreSQL does not clone TRUNCATE triggers: ours
+        "TRUNCATE audit_log_default",
     ]
     for statement in statements:
         with pytest.raises(sa.exc.DBAPIError, match="append-only"), pg.begin() as connection:
@@ -427,6 +429,10 @@ def test_protect_refuses_updates_and_deletes_on_the_partitions(pg: Engine) -> No
         assert drop_partitions(connection, dt.datetime(2025, 2, 1, tzinfo=UTC)) == [
             (_month(2025, 1), 2)
         ]
+    auditlog.unprotect(pg)  # and the partitions' TRUNCATE guard follows the table's
+    with pg.begin() as connection:
+        connection.exec_driver_sql("TRUNCATE audit_log_default")
+    assert _where(pg) == {}
 
 
 # --- the command --------------------------------------------------------------------------------

@@ -102,8 +102,12 @@ def partitions_command(args: argparse.Namespace) -> int:
                 estimates = estimated_rows(connection)
                 for partition in list_partitions(connection):
                     rows = estimates.get(partition.name)
-                    shown_rows = "? (not analyzed yet)" if rows is None else f"~{rows:,}"
-                    print(f"{_describe(partition)}  {shown_rows} entries")
+                    size = (
+                        "entries unknown (not analyzed yet)"
+                        if rows is None
+                        else f"~{rows:,} entries"
+                    )
+                    print(f"{_describe(partition)}  {size}")
     except ConfigurationError as exc:
         raise CommandError(str(exc)) from None
     except SQLAlchemyError as exc:
