@@ -8,8 +8,10 @@ they drop and recreate ``audit_log`` partitioned, which other tests must never s
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterator
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -512,3 +514,48 @@ def test_the_command_refuses_sqlite_and_an_unpartitioned_table(
     err = capsys.readouterr().err
     assert err.startswith("auditlog partitions: error: audit_log in postgresql")
     assert "is not partitioned" in err and "docs/partitions.md" in err
+
+
+# --- moving an existing table, as docs/partitions.md says -----------------------------------------
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "partitions.md"
+
+
+def _migration_blocks() -> tuple[str, str]:
+    """The SQL and the Python of the doc's "Moving an existing table to partitions"."""
+    text = DOC.read_text(encoding="utf-8")
+    section = text.split("## Moving an existing table to partitions", 1)[1].split("\n## ", 1)[0]
+    sql = re.search(r"```sql\n(.*?)```", section, re.DOTALL)
+    python = re.search(r"```python norun\n(.*?)```", section, re.DOTALL)
+    assert sql is not None and python is not None
+    return sql.group(1), python.group(1)
+
+
+def test_the_documented_move_of_an_existing_table_keeps_every_entry_sealed_and_guarded(
+    bare: Engine,
+) -> None:
+    auditlog.create_tables(bare)
+    start = dt.datetime(2025, 3, 1, tzinfo=UTC)
+    ids = _insert(bare, *(start + dt.timedelta(days=3 * i) for i in range(200)))  # to 2026-10
+    auditlog.protect(bare)
+    auditlog.seal(bare)
+    sql, python = _migration_blocks()
+    with bare.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        for statement in filter(str.strip, sql.split(";")):
+            connection.exec_driver_sql(statement)
+    exec(compile(python, str(DOC), "exec"), {"engine": bare})
+
+    legacy = Partition("audit_log_legacy", start, dt.datetime(2026, 12, 1, tzinfo=UTC))
+    assert _partitions(bare)[:2] == [legacy, _month(2026, 12)]
+    assert _where(bare) == {"audit_log_legacy": 200}
+    with Session(bare) as session:
+        assert sorted(session.scalars(sa.select(AuditLog.id))) == sorted(ids)
+    assert auditlog.verify(bare).intact
+    create_partitions(bare, ahead=3)  # cron's next run: the legacy partition guarded too
+    for statement in ("DELETE FROM audit_log", "TRUNCATE audit_log_legacy"):
+        with pytest.raises(sa.exc.DBAPIError, match="append-only"), bare.begin() as connection:
+            connection.exec_driver_sql(statement)
+    now = dt.datetime.now(UTC)
+    with bare.begin() as connection:  # the legacy range goes whole, once all of it is old
+        dropped = drop_partitions(connection, now)
+    assert dropped == ([] if now < legacy.upper else [(legacy, 200)])  # type: ignore[operator]
