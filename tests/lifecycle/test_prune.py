@@ -18,9 +18,11 @@ from auditlog import AuditLog
 from auditlog.cli import main
 from auditlog.integrity import maintenance
 from auditlog.lifecycle import PruneProgress, prune_entry_table, prune_table
+from auditlog.lifecycle.partitions import create_partitions, list_partitions
 
 from ..helpers import entries
 from ..models import Tag
+from .test_partitions import _insert, _server, pg  # noqa: F401  (fixtures)
 
 LOG = AuditLog.__table__
 JAN = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
@@ -214,6 +216,8 @@ def test_writers_go_on_while_a_prune_runs(engine: Engine, Session_: sessionmaker
         ({"before": JAN, "batch_size": 0}, "batch_size must be an integer from 1"),
         ({"before": JAN, "batch_size": True}, "batch_size must be an integer from 1"),
         ({"before": JAN, "tenant_id": ""}, "tenant_id must be a non-empty string"),
+        ({"before": JAN, "pause": -1}, "pause must be a number of seconds from 0 to 60"),
+        ({"before": JAN, "pause": "1"}, "pause must be a number of seconds from 0 to 60"),
     ],
 )
 def test_bad_arguments_are_named(engine: Engine, arguments: dict[str, Any], message: str) -> None:
@@ -245,8 +249,11 @@ def test_the_prune_command(
     date_back(engine, JAN, dt.timedelta(days=1))
     url = engine.url.render_as_string(hide_password=False)
     status = main(
-        ["prune", "--database-url", url, "--before", "2025-01-03T00:00:00Z", "--batch-size", "1"]
-    )
+        [
+            "prune", "--database-url", url, "--before", "2025-01-03T00:00:00Z",
+            "--batch-size", "1", "--pause", "0.01", "--reason", "retention",
+        ]
+    )  # fmt: skip
     out, err = capsys.readouterr()
     assert status == 0
     assert out.startswith("pruned 2 entries older than 2025-01-03T00:00:00+00:00 (0 sealed)")
@@ -255,6 +262,8 @@ def test_the_prune_command(
         "pruned 2 entries (0 sealed) in 2 batches, " + err.splitlines()[1].rsplit(", ", 1)[1],
     ]
     assert len(remaining(engine)) == 3
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(prune_table.c.reason)).scalar_one() == "retention"
 
 
 @pytest.mark.parametrize(
@@ -266,6 +275,7 @@ def test_the_prune_command(
             "--before 2999-01-01T00:00:00+00:00 is in the future",
         ),
         (["--before", "2025-01-01T00:00:00Z", "--batch-size", "0"], "--batch-size: not a number"),
+        (["--before", "2025-01-01T00:00:00Z", "--pause", "soon"], "--pause: not a number of"),
         ([], "the following arguments are required: --before"),
     ],
 )
@@ -279,3 +289,38 @@ def test_the_prune_command_names_bad_arguments(
         status = int(exc.code or 0)
     assert status == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_prune_drops_whole_months_of_a_partitioned_table(pg: Engine) -> None:  # noqa: F811
+    """PostgreSQL, audit_log partitioned by month: the months entirely before the cutoff are
+    dropped whole, the rest goes by batches, and the sealed log still verifies."""
+    create_partitions(pg, ahead=2, now=dt.datetime(2025, 1, 15, tzinfo=dt.timezone.utc))
+    day = dt.timedelta(days=1)
+    january = _insert(
+        pg, *(dt.datetime(2025, 1, 10, tzinfo=dt.timezone.utc) + i * day for i in range(3))
+    )
+    february = _insert(
+        pg, *(dt.datetime(2025, 2, 10, tzinfo=dt.timezone.utc) + i * day for i in range(2))
+    )
+    march = _insert(
+        pg, *(dt.datetime(2025, 3, 10, tzinfo=dt.timezone.utc) + i * day for i in range(4))
+    )
+    auditlog.seal(pg, batch=4)
+    result = auditlog.prune(pg, before=dt.datetime(2025, 3, 12, tzinfo=dt.timezone.utc))
+    assert result.partitions == ("audit_log_2025_01", "audit_log_2025_02")
+    assert (result.deleted, result.sealed) == (7, 7)
+    with pg.connect() as conn:
+        names = [p.name for p in list_partitions(conn)]
+        assert "audit_log_2025_01" not in names and "audit_log_2025_02" not in names
+        assert "audit_log_2025_03" in names
+        left = sorted(conn.execute(sa.select(LOG.c.id)).scalars())
+        row = conn.execute(sa.select(prune_table)).one()
+    assert left == sorted(march[2:])
+    assert (row.entries, row.sealed, row.partitions) == (
+        7,
+        7,
+        "audit_log_2025_01,audit_log_2025_02",
+    )
+    report = auditlog.verify(pg)
+    assert report.intact, report.problems
+    assert report.pruned == 7 and len(january + february) == 5

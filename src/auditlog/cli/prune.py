@@ -28,6 +28,16 @@ def _batch_size(value: str) -> int:
     return int(value)
 
 
+def _pause(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 60:
+        raise argparse.ArgumentTypeError(f"not a number of seconds from 0 to 60: {value!r}")
+    return seconds
+
+
 def add_prune_parser(
     commands: argparse._SubParsersAction[argparse.ArgumentParser],
     parents: list[argparse.ArgumentParser],
@@ -52,6 +62,13 @@ def add_prune_parser(
         default=BATCH_SIZE,
         metavar="N",
         help=f"entries removed per transaction ({BATCH_SIZE:,})",
+    )
+    prune_parser.add_argument(
+        "--pause",
+        type=_pause,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long between two batches, to spread the prune's writes out (0)",
     )
     prune_parser.add_argument("--reason", help="why, recorded with the prune")
     prune_parser.set_defaults(handler=prune_command)
@@ -82,6 +99,7 @@ def prune_command(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             reason=args.reason,
             progress=show,
+            pause=args.pause,
         )
     except SQLAlchemyError as exc:
         raise CommandError(f"cannot prune: {first_line(exc)}") from None

@@ -92,10 +92,12 @@ def prune(
     batch_size: int = BATCH_SIZE,
     reason: str | None = None,
     progress: Callable[[PruneProgress], None] | None = None,
+    pause: float = 0.0,
 ) -> PruneResult:
     """Remove every entry older than ``before`` (of ``tenant_id`` only, when given), at most
     ``batch_size`` per transaction; see the module's documentation. ``progress`` is called after
-    each batch. Safe to interrupt and to run again."""
+    each batch. ``pause`` seconds pass between two batches (none by default): it spreads the
+    prune's writes out, for the application's writers. Safe to interrupt and to run again."""
     moment = cutoff(before, what="prune(): before")
     if tenant_id is not None and (not isinstance(tenant_id, str) or not tenant_id):
         raise ValueError(f"prune(): tenant_id must be a non-empty string, not {tenant_id!r}")
@@ -108,15 +110,17 @@ def prune(
             f"prune(): batch_size must be an integer from 1 to {MAX_BATCH_SIZE:,}, "
             f"not {batch_size!r}"
         )
+    if isinstance(pause, bool) or not isinstance(pause, (int, float)) or not 0 <= pause <= 60:
+        raise ValueError(f"prune(): pause must be a number of seconds from 0 to 60, not {pause!r}")
     if isinstance(bind, Engine):
         with bind.connect() as connection:
-            return _Run(connection, moment, tenant_id, batch_size, progress).run(reason)
+            return _Run(connection, moment, tenant_id, batch_size, progress, pause).run(reason)
     if bind.in_transaction():
         raise ValueError(
             "prune(): the connection is inside a transaction; pruning commits its own batches, "
             "so give an engine or a connection with no transaction begun"
         )
-    return _Run(bind, moment, tenant_id, batch_size, progress).run(reason)
+    return _Run(bind, moment, tenant_id, batch_size, progress, pause).run(reason)
 
 
 def create_lifecycle_tables(connection: Connection) -> None:
@@ -137,6 +141,7 @@ class _Run:
         tenant_id: str | None,
         batch_size: int,
         progress: Callable[[PruneProgress], None] | None,
+        pause: float = 0.0,
     ) -> None:
         if connection.dialect.name in ("mysql", "mariadb"):
             # no gap locks: the writers' inserts never wait for a batch's range
@@ -146,6 +151,7 @@ class _Run:
         self.tenant_id = tenant_id
         self.batch_size = batch_size
         self.progress = progress
+        self.pause = pause
         self.prune_id = str(ULID())
         self.deleted = self.sealed = self.batches = 0
         self.partitions: tuple[str, ...] = ()
@@ -169,8 +175,7 @@ class _Run:
             )
         if self.tenant_id is None and connection.dialect.name == "postgresql":
             self._drop_partitions()
-        while self._batch():
-            pass
+        self._batches()
         with connection.begin(), maintenance(connection):
             connection.execute(
                 sa.update(prune_table)
@@ -201,12 +206,31 @@ class _Run:
                 sa.select(_seal.c.seq).order_by(_seal.c.seq.desc()).limit(1).with_for_update()
             )
 
-    def _batch(self) -> bool:
-        """Remove the next batch in its own transaction; False when nothing was left."""
+    def _batches(self) -> None:
+        """Batch after batch, each starting where the previous one ended (the entries before it
+        are gone, though their index entries stay until a vacuum: starting from the range's
+        beginning again would walk them all, batch after batch). Then one pass from the
+        beginning, for entries that committed in the range during the run."""
+        start: Any = None
+        swept = False
+        while True:
+            start = self._batch(start)
+            if self.pause:
+                time.sleep(self.pause)
+            if start is None:
+                if swept:
+                    return
+                swept = True
+
+    def _batch(self, start: Any) -> Any:
+        """Remove the next batch (from ``start``, a time, when given) in its own transaction;
+        returns the time to start the next one from, None when the range is done."""
         connection = self.connection
         with connection.begin(), maintenance(connection):
             self._lock_seals()
             conditions = self._in_range(_log)
+            if start is not None:
+                conditions.append(_log.c.timestamp >= start)
             last = connection.execute(
                 sa.select(_log.c.timestamp, _log.c.id)
                 .where(*conditions)
@@ -215,12 +239,13 @@ class _Run:
                 .limit(1)
             ).first()
             if last is not None:  # a full batch: up to its last entry
-                conditions.append(
+                conditions += [
+                    _log.c.timestamp <= last.timestamp,  # the index range's end
                     sa.or_(
                         _log.c.timestamp < last.timestamp,
                         sa.and_(_log.c.timestamp == last.timestamp, _log.c.id <= last.id),
-                    )
-                )
+                    ),
+                ]
             sealed = self._record_sealed(conditions)
             deleted = connection.execute(sa.delete(_log).where(*conditions)).rowcount
             if deleted:
@@ -235,7 +260,7 @@ class _Run:
                         self.deleted, self.sealed, self.batches, time.monotonic() - self.started
                     )
                 )
-        return last is not None
+        return last.timestamp if last is not None else None
 
     def _record_sealed(self, conditions: list[sa.ColumnElement[bool]]) -> int:
         """How many of the batch's entries are sealed; for a tenant's prune, their ids listed."""
