@@ -324,3 +324,31 @@ def test_a_prune_drops_whole_months_of_a_partitioned_table(pg: Engine) -> None: 
     report = auditlog.verify(pg)
     assert report.intact, report.problems
     assert report.pruned == 7 and len(january + february) == 5
+
+
+def test_time_travel_says_unknown_where_a_prune_removed_the_history(
+    engine: Engine, Session_: sessionmaker[Session], capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(Session_, ["acme", "acme"])  # tags 1 and 2, created
+    with auditlog.audit_context(tenant_id="acme"), Session_.begin() as session:
+        session.get(Tag, 2).label = "renamed"  # type: ignore[union-attr]
+    date_back(engine, JAN, dt.timedelta(days=30))  # created Jan 1 and Jan 31, renamed Mar 2
+    with Session_() as session:
+        assert auditlog.state_as_of(session, Tag, 1, JAN + dt.timedelta(days=40)) is not None
+    auditlog.prune(engine, before=JAN + dt.timedelta(days=45))  # tag 1's and 2's creations
+    with Session_() as session:
+        # tag 2: its rename is left, and holds the whole state
+        renamed = auditlog.state_as_of(session, Tag, 2, JAN + dt.timedelta(days=90))
+        assert renamed is not None and renamed["label"] == "renamed"
+        # tag 1: nothing left up to then; not "no such tag" but unknown
+        with pytest.raises(auditlog.InvalidQueryError, match="were pruned: its state then is"):
+            auditlog.state_as_of(session, Tag, 1, JAN + dt.timedelta(days=90))
+        with pytest.raises(auditlog.InvalidQueryError, match="were pruned"):
+            auditlog.object_as_of(session, Tag, 2, JAN + dt.timedelta(days=10), tenant_id="acme")
+    url = engine.url.render_as_string(hide_password=False)
+    status = main(
+        ["history", "--database-url", url, "--content-type", "tests.models.Tag",
+         "--object-id", "1", "--as-of", "2025-04-01T00:00:00Z"]
+    )  # fmt: skip
+    assert status == 2
+    assert "were pruned: its state then is unknown" in capsys.readouterr().err

@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..exceptions import InvalidQueryError
 from ..models import MAX_ID
-from ..timetravel.asof import ENTRY_ID, latest_entry, position, state_of
+from ..timetravel.asof import ENTRY_ID, latest_entry, position, state_of, unknown_if_pruned
 from .http import HTTPError, Principal, decode_query, parse_datetime
 
 if TYPE_CHECKING:
@@ -131,6 +131,8 @@ def state_at(
         position(session, at, tenant_id=tenant_id),
         tenant_id=tenant_id,
     )
+    if entry is None:
+        unknown_if_pruned(session, at, tenant_id)
     return ObjectState(
         content_type=content_type,
         object_id=object_id,

@@ -36,7 +36,15 @@ from ..integrity.tables import seal_table as _seal
 from ..models import audit_log_table as _log
 from .tables import prune_entry_table, prune_table
 
-__all__ = ["BATCH_SIZE", "MAX_BATCH_SIZE", "PruneProgress", "PruneResult", "prune"]
+__all__ = [
+    "BATCH_SIZE",
+    "MAX_BATCH_SIZE",
+    "PruneProgress",
+    "PruneResult",
+    "cutoff",
+    "prune",
+    "pruned_before",
+]
 
 #: Entries removed per transaction by default, and at most.
 BATCH_SIZE = 10_000
@@ -121,6 +129,20 @@ def prune(
             "so give an engine or a connection with no transaction begun"
         )
     return _Run(bind, moment, tenant_id, batch_size, progress, pause).run(reason)
+
+
+def pruned_before(connection: Connection, tenant_id: str | None = None) -> dt.datetime | None:
+    """The newest cutoff of the prunes that may have removed entries of ``tenant_id`` (those of
+    every tenant, and that tenant's own; with no tenant, every prune), or None when none did."""
+    if not sa.inspect(connection).has_table(prune_table.name):
+        return None
+    query = sa.select(sa.func.max(prune_table.c.pruned_before)).where(prune_table.c.kind == "prune")
+    if tenant_id is not None:
+        query = query.where(
+            sa.or_(prune_table.c.tenant_id.is_(None), prune_table.c.tenant_id == tenant_id)
+        )
+    found: dt.datetime | None = connection.execute(query).scalar_one()
+    return found
 
 
 def create_lifecycle_tables(connection: Connection) -> None:

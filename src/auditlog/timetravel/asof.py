@@ -24,7 +24,16 @@ from ..models import audit_log_table as _t
 from ..registry import model_name
 from ..serialize import MASKED, decode_state, object_id_of
 
-__all__ = ["ENTRY_ID", "At", "Snapshot", "latest_entry", "object_as_of", "position", "state_as_of"]
+__all__ = [
+    "ENTRY_ID",
+    "At",
+    "Snapshot",
+    "latest_entry",
+    "object_as_of",
+    "position",
+    "state_as_of",
+    "unknown_if_pruned",
+]
 
 #: The text of an entry id (a ULID, in Crockford's base32).
 ENTRY_ID = re.compile(ULID_PATTERN)
@@ -125,11 +134,26 @@ def state_of(entry: Row[Any] | None, object_id: str) -> dict[str, Any] | None:
     return state
 
 
+def unknown_if_pruned(session: Session, at: At, tenant: str | None) -> None:
+    """No entry of the object up to ``at``: after a prune, that says nothing (its entries may
+    be among those removed), so the state is unknown rather than "no object"."""
+    from ..lifecycle.prune import pruned_before
+
+    cutoff = pruned_before(session.connection(), tenant)
+    if cutoff is not None:
+        raise InvalidQueryError(
+            "at",
+            f"the object has no entry up to {at!r}, and the entries before "
+            f"{cutoff.isoformat()} were pruned: its state then is unknown",
+        )
+
+
 def state_as_of(
     session: Session, model: type, object_id: Any, at: At, *, tenant_id: Any = None
 ) -> dict[str, Any] | None:
     """The recorded state of one object at ``at``, as ``after_state`` holds it, or None when
-    the object did not exist then.
+    the object did not exist then. When the log was pruned and no entry of the object is left
+    up to ``at``, its state is unknown: ``InvalidQueryError``.
 
     ``object_id`` is the primary key value, a tuple for a composite key, or its text as stored;
     ``at`` an aware datetime, or an entry id meaning just after that entry. ``tenant_id`` limits
@@ -139,6 +163,8 @@ def state_as_of(
     tenant = None if tenant_id is None else str(tenant_id)
     where = position(session, at, tenant_id=tenant)
     entry = latest_entry(session, model_name(model), oid, where, tenant_id=tenant)
+    if entry is None:
+        unknown_if_pruned(session, at, tenant)
     return state_of(entry, oid)
 
 
@@ -152,6 +178,8 @@ def object_as_of(
     tenant = None if tenant_id is None else str(tenant_id)
     where = position(session, at, tenant_id=tenant)
     entry = latest_entry(session, model_name(model), oid, where, tenant_id=tenant)
+    if entry is None:
+        unknown_if_pruned(session, at, tenant)
     state = state_of(entry, oid)
     if entry is None or state is None:
         return None
