@@ -13,7 +13,18 @@ See docs/lifecycle.md.
 
 from __future__ import annotations
 
+from .partitions import Partition, create_partitions, drop_partitions, list_partitions
 from .prune import PruneProgress, PruneResult, prune
 from .tables import prune_entry_table, prune_table
 
-__all__ = ["PruneProgress", "PruneResult", "prune", "prune_entry_table", "prune_table"]
+__all__ = [
+    "Partition",
+    "PruneProgress",
+    "PruneResult",
+    "create_partitions",
+    "drop_partitions",
+    "list_partitions",
+    "prune",
+    "prune_entry_table",
+    "prune_table",
+]
