@@ -4,6 +4,7 @@ verify tells pruned entries from removed ones."""
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import threading
 from typing import Any
 
@@ -14,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ulid import ULID
 
 import auditlog
-from auditlog import AuditLog
+from auditlog import AuditLog, ContentType
 from auditlog.cli import main
 from auditlog.integrity import maintenance
 from auditlog.lifecycle import PruneProgress, prune_entry_table, prune_table
@@ -352,3 +353,41 @@ def test_time_travel_says_unknown_where_a_prune_removed_the_history(
     )  # fmt: skip
     assert status == 2
     assert "were pruned: its state then is unknown" in capsys.readouterr().err
+
+
+def test_a_long_transaction_never_queues_writers_behind_a_detach(
+    pg: Engine,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Detaching a month waits for the transactions writing to audit_log, and new writers
+    would queue behind it: it gives up after a short lock timeout, and the month goes by
+    batches."""
+    module = importlib.import_module("auditlog.lifecycle.prune")  # (the package's prune() hides it)
+    monkeypatch.setattr(module, "DETACH_LOCK_TIMEOUT", 0.2)
+    monkeypatch.setattr(module, "DETACH_ATTEMPTS", 2)
+    create_partitions(pg, ahead=1, now=dt.datetime(2025, 1, 15, tzinfo=dt.timezone.utc))
+    _insert(pg, *(dt.datetime(2025, 1, 10, tzinfo=dt.timezone.utc) for _ in range(3)))
+    with pg.connect() as long_running:
+        long_running.begin()
+        _insert_on(long_running)  # a writer's open transaction on audit_log
+        result = auditlog.prune(pg, before=dt.datetime(2025, 2, 1, tzinfo=dt.timezone.utc))
+        long_running.rollback()
+    assert (result.partitions, result.deleted) == ((), 3)  # by batches
+    with pg.connect() as conn:
+        assert "audit_log_2025_01" in [p.name for p in list_partitions(conn)]
+
+
+def _insert_on(connection: sa.Connection) -> None:
+    """One entry of now, written (not committed) on ``connection``."""
+    moment = dt.datetime.now(dt.timezone.utc)
+    content_type = connection.execute(sa.select(sa.func.min(ContentType.__table__.c.id))).scalar()
+    connection.execute(
+        sa.insert(LOG).values(
+            id=str(ULID.from_datetime(moment)),
+            action_type="create",
+            timestamp=moment,
+            user_agent="",
+            object_id="x",
+            content_type=content_type,
+        )
+    )

@@ -205,11 +205,21 @@ def maintenance(connection: Connection) -> Iterator[None]:
     elif protected:
         for statement in _drop_statements(connection):
             connection.exec_driver_sql(statement)
+    failed = False
     try:
         yield
+    except BaseException:
+        failed = True
+        raise
     finally:
         if dialect == "postgresql":
-            connection.exec_driver_sql("SELECT set_config('auditlog.maintenance', '', true)")
+            try:
+                connection.exec_driver_sql("SELECT set_config('auditlog.maintenance', '', true)")
+            except sa.exc.DBAPIError:
+                # the block's error aborted the transaction: the setting, local to it, goes with
+                # its rollback (and that error is the one to see)
+                if not failed:
+                    raise
         elif dialect in ("mysql", "mariadb"):
             connection.exec_driver_sql("SET @auditlog_maintenance = NULL")
         elif protected:

@@ -50,6 +50,11 @@ __all__ = [
 BATCH_SIZE = 10_000
 MAX_BATCH_SIZE = 1_000_000
 _LOCKING = frozenset({"postgresql", "mysql", "mariadb"})
+#: How long detaching a month may wait for the application's transactions (seconds), and how
+#: many times it is tried before the month goes by batches.
+DETACH_LOCK_TIMEOUT = 1.0
+DETACH_ATTEMPTS = 3
+_LOCK_NOT_AVAILABLE = "55P03"
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,32 +323,34 @@ class _Run:
         )
 
     def _drop_partitions(self) -> None:
-        """Whole months older than ``before``, on a partitioned table: detached and dropped."""
-        from .partitions import drop_partitions, is_partitioned, list_partitions
+        """Whole months older than ``before``, on a partitioned table: detached and dropped.
+
+        Detaching a partition locks ``audit_log`` exclusively, and the lock waits for every
+        transaction writing to it; meanwhile new writers queue behind it. So it gives up after
+        :data:`DETACH_LOCK_TIMEOUT` and tries again, :data:`DETACH_ATTEMPTS` times in all; if a
+        long transaction keeps it out every time, the months go by batches instead."""
+        from .partitions import is_partitioned
 
         connection = self.connection
-        with connection.begin(), maintenance(connection):
+        with connection.begin():
             if not is_partitioned(connection):
                 return
-            due = [
-                p
-                for p in list_partitions(connection)
-                if p.upper is not None and p.lower is not None and p.upper <= self.before
-            ]
-            if not due:
-                return
-            self._lock_seals()
-            sealed = 0
-            preparer = connection.dialect.identifier_preparer
-            for partition in due:
-                sealed += connection.exec_driver_sql(
-                    f"SELECT count(*) FROM {preparer.quote(partition.name)} e "
-                    f"JOIN {preparer.format_table(_member)} m ON m.entry_id = e.id"
-                ).scalar_one()
-            dropped = drop_partitions(connection, self.before)
-            deleted = sum(count for _, count in dropped)
-            self.partitions = tuple(p.name for p, _ in dropped)
-            self._count(deleted, sealed, ",".join(self.partitions))
+        for attempt in range(1, DETACH_ATTEMPTS + 1):
+            try:
+                with connection.begin(), maintenance(connection):
+                    timeout_ms = int(DETACH_LOCK_TIMEOUT * 1000)
+                    connection.exec_driver_sql(f"SET LOCAL lock_timeout = {timeout_ms}")
+                    found = self._drop_due_partitions()
+                break
+            except sa.exc.OperationalError as exc:
+                if getattr(exc.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
+                    raise
+                if attempt == DETACH_ATTEMPTS:
+                    return  # by batches
+                time.sleep(DETACH_LOCK_TIMEOUT * attempt)
+        if found is None:
+            return
+        deleted, sealed = found
         self.deleted += deleted
         self.sealed += sealed
         if self.progress is not None:
@@ -352,3 +359,29 @@ class _Run:
                     self.deleted, self.sealed, self.batches, time.monotonic() - self.started
                 )
             )
+
+    def _drop_due_partitions(self) -> tuple[int, int] | None:
+        """In the transaction begun: drop the months due; (entries, sealed) they held."""
+        from .partitions import drop_partitions, list_partitions
+
+        connection = self.connection
+        due = [
+            p
+            for p in list_partitions(connection)
+            if p.upper is not None and p.lower is not None and p.upper <= self.before
+        ]
+        if not due:
+            return None
+        self._lock_seals()
+        sealed = 0
+        preparer = connection.dialect.identifier_preparer
+        for partition in due:
+            sealed += connection.exec_driver_sql(
+                f"SELECT count(*) FROM {preparer.quote(partition.name)} e "
+                f"JOIN {preparer.format_table(_member)} m ON m.entry_id = e.id"
+            ).scalar_one()
+        dropped = drop_partitions(connection, self.before)
+        deleted = sum(count for _, count in dropped)
+        self.partitions = tuple(p.name for p, _ in dropped)
+        self._count(deleted, sealed, ",".join(self.partitions))
+        return deleted, sealed
