@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -230,6 +231,26 @@ def test_create_partitions_is_idempotent_and_respects_ahead(pg: Engine) -> None:
         "audit_log_2025_03",
     ]
     assert names[-1] == "audit_log_default"
+
+
+def test_processes_creating_the_same_months_at_once_take_turns(pg: Engine) -> None:
+    """Without the advisory lock, the second would fail on a table that already exists."""
+    barrier = threading.Barrier(4)
+    results: list[list[Partition]] = []
+
+    def create() -> None:
+        barrier.wait()
+        results.append(create_partitions(pg, ahead=5, now=JANUARY))
+
+    threads = [threading.Thread(target=create) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 4
+    assert sorted(p.name for created in results for p in created) == [
+        f"audit_log_2025_{m:02d}" for m in range(1, 7)
+    ]
 
 
 def test_create_partitions_recreates_a_missing_default(pg: Engine) -> None:
