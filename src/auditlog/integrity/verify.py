@@ -64,6 +64,8 @@ ProblemKind = Literal[
     "chain_broken",
     "head_missing",
     "head_mismatch",
+    "archive_truncated",
+    "archive_changed",
 ]
 
 

@@ -13,18 +13,26 @@ See docs/lifecycle.md.
 
 from __future__ import annotations
 
+from .archive import ExportResult, ImportResult, export_archive, import_archive, verify_archive
+from .formats import ArchiveError
 from .partitions import Partition, create_partitions, drop_partitions, list_partitions
 from .prune import PruneProgress, PruneResult, prune
 from .tables import prune_entry_table, prune_table
 
 __all__ = [
+    "ArchiveError",
+    "ExportResult",
+    "ImportResult",
     "Partition",
     "PruneProgress",
     "PruneResult",
     "create_partitions",
     "drop_partitions",
+    "export_archive",
+    "import_archive",
     "list_partitions",
     "prune",
     "prune_entry_table",
     "prune_table",
+    "verify_archive",
 ]
