@@ -1,5 +1,5 @@
-"""The ``auditlog`` command: ``demo``, ``serve``, ``history``, ``export``, ``seal``, ``verify``,
-``prune`` and ``partitions`` (see docs/cli.md).
+"""The ``auditlog`` command: ``demo``, ``serve``, ``history``, ``export``, ``import``, ``seal``,
+``verify``, ``prune`` and ``partitions`` (see docs/cli.md).
 
 One module per command; this one holds the argument parser and :func:`main`. Exit status: 0 on
 success, 1 when the database cannot be used or the server cannot listen, 2 for bad arguments.
@@ -19,9 +19,10 @@ from pydantic import TypeAdapter, ValidationError
 from .. import __version__
 from ..integrity.seal import BATCH as SEAL_BATCH
 from ..query.counts import COUNT_LIMIT
+from .archive import add_import_parser
 from .database import DATABASE_URL_ENV, CommandError
 from .demo import TOKEN_ENV, demo_command
-from .export import EXPORT_FORMATS, export_command
+from .export import add_export_parser
 from .history import history_command
 from .integrity import seal_command, verify_command
 from .partitions import add_partitions_parser
@@ -149,20 +150,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     history.set_defaults(handler=history_command)
 
-    export = commands.add_parser(
-        "export",
-        parents=[database, filters],
-        help="write every entry matching the filters as JSON Lines or CSV",
-        description="Write every audit entry matching the filters, newest first, to a file or "
-        "stdout, read a page at a time (constant memory); a progress line on stderr when it "
-        "is a terminal.",
-    )
-    export.add_argument(
-        "--format", choices=EXPORT_FORMATS, default="jsonl", help="jsonl (default) or csv"
-    )
-    export.add_argument("--output", metavar="FILE", help="write here (default: stdout)")
-    export.add_argument("--page-size", type=int, default=500, help="entries read per query (500)")
-    export.set_defaults(handler=export_command)
+    add_export_parser(commands, [database], _datetime)
 
     seal = commands.add_parser(
         "seal",
@@ -193,8 +181,12 @@ def _parser() -> argparse.ArgumentParser:
         "--tenant-id", metavar="ID", help="recompute only this tenant's entries (and the seals)"
     )
     verify.add_argument("--json", action="store_true", help="the whole report as JSON")
+    verify.add_argument(
+        "--archive", metavar="FILE", help="verify this archive (auditlog export) instead, offline"
+    )
     verify.set_defaults(handler=verify_command)
     add_prune_parser(commands, [database], _datetime)
+    add_import_parser(commands, [database])
     add_partitions_parser(commands, database)
     return parser
 

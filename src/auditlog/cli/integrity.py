@@ -46,6 +46,10 @@ def seal_command(args: argparse.Namespace) -> int:
 
 def verify_command(args: argparse.Namespace) -> int:
     """Verify the log; 0 when intact, 1 otherwise."""
+    if args.archive is not None:  # an archive file, offline: no database
+        from .archive import verify_archive_command
+
+        return verify_archive_command(args)
     if args.head is not None:
         try:
             parse_head(args.head)

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Callable
+import queue
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 from ulid import ULID
 
@@ -79,24 +82,20 @@ def _has(connection: Connection, *tables: sa.Table) -> bool:
     return all(inspector.has_table(table.name) for table in tables)
 
 
-def _entry_columns(connection: Connection, sealed: bool) -> list[Any]:
-    """What an entry record needs, as close to its text as the database gives it."""
-    postgresql = connection.dialect.name == "postgresql"
+def _entry_columns(sealed: bool, postgresql: bool) -> list[Any]:
+    """Every column as close to its text as the database gives it: ids as bytes (PostgreSQL)
+    or hex, JSON columns as text; on PostgreSQL the time as ISO 8601 UTC text too."""
     columns: list[Any] = []
     for name in _NAMES:
-        column = _log.c[name]
+        column: Any = _log.c[name]
         if name in ("id", "transaction_id"):
-            raw = sa.func.uuid_send(column) if postgresql else sa.type_coerce(column, sa.String)
-            columns.append(raw.label(name))
+            column = sa.func.uuid_send(column) if postgresql else sa.type_coerce(column, sa.String)
         elif name == "timestamp" and postgresql:
             utc = sa.func.timezone("UTC", column)
-            form = 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'
-            columns.append(sa.func.to_char(utc, form).label(name))
+            column = sa.func.to_char(utc, 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')
         elif name in _JSON:
-            text = sa.cast(column, sa.Text) if postgresql else sa.type_coerce(column, sa.Text)
-            columns.append(text.label(name))
-        else:
-            columns.append(column)
+            column = sa.cast(column, sa.Text) if postgresql else sa.type_coerce(column, sa.Text)
+        columns.append(column.label(name))
     names = ("seal_seq", "entry_key", "digest", "erased")
     if sealed:
         columns += [_member.c[name] for name in names]
@@ -105,64 +104,68 @@ def _entry_columns(connection: Connection, sealed: bool) -> list[Any]:
     return columns
 
 
-def _entry_rows(rows: list[Any], postgresql: bool) -> list[tuple[Any, ...]]:
-    """Rows as entry records: ULIDs as text, times as ISO 8601 UTC with microseconds."""
+def _entry_rows(rows: Sequence[Any], postgresql: bool) -> list[tuple[Any, ...]]:
+    """Rows as entry rows: ULIDs as text, times in ISO 8601 UTC."""
     out = []
     for row in rows:
-        (
-            entry_id,
-            tenant,
-            user,
-            action,
-            moment,
-            ip,
-            agent,
-            obj,
-            ctype,
-            before,
-            after,
-            changed,
-            txn,
-            extra,
-            renamed,
-            seal,
-            key,
-            digest,
-            erased,
-        ) = row
+        cells = list(row)
         if postgresql:
-            entry_id = ulid_text(entry_id)
-            txn = None if txn is None else ulid_text(txn)
+            cells[0] = ulid_text(cells[0])
+            if cells[12] is not None:
+                cells[12] = ulid_text(cells[12])
         else:
-            entry_id = ulid_text(bytes.fromhex(entry_id))
-            txn = None if txn is None else ulid_text(bytes.fromhex(txn))
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=dt.timezone.utc)
-            moment = moment.astimezone(dt.timezone.utc).isoformat(timespec="microseconds")
-        out.append(
-            (
-                entry_id,
-                tenant,
-                user,
-                action,
-                moment,
-                ip,
-                agent,
-                obj,
-                ctype,
-                before,
-                after,
-                changed,
-                txn,
-                extra,
-                renamed,
-                seal,
-                key,
-                digest,
-                erased,
-            )
-        )
+            cells[0] = ulid_text(bytes.fromhex(cells[0]))
+            if cells[12] is not None:
+                cells[12] = ulid_text(bytes.fromhex(cells[12]))
+            cells[4] = _iso(cells[4])
+        out.append(tuple(cells))
     return out
+
+
+def _prefetched(pages: Iterator[list[Any]]) -> Iterator[list[Any]]:
+    """``pages`` read by a thread of their own, one page ahead: the database runs the next query
+    while this thread writes the current page (the reader waits on the socket, not on Python).
+    Nothing else uses the connection meanwhile."""
+    ready: queue.Queue[Any] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+    failed: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            for page in pages:
+                while not stop.is_set():
+                    try:
+                        ready.put(page, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        except BaseException as exc:  # handed to the writing thread
+            failed.append(exc)
+        finally:
+            stop.wait(0) or _put(ready, None, stop)
+
+    reader = threading.Thread(target=read, name="auditlog-export", daemon=True)
+    reader.start()
+    try:
+        while (page := ready.get()) is not None:
+            yield page
+    finally:
+        stop.set()
+        reader.join()
+    if failed:
+        raise failed[0]
+
+
+def _put(ready: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
+    while not stop.is_set():
+        try:
+            ready.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
 
 
 def _whole_log_cutoff(connection: Connection) -> int:
@@ -179,37 +182,72 @@ def _whole_log_cutoff(connection: Connection) -> int:
 
 
 def _seal_records(connection: Connection, newest: int) -> Any:
-    """Every seal up to ``newest``, with all its members and those gone by a recorded prune."""
+    """Every seal up to ``newest``, with all its members and those gone by a recorded prune
+    (listed by one, or older than a whole-log prune's cutoff)."""
+    postgresql = connection.dialect.name == "postgresql"
     pruning = _has(connection, _prune, _pruned)
-    prune_ms = _whole_log_cutoff(connection) if pruning else -1
-    for row in connection.execute(sa.select(_seal).where(_seal.c.seq <= newest).order_by("seq")):
-        listed: Any = _pruned.c.prune_id if pruning else sa.null()
-        joined = _member.outerjoin(_log, _log.c.id == _member.c.entry_id)
-        if pruning:
-            joined = joined.outerjoin(_pruned, _pruned.c.entry_id == _member.c.entry_id)
-        members, pruned = [], []
-        query = (
-            sa.select(_member.c.entry_id, _member.c.digest, _log.c.id.label("present"), listed)
-            .select_from(joined)
-            .where(_member.c.seal_seq == row.seq)
-            .order_by(_member.c.entry_id)
-        )
-        for entry_id, digest, present, prune_id in connection.execute(query):
-            members.append([entry_id, digest])
-            if present is None and (
-                prune_id is not None or ULID.from_str(entry_id).milliseconds < prune_ms
-            ):
-                pruned.append(entry_id)
-        yield {
-            "seq": row.seq,
-            "sealed_at": _iso(row.sealed_at),
-            "entries": row.entries,
-            "entries_digest": row.entries_digest,
-            "previous": row.previous,
-            "digest": row.digest,
-            "members": members,
-            "pruned": pruned,
-        }
+    joined = _member.outerjoin(_log, _log.c.id == _member.c.entry_id)
+    gone: Any = _log.c.id.is_(None)
+    if pruning:
+        joined = joined.outerjoin(_pruned, _pruned.c.entry_id == _member.c.entry_id)
+        listed: Any = _pruned.c.entry_id.is_not(None)
+        cutoff_ms = _whole_log_cutoff(connection)
+        if cutoff_ms >= 0:
+            floor = ULID.from_bytes(cutoff_ms.to_bytes(6, "big") + bytes(10))
+            listed = sa.or_(listed, _member.c.entry_id < str(floor))
+        gone = sa.and_(gone, listed)
+    else:
+        gone = sa.and_(gone, sa.false())
+    entry_id = (
+        sa.func.uuid_send(_member.c.entry_id)
+        if postgresql
+        else sa.type_coerce(_member.c.entry_id, sa.String)
+    )
+    query = (
+        sa.select(entry_id, _member.c.digest, sa.case((gone, 1), else_=0))
+        .select_from(joined)
+        .order_by(_member.c.entry_id)
+    )
+    seals = connection.execute(sa.select(_seal).where(_seal.c.seq <= newest).order_by("seq")).all()
+    query = query.where(_member.c.seal_seq == sa.bindparam("seq", type_=sa.Integer))
+    if postgresql:  # the driver's cursor, plain tuples, one seal ahead
+        compiled = query.compile(connection)
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+
+        params = _processed(compiled, compiled.construct_params({"seq": 0}))
+
+        def members(seq: int) -> list[Any]:
+            cursor.execute(str(compiled), {**params, "seq": seq})
+            return list(cursor.fetchall())
+
+    else:
+
+        def members(seq: int) -> list[Any]:
+            return list(connection.execute(query, {"seq": seq}).all())
+
+    def records() -> Iterator[list[dict[str, Any]]]:
+        for row in seals:
+            listed, pruned = [], []
+            for raw, digest, is_gone in members(row.seq):
+                text = ulid_text(raw if postgresql else bytes.fromhex(raw))
+                listed.append([text, digest])
+                if is_gone:
+                    pruned.append(text)
+            yield [
+                {
+                    "seq": row.seq,
+                    "sealed_at": _iso(row.sealed_at),
+                    "entries": row.entries,
+                    "entries_digest": row.entries_digest,
+                    "previous": row.previous,
+                    "digest": row.digest,
+                    "members": listed,
+                    "pruned": pruned,
+                }
+            ]
+
+    for page in _prefetched(records()) if postgresql else records():
+        yield from page
 
 
 def _iso(moment: dt.datetime) -> str:
@@ -263,6 +301,64 @@ def export_archive(
     return _export(bind, writer, moment, tenant_id, page_size, progress, format)
 
 
+def _pages(
+    connection: Connection,
+    sealed: bool,
+    source: Any,
+    conditions: list[Any],
+    page_size: int,
+) -> Iterator[list[tuple[Any, ...]]]:
+    """The selected entries in id order, as pages of entry rows: pages along the primary key,
+    each query starting where the last one ended; on PostgreSQL, read by the driver itself
+    (plain tuples), one page ahead."""
+    postgresql = connection.dialect.name == "postgresql"
+    query = sa.select(*_entry_columns(sealed, postgresql)).select_from(source).where(*conditions)
+    query = query.order_by(_log.c.id).limit(page_size)
+    if postgresql:
+        pages = _prefetched(_driver_pages(connection, query, page_size))
+    else:
+        pages = _core_pages(connection, query, page_size)
+    for rows in pages:
+        yield _entry_rows(rows, postgresql)
+
+
+def _core_pages(connection: Connection, query: sa.Select[Any], page_size: int) -> Iterator[list[Any]]:  # fmt: skip
+    last: Any = None
+    while True:
+        rows = list(
+            connection.execute(query if last is None else query.where(_log.c.id > last)).all()
+        )
+        if rows:
+            yield rows
+        if len(rows) < page_size:
+            return
+        last = ulid_text(bytes.fromhex(rows[-1][0]))
+
+
+def _driver_pages(connection: Connection, query: sa.Select[Any], page_size: int) -> Iterator[list[Any]]:  # fmt: skip
+    """PostgreSQL: the page queries compiled once (the first page's, and the next pages' with
+    ``id > %(after)s``), run on the driver's cursor."""
+    first = query.compile(connection)
+    after = sa.bindparam("after", type_=postgresql.UUID(as_uuid=False))
+    following = query.where(_log.c.id > after).compile(connection)
+    params = _processed(first, first.construct_params())
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    cursor.execute(str(first), params)
+    while True:
+        rows = list(cursor.fetchall())
+        if rows:
+            yield rows
+        if len(rows) < page_size:
+            return
+        cursor.execute(str(following), {**params, "after": rows[-1][0].hex()})
+
+
+def _processed(compiled: Any, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Bound values as the driver takes them (the column types' bind processing applied)."""
+    processors = compiled._bind_processors
+    return {k: processors[k](v) if k in processors else v for k, v in params.items()}
+
+
 def _export(
     connection: Connection,
     writer: Any,
@@ -272,7 +368,6 @@ def _export(
     progress: Callable[[int], None] | None,
     form: str,
 ) -> ExportResult:
-    postgresql = connection.dialect.name == "postgresql"
     sealed = _has(connection, _seal, _member)
     writer.record(
         "header",
@@ -293,31 +388,15 @@ def _export(
     conditions = [_log.c.timestamp < moment, _log.c.id < id_floor(moment)]
     if tenant_id is not None:
         conditions.append(_log.c.tenant_id == tenant_id)
-    query = (
-        sa.select(*_entry_columns(connection, sealed))
-        .select_from(source)
-        .where(*conditions)
-        .order_by(_log.c.id)
-        .limit(page_size)
-    )
-    done = in_seals = 0
-    newest = 0
-    last: str | None = None
-    while True:
-        page_query = query if last is None else query.where(_log.c.id > last)
-        rows = _entry_rows(list(connection.execute(page_query)), postgresql)
-        if not rows:
-            break
+    done = in_seals = newest = 0
+    for rows in _pages(connection, sealed, source, conditions, page_size):
         writer.entries(rows)
-        seals = [row[15] for row in rows if row[15] is not None]
+        seals = [int(row[15]) for row in rows if row[15] is not None]
         in_seals += len(seals)
         newest = max(newest, *seals) if seals else newest
         done += len(rows)
-        last = rows[-1][0]
         if progress is not None:
             progress(done)
-        if len(rows) < page_size:
-            break
     seal_count = 0
     if sealed and newest:
         for record in _seal_records(connection, newest):
