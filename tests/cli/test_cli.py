@@ -469,26 +469,88 @@ def test_history_filters_by_model_name_and_reads_on_with_a_cursor(engine: Engine
     assert unknown.returncode == 2 and "--content-type: no model is named" in unknown.stderr
 
 
-@pytest.mark.parametrize("form", ["jsonl", "csv"])
-def test_export_writes_every_matching_entry(engine: Engine, tmp_path: Path, form: str) -> None:
+@pytest.mark.parametrize("form", ["jsonl", "csv", "parquet"])
+def test_export_writes_an_archive_that_verifies_and_imports(
+    engine: Engine, tmp_path: Path, form: str
+) -> None:
+    seed_history(engine)
+    sealed = run("seal", "--database-url", url_of(engine))
+    assert sealed.returncode == 0, sealed.stderr
+    head = sealed.stdout.strip()
+    archive = tmp_path / f"out.{form}"
+    done = run("export", "--database-url", url_of(engine), "--before", "2999-01-01",
+               "--format", form, "--output", str(archive), "--page-size", "2")  # fmt: skip
+    assert done.returncode == 2 and "--before" in done.stderr and "future" in done.stderr
+    done = run("export", "--database-url", url_of(engine), "--format", form,
+               "--output", str(archive), "--page-size", "2")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "exported 7 entries (7 sealed) and 1 seals" in done.stderr
+    checked = run("verify", "--archive", str(archive), "--head", head)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.startswith("intact; 7 entries in 1 seals")
+    target = f"sqlite:///{tmp_path / 'imported.sqlite3'}"
+    imported = run("import", str(archive), "--database-url", target)
+    assert imported.returncode == 0, imported.stderr
+    assert "imported 7 entries (0 already there), 1 seals" in imported.stdout
+    again = run("verify", "--database-url", target, "--head", head)
+    assert again.returncode == 0, again.stdout
+    with Session(engine) as session:
+        expected = auditlog.query_history(session, tenant_id=TENANT_B, page_size=100)
+    listed = run("history", "--database-url", target, "--tenant-id", TENANT_B)
+    assert [r["id"] for r in json.loads(listed.stdout)["results"]] == [
+        e.id for e in expected.results
+    ]
+
+
+def test_export_to_stdout_and_a_tenants_archive(engine: Engine, tmp_path: Path) -> None:
+    seed_history(engine)
+    shown = run("export", "--database-url", url_of(engine), "--tenant-id", TENANT_B)
+    assert shown.returncode == 0, shown.stderr
+    records = [json.loads(line) for line in shown.stdout.splitlines()]
+    assert [r["record"] for r in records] == ["header", "entry", "entry", "trailer"]
+    assert records[0]["tenant_id"] == TENANT_B
+    archive = tmp_path / "b.csv"
+    archive.write_text(run("export", "--database-url", url_of(engine), "--format", "csv").stdout)
+    rows = list(csv.DictReader(io.StringIO(archive.read_text())))
+    assert [r["record"] for r in rows].count("entry") == 7
+    assert run("verify", "--archive", str(archive)).returncode == 0
+
+
+def test_export_import_and_verify_archive_name_bad_arguments(
+    engine: Engine, tmp_path: Path
+) -> None:
     seed_history(engine)
     url = url_of(engine)
-    target = tmp_path / f"out.{form}"
-    done = run("export", "--database-url", url, "--tenant-id", TENANT_A, "--format", form,
-               "--output", str(target), "--page-size", "2")  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    text = target.read_text(encoding="utf-8")
-    if form == "jsonl":
-        rows = [json.loads(line) for line in text.splitlines()]
-    else:
-        rows = list(csv.DictReader(io.StringIO(text)))
-        rows = [{**r, "after_state": json.loads(r["after_state"] or "null")} for r in rows]
-    with Session(engine) as session:
-        expected = auditlog.query_history(session, tenant_id=TENANT_A, page_size=100)
-    assert [r["id"] for r in rows] == [e.id for e in expected.results]  # all, newest first
-    assert rows[-1]["after_state"]["name"].startswith("customer ")
-    to_stdout = run("export", "--database-url", url, "--tenant-id", TENANT_B)
-    assert len(to_stdout.stdout.splitlines()) == 2
+    cases = [
+        (["export", "--database-url", url, "--before", "yesterday"], 2, "--before"),
+        (["export", "--database-url", url, "--format", "xml"], 2, "--format"),
+        (["export", "--database-url", url, "--format", "parquet"], 2, "needs --output"),
+        (["export", "--database-url", url, "--output", str(tmp_path / "no" / "f.jsonl")], 1,
+         "cannot write"),
+        (["verify", "--archive", str(tmp_path / "missing.jsonl")], 2, "no archive file"),
+        (["verify", "--archive", __file__], 1, "is not an auditlog archive"),
+        (["verify", "--archive", __file__, "--head", "7"], 2, "--head"),
+        (["import", str(tmp_path / "missing.jsonl"), "--database-url", url], 2, "no archive"),
+    ]  # fmt: skip
+    for arguments, status, message in cases:
+        done = run(*arguments)
+        assert (done.returncode, message in done.stderr) == (status, True), (arguments, done)
+
+
+def test_verify_archive_names_an_edit_and_import_refuses_it(engine: Engine, tmp_path: Path) -> None:
+    seed_history(engine)
+    run("seal", "--database-url", url_of(engine))
+    archive = tmp_path / "a.jsonl"
+    assert run("export", "--database-url", url_of(engine), "--output", str(archive)).returncode == 0
+    text = archive.read_text(encoding="utf-8")
+    archive.write_text(text.replace('"customer 2"', '"customer 9"', 1), encoding="utf-8")
+    checked = run("verify", "--archive", str(archive), "--json")
+    assert checked.returncode == 1
+    kinds = {p["kind"] for p in json.loads(checked.stdout)["problems"]}
+    assert kinds == {"entry_changed", "archive_changed"}
+    target = f"sqlite:///{tmp_path / 'imported.sqlite3'}"
+    refused = run("import", str(archive), "--database-url", target)
+    assert refused.returncode == 1 and "refused, nothing imported" in refused.stderr
 
 
 def test_export_shows_its_progress_on_a_terminal(engine: Engine, tmp_path: Path) -> None:

@@ -1,0 +1,418 @@
+"""Archives on every backend: an export verifies offline, imports into an empty database that then
+verifies, and exports again to the same entries; every format keeps every value exactly; any
+edit of the file is found and named; imports refuse conflicts and damage, writing nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+from ulid import ULID
+
+import auditlog
+from auditlog import AuditLog, ContentType
+from auditlog.integrity import seal_entry_table, seal_table
+from auditlog.lifecycle import (
+    ArchiveError,
+    export_archive,
+    import_archive,
+    prune_entry_table,
+    prune_table,
+    verify_archive,
+)
+from auditlog.lifecycle.formats import ArchiveReader
+
+from ..models import Customer
+
+LOG = AuditLog.__table__
+JAN = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
+FORMATS = ["jsonl", "csv", "parquet"]
+#: Texts a format could get wrong: empty, unicode, separators, quotes, line breaks, COPY's null.
+NAMES = ["", "Zoë ☃ 東京", 'a "quoted", comma;\ttab', "line\nbreak\r\n", "\\N", "\\", "plain"]
+
+
+@pytest.fixture
+def target(engine: Engine, tmp_path: Path) -> Iterator[Engine]:
+    """An empty database on the same backend: a new SQLite file, or the configured database's
+    name + ``_import`` on the same server, emptied of auditlog's tables."""
+    if engine.dialect.name == "sqlite":
+        other = sa.create_engine(f"sqlite:///{tmp_path / 'import.sqlite3'}")
+
+        @event.listens_for(other, "connect")
+        def _sqlite_fk(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+            dbapi_connection.execute("PRAGMA foreign_keys=ON")
+
+    else:
+        name = f"{engine.url.database}_import"
+        admin = sa.create_engine(engine.url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            if engine.dialect.name == "postgresql":
+                found = conn.execute(
+                    sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+                ).first()
+                if found is None:
+                    conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+            else:
+                conn.exec_driver_sql(f"CREATE DATABASE IF NOT EXISTS `{name}`")
+        admin.dispose()
+        other = sa.create_engine(engine.url.set(database=name))
+        with other.begin() as conn:
+            auditlog.metadata.drop_all(conn)
+    yield other
+    other.dispose()
+
+
+def write(maker: sessionmaker[Session], count: int = 7) -> None:
+    """Audited creates of customers with awkward values, an update and a delete."""
+    auditlog.register(Customer)
+    for i in range(1, count + 1):
+        context = auditlog.audit_context(
+            tenant_id="acme" if i % 3 else "globex",
+            user_id=f"user {i}" if i % 2 else None,
+            ip_address="2001:db8::1" if i % 2 else None,
+            request={"path": "/ü", "tags": ["a", None, {"n": 1.5, "deep": [[]]}], "i": i},
+        )
+        with context, maker.begin() as session:
+            email = None if i % 2 else ""
+            session.add(Customer(id=i, name=NAMES[i % len(NAMES)], email=email, tenant_id="acme"))
+    with auditlog.audit_context(tenant_id="acme", user_id="ada"), maker.begin() as session:
+        session.get_one(Customer, 1).name = "Ada Lovelace ✓"
+    with auditlog.audit_context(tenant_id="acme", user_id="ada"), maker.begin() as session:
+        session.delete(session.get_one(Customer, 2))
+
+
+def date_back(engine: Engine, first: dt.datetime, step: dt.timedelta) -> list[str]:
+    """Give the entries the times first, first + step, ... with ids of the same millisecond;
+    returns their ids, oldest first."""
+    ids = []
+    with engine.begin() as conn:
+        rows = conn.execute(sa.select(LOG.c.id).order_by(LOG.c.id)).all()
+        for i, row in enumerate(rows):
+            moment = first + i * step
+            new_id = str(ULID.from_datetime(moment))
+            conn.execute(
+                sa.update(LOG).where(LOG.c.id == row.id).values(id=new_id, timestamp=moment)
+            )
+            ids.append(new_id)
+    return ids
+
+
+def rows(engine: Engine) -> list[dict[str, Any]]:
+    """Every entry, every column, in id order."""
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(sa.select(LOG).order_by(LOG.c.id))]
+
+
+def entry_records(path: Path) -> list[dict[str, Any]]:
+    return [r for r in ArchiveReader(path) if r["record"] == "entry"]
+
+
+@pytest.mark.parametrize("form", FORMATS)
+def test_an_export_verifies_imports_and_exports_again_to_the_same_entries(
+    engine: Engine, Session_: sessionmaker[Session], target: Engine, tmp_path: Path, form: str
+) -> None:
+    write(Session_)
+    date_back(engine, JAN, dt.timedelta(hours=1))
+    head = auditlog.seal(engine, batch=3).head
+    with Session_.begin() as session:  # one more, not sealed, newer than the selection
+        session.add(Customer(id=99, name="late"))
+    before = JAN + dt.timedelta(days=1)
+    archive = tmp_path / f"archive.{form}"
+    result = export_archive(engine, archive, format=form, before=before, page_size=2)
+    assert (result.entries, result.sealed, result.seals) == (9, 9, 3)
+    report = verify_archive(archive, head=head)
+    assert report.intact, report.problems
+    assert (report.seals, report.sealed, report.unsealed, report.head) == (3, 9, [], head)
+
+    imported = import_archive(target, archive)
+    assert (imported.entries, imported.skipped, imported.seals, imported.gone) == (9, 0, 3, 0)
+    assert imported.content_types == 1
+    assert auditlog.verify(target, head=head).intact
+    assert rows(target) == [r for r in rows(engine) if r["timestamp"] < before]
+
+    again = tmp_path / f"again.{form}"
+    export_archive(target, again, format=form, before=before)
+    assert verify_archive(again, head=head).intact
+    assert entry_records(again) == entry_records(archive)
+
+
+@pytest.mark.parametrize("form", FORMATS)
+def test_every_format_keeps_null_empty_unicode_and_nested_json_apart(
+    engine: Engine, Session_: sessionmaker[Session], target: Engine, tmp_path: Path, form: str
+) -> None:
+    write(Session_)
+    archive = tmp_path / f"values.{form}"
+    export_archive(engine, archive, format=form)
+    source = rows(engine)
+    records = entry_records(archive)
+    assert [r["id"] for r in records] == [r["id"] for r in source]
+    created = {r["after_state"]["id"]: r for r in records if r["action_type"] == "create"}
+    assert created[2]["after_state"]["email"] == "" and created[1]["after_state"]["email"] is None
+    assert {created[i]["after_state"]["name"] for i in created} >= set(NAMES[1:7])
+    assert created[3]["extra"]["request"]["tags"] == ["a", None, {"n": 1.5, "deep": [[]]}]
+    assert created[1]["user_id"] == "user 1" and created[2]["user_id"] is None
+    assert created[1]["user_agent"] == created[2]["user_agent"] == ""
+    import_archive(target, archive)
+    assert rows(target) == source
+
+
+@pytest.mark.parametrize("form", ["jsonl", "csv"])
+def test_an_archive_proves_entries_pruned_before_it_and_the_import_counts_them_as_pruned(
+    engine: Engine, Session_: sessionmaker[Session], target: Engine, tmp_path: Path, form: str
+) -> None:
+    write(Session_)
+    ids = date_back(engine, JAN, dt.timedelta(hours=1))
+    auditlog.seal(engine, batch=4)
+    assert auditlog.prune(engine, before=JAN + dt.timedelta(hours=5)).sealed == 5
+    archive = tmp_path / f"pruned.{form}"
+    result = export_archive(engine, archive, format=form, before=JAN + dt.timedelta(hours=7))
+    assert (result.entries, result.seals) == (2, 2)  # seal 1 (all pruned) keeps the chain whole
+    report = verify_archive(archive)
+    assert report.intact, report.problems
+    # seal 1: 4 pruned; seal 2: 1 pruned, 2 archived, 1 newer than the selection
+    assert (report.sealed, report.pruned) == (8, 5)
+    imported = import_archive(target, archive)
+    assert (imported.entries, imported.seals, imported.gone) == (2, 2, 6)
+    verified = auditlog.verify(target)
+    assert verified.intact, verified.problems
+    assert (verified.sealed, verified.pruned) == (8, 6)
+    with target.connect() as conn:
+        gone = sorted(conn.execute(sa.select(prune_entry_table.c.entry_id)).scalars())
+        kind = conn.execute(sa.select(prune_table.c.kind)).scalar_one()
+    assert gone == sorted([*ids[:5], ids[7]]) and kind == "import"
+    again = tmp_path / f"again.{form}"
+    export_archive(target, again, format=form)
+    assert verify_archive(again).intact
+
+
+def test_erased_fields_stay_provable_in_the_archive_and_after_the_import(
+    engine: Engine, Session_: sessionmaker[Session], target: Engine, tmp_path: Path
+) -> None:
+    write(Session_)
+    auditlog.seal(engine)
+    auditlog.erase(engine, user_id="user 1", reason="request 12")
+    archive = tmp_path / "erased.jsonl"
+    export_archive(engine, archive)
+    report = verify_archive(archive)
+    assert report.intact, report.problems
+    assert len(report.erased) == 1 and "user_id" in report.erased[0][1]
+    import_archive(target, archive)
+    verified = auditlog.verify(target)
+    assert verified.intact and verified.erased == report.erased
+
+
+def test_unsealed_entries_are_listed_and_a_tenant_archive_verifies(
+    engine: Engine, Session_: sessionmaker[Session], tmp_path: Path
+) -> None:
+    write(Session_)
+    auditlog.seal(engine, batch=5)
+    with Session_.begin() as session:
+        session.add(Customer(id=50, name="unsealed", tenant_id="acme"))
+    archive = tmp_path / "acme.jsonl"
+    result = export_archive(engine, archive, tenant_id="globex")
+    records = entry_records(archive)
+    assert result.entries == len(records) == 2 and {r["tenant_id"] for r in records} == {"globex"}
+    assert verify_archive(archive).intact
+    everything = tmp_path / "all.csv"
+    export_archive(engine, everything, format="csv")
+    report = verify_archive(everything)
+    assert report.intact and len(report.unsealed) == 1 and report.sealed == 9
+
+
+def test_an_export_reads_page_after_page_in_id_order(
+    engine: Engine, Session_: sessionmaker[Session], tmp_path: Path
+) -> None:
+    write(Session_)
+    seen: list[int] = []
+    archive = tmp_path / "pages.jsonl"
+    result = export_archive(engine, archive, page_size=2, progress=seen.append)
+    assert seen == [2, 4, 6, 8, 9] and result.entries == 9
+    assert [r["id"] for r in entry_records(archive)] == [r["id"] for r in rows(engine)]
+
+
+def test_before_selects_to_the_millisecond(
+    engine: Engine, Session_: sessionmaker[Session], tmp_path: Path
+) -> None:
+    write(Session_, 2)
+    ids = date_back(engine, JAN, dt.timedelta(milliseconds=1))
+    archive = tmp_path / "ms.jsonl"
+    result = export_archive(engine, archive, before=JAN + dt.timedelta(microseconds=1999))
+    assert result.before == JAN + dt.timedelta(milliseconds=1)
+    assert [r["id"] for r in entry_records(archive)] == ids[:1]
+
+
+# --- edits of the file ------------------------------------------------------------------------
+
+
+def _sealed_archive(engine: Engine, maker: sessionmaker[Session], path: Path) -> str:
+    write(maker)
+    head = auditlog.seal(engine, batch=4).head
+    assert head is not None
+    export_archive(engine, path, format=path.suffix[1:])
+    return head
+
+
+def _kinds(path: Path) -> set[str]:
+    return {p.kind for p in verify_archive(path).problems}
+
+
+def test_an_edited_value_a_removed_line_a_cut_and_an_edited_seal_are_named(
+    engine: Engine, Session_: sessionmaker[Session], tmp_path: Path
+) -> None:
+    archive = tmp_path / "a.jsonl"
+    _sealed_archive(engine, Session_, archive)
+    lines = archive.read_text(encoding="utf-8").splitlines(keepends=True)
+    entry = json.loads(lines[3])
+
+    edited = tmp_path / "edited.jsonl"
+    changed = {**entry, "object_id": "someone else"}
+    edited.write_text("".join([*lines[:3], json.dumps(changed) + "\n", *lines[4:]]), "utf-8")
+    problems = verify_archive(edited).problems
+    assert {p.kind for p in problems} == {"entry_changed", "archive_changed"}
+    assert [p.entry_id for p in problems if p.kind == "entry_changed"] == [entry["id"]]
+
+    removed = tmp_path / "removed.jsonl"
+    removed.write_text("".join([*lines[:3], *lines[4:]]), "utf-8")
+    problems = verify_archive(removed).problems
+    assert {p.kind for p in problems} == {"entry_removed", "archive_changed"}
+    assert [p.entry_id for p in problems if p.kind == "entry_removed"] == [entry["id"]]
+
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text("".join(lines[:-1]), "utf-8")
+    assert _kinds(cut) == {"archive_truncated"}
+
+    seal = json.loads(lines[-3])
+    assert seal["record"] == "seal"
+    resealed = tmp_path / "resealed.jsonl"
+    seal["sealed_at"] = "2020-01-01T00:00:00.000000+00:00"
+    resealed.write_text("".join([*lines[:-3], json.dumps(seal) + "\n", *lines[-2:]]), "utf-8")
+    assert _kinds(resealed) == {"seal_changed", "archive_changed"}
+
+
+def test_an_edit_that_rewrites_the_trailer_is_still_found(
+    engine: Engine, Session_: sessionmaker[Session], tmp_path: Path
+) -> None:
+    import hashlib
+
+    archive = tmp_path / "a.jsonl"
+    head = _sealed_archive(engine, Session_, archive)
+    lines = archive.read_text(encoding="utf-8").splitlines(keepends=True)
+    entry = json.loads(lines[2])
+    entry["after_state"] = {**(entry["after_state"] or {}), "name": "forged"}
+    body = [*lines[:2], json.dumps(entry) + "\n", *lines[3:-1]]
+    trailer = json.loads(lines[-1])
+    trailer["sha256"] = hashlib.sha256("".join(body).encode()).hexdigest()
+    forged = tmp_path / "forged.jsonl"
+    forged.write_text("".join([*body, json.dumps(trailer) + "\n"]), "utf-8")
+    assert _kinds(forged) == {"entry_changed"}
+    seq = int(head.partition(":")[0])
+    assert {p.kind for p in verify_archive(archive, head=f"{seq}:{'0' * 64}").problems} == {
+        "head_mismatch"
+    }
+
+
+@pytest.mark.parametrize("form", ["csv", "parquet"])
+def test_an_edited_cell_is_found_in_csv_and_parquet(
+    engine: Engine, Session_: sessionmaker[Session], tmp_path: Path, form: str
+) -> None:
+    archive = tmp_path / f"a.{form}"
+    _sealed_archive(engine, Session_, archive)
+    edited = tmp_path / f"edited.{form}"
+    if form == "csv":
+        text = archive.read_text(encoding="utf-8")
+        edited.write_text(text.replace(",user 1,", ",user 9,", 1), encoding="utf-8")
+    else:
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(archive)
+        users = table.column("user_id").to_pylist()
+        users[users.index("user 1")] = "user 9"
+        index = table.schema.get_field_index("user_id")
+        table = table.set_column(index, "user_id", [users])
+        pq.write_table(table, edited)
+    assert _kinds(edited) == {"entry_changed", "archive_changed"}
+
+
+# --- imports ----------------------------------------------------------------------------------
+
+
+def _counts(engine: Engine) -> tuple[int, ...]:
+    with engine.connect() as conn:
+        inspector = sa.inspect(conn)
+        return tuple(
+            conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+            if inspector.has_table(t.name)
+            else -1
+            for t in (LOG, ContentType.__table__, seal_table, seal_entry_table)
+        )
+
+
+def test_importing_twice_writes_nothing_the_second_time(
+    engine: Engine, Session_: sessionmaker[Session], target: Engine, tmp_path: Path
+) -> None:
+    archive = tmp_path / "a.csv"
+    head = _sealed_archive(engine, Session_, archive)
+    first = import_archive(target, archive)
+    counts = _counts(target)
+    second = import_archive(target, archive)
+    assert (first.entries, first.seals) == (9, 3)
+    assert (second.entries, second.skipped, second.seals, second.seals_skipped) == (0, 9, 0, 3)
+    assert second.content_types == 0 and _counts(target) == counts
+    assert auditlog.verify(target, head=head).intact
+
+
+def test_a_content_type_taken_by_another_model_is_refused_and_nothing_written(
+    engine: Engine, Session_: sessionmaker[Session], target: Engine, tmp_path: Path
+) -> None:
+    archive = tmp_path / "a.jsonl"
+    _sealed_archive(engine, Session_, archive)
+    with engine.connect() as conn:
+        ctype = conn.execute(sa.select(ContentType.__table__)).one()
+    auditlog.create_tables(target)
+    with target.begin() as conn:
+        conn.execute(ContentType.__table__.insert().values(id=ctype.id, name="shop.Basket"))
+    before = _counts(target)
+    with pytest.raises(ArchiveError, match=rf"content type {ctype.id} is 'shop\.Basket'"):
+        import_archive(target, archive)
+    assert _counts(target) == before
+
+
+def test_a_database_with_another_chain_of_seals_is_refused_and_nothing_written(
+    engine: Engine, Session_: sessionmaker[Session], target: Engine, tmp_path: Path
+) -> None:
+    archive = tmp_path / "a.jsonl"
+    _sealed_archive(engine, Session_, archive)
+    auditlog.create_tables(target)
+    with target.begin() as conn:  # an entry of its own, sealed: its seal 1 is not the archive's
+        conn.execute(ContentType.__table__.insert().values(id=500, name="other.Model"))
+        conn.execute(
+            LOG.insert().values(id=str(ULID()), action_type="create", object_id="1",
+                                timestamp=dt.datetime.now(dt.timezone.utc), content_type=500)
+        )  # fmt: skip
+    auditlog.seal(target)
+    before = _counts(target)
+    with pytest.raises(ArchiveError, match="seal 1 is not the archive's seal 1"):
+        import_archive(target, archive)
+    assert _counts(target) == before
+
+
+def test_a_damaged_archive_is_refused_and_nothing_written(
+    engine: Engine, Session_: sessionmaker[Session], target: Engine, tmp_path: Path
+) -> None:
+    archive = tmp_path / "a.jsonl"
+    _sealed_archive(engine, Session_, archive)
+    cut = tmp_path / "cut.jsonl"
+    cut.write_bytes(archive.read_bytes()[:-200])
+    with pytest.raises(ArchiveError, match=r"nothing imported.*cut short|not as written"):
+        import_archive(target, cut)
+    assert _counts(target)[0] in (-1, 0)
+    with pytest.raises(ArchiveError, match="is not an auditlog archive"):
+        import_archive(target, Path(__file__))
