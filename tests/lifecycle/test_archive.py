@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,7 @@ def write(maker: sessionmaker[Session], count: int = 7) -> None:
         session.get_one(Customer, 1).name = "Ada Lovelace ✓"
     with auditlog.audit_context(tenant_id="acme", user_id="ada"), maker.begin() as session:
         session.delete(session.get_one(Customer, 2))
+    time.sleep(0.002)  # an export's default end, now, is exclusive to the millisecond
 
 
 def date_back(engine: Engine, first: dt.datetime, step: dt.timedelta) -> list[str]:

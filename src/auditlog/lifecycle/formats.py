@@ -13,8 +13,10 @@ that a truncated or edited file is detected. The fields of each kind are :data:`
 - Parquet (``pip install 'sqlalchemy-auditlog[parquet]'``): the same columns, integers as
   ``int64``, the rest as text (JSON-valued fields as JSON text), one row group per page read.
 
-For CSV and Parquet the trailer's digest covers each record's *cells*: the record's kind and its
-own fields' texts (integers in decimal, null as null) as a compact JSON array and a newline.
+For CSV the trailer's digest covers each record's row as written (Python's ``csv`` module
+writes the same cells the same way, so a reader recomputes it); for Parquet, each record's
+*cells*: the record's kind and its own fields' texts (integers in decimal, null as null) as a
+compact JSON array and a newline.
 See docs/archives.md.
 """
 
@@ -222,38 +224,42 @@ def _unescape(text: str) -> str | None:
 
 
 class _Csv(ArchiveWriter):
+    """Rows made a page at a time in memory, hashed as written, then written."""
+
     def __init__(self, out: IO[bytes]) -> None:
         super().__init__(out)
         self.text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
-        self.writer = csv.writer(self.text)
-        self.writer.writerow(COLUMNS)
+        csv.writer(self.text).writerow(COLUMNS)
         self.places = {kind: [COLUMNS.index(n) for n in names] for kind, names in RECORDS.items()}
 
-    def _write(self, kind: str, values: list[Any], hashed: bool = True) -> None:
-        cells = [_cell(name, value) for name, value in zip(RECORDS[kind], values, strict=False)]
+    def _rows(self, rows: list[list[str]], hashed: bool = True) -> None:
+        page = io.StringIO(newline="")
+        csv.writer(page).writerows(rows)
+        text = page.getvalue()
         if hashed:
-            self.sha.update((_canonical([kind, *cells]) + "\n").encode("utf-8", "surrogatepass"))
+            self.sha.update(text.encode("utf-8", "surrogatepass"))
+        self.text.write(text)
+
+    def _write(self, kind: str, values: list[Any], hashed: bool = True) -> None:
         row = ["\\N"] * len(COLUMNS)
         row[0] = kind
-        for place, cell in zip(self.places[kind], cells, strict=False):
-            row[place] = _escape(cell)
-        self.writer.writerow(row)
+        for place, name, value in zip(self.places[kind], RECORDS[kind], values, strict=True):
+            row[place] = _escape(_cell(name, value))
+        self._rows([row], hashed)
 
     def _entries(self, rows: Sequence[Sequence[Any]]) -> None:
         places = self.places["entry"]
         blank = ["\\N"] * len(COLUMNS)
         blank[0] = "entry"
-        out, hashed = [], []
+        out = []
         for row in rows:
-            cells = [None if v is None else v if type(v) is str else str(v) for v in row]
-            hashed.append(_canonical(["entry", *cells]))
             line = blank.copy()
-            for place, cell in zip(places, cells, strict=False):
-                line[place] = _escape(cell)
+            for place, value in zip(places, row, strict=True):
+                if value is not None:
+                    text = value if type(value) is str else str(value)
+                    line[place] = "\\" + text if text.startswith("\\") else text
             out.append(line)
-        if hashed:
-            self.sha.update(("\n".join(hashed) + "\n").encode("utf-8", "surrogatepass"))
-        self.writer.writerows(out)
+        self._rows(out)
 
     def _finish(self) -> None:
         self.text.flush()
@@ -387,6 +393,8 @@ class ArchiveReader:
     def _jsonl(self) -> Iterator[tuple[dict[str, Any], bytes]]:
         with self.path.open("rb") as file:
             for line in file:
+                if not line.endswith(b"\n"):  # a last line cut short: no trailer follows
+                    return
                 record = _loads(line)
                 if not isinstance(record, dict):
                     raise ValueError("not a JSON object")
@@ -416,10 +424,15 @@ class ArchiveReader:
             missing = [name for name in COLUMNS if name not in head]
             if missing:
                 raise ArchiveError(f"{str(self.path)!r} has no column {missing[0]!r}")
-            for row in rows:
+            page = io.StringIO(newline="")
+            again = csv.writer(page)
+            for row in rows:  # hashed as written: the same cells give the same CSV text
+                page.seek(0)
+                page.truncate()
+                again.writerow(row)
                 cells = {name: _unescape(cell) for name, cell in zip(head, row, strict=False)}
                 cells["record"] = row[0]
-                yield self._record(cells)
+                yield self._record(cells)[0], page.getvalue().encode("utf-8", "surrogatepass")
 
     def _parquet(self) -> Iterator[tuple[dict[str, Any], bytes]]:
         pa = _pyarrow()
