@@ -418,3 +418,24 @@ def test_a_damaged_archive_is_refused_and_nothing_written(
     assert _counts(target)[0] in (-1, 0)
     with pytest.raises(ArchiveError, match="is not an auditlog archive"):
         import_archive(target, Path(__file__))
+
+
+def test_parquet_names_its_extra_when_pyarrow_is_missing(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['pyarrow'] = None\n"
+        "from auditlog.lifecycle.formats import ArchiveError, open_writer\n"
+        "try:\n"
+        "    open_writer('parquet', open(sys.argv[1], 'wb'))\n"
+        "except ArchiveError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "a.parquet")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert 'pip install "sqlalchemy-auditlog[parquet]"' in done.stdout

@@ -10,7 +10,7 @@ that a truncated or edited file is detected. The fields of each kind are :data:`
 - CSV: a header row of :data:`COLUMNS`, one row per record, ``record`` first. Null is ``\\N``
   (a text starting with a backslash gets one more), so that null and empty text stay apart;
   JSON-valued fields are JSON text.
-- Parquet (``pip install 'sqlalchemy-auditlog[parquet]'``): the same columns, integers as
+- Parquet (``pip install "sqlalchemy-auditlog[parquet]"``): the same columns, integers as
   ``int64``, the rest as text (JSON-valued fields as JSON text), one row group per page read.
 
 For CSV the trailer's digest covers each record's row as written (Python's ``csv`` module
@@ -273,7 +273,7 @@ def _pyarrow() -> Any:
         import pyarrow.parquet  # type: ignore[import-untyped]
     except ImportError:
         raise ArchiveError(
-            "the Parquet format needs pyarrow: pip install 'sqlalchemy-auditlog[parquet]'"
+            'the Parquet format needs pyarrow: pip install "sqlalchemy-auditlog[parquet]"'
         ) from None
     return pyarrow
 
