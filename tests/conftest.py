@@ -16,6 +16,7 @@ import auditlog
 from auditlog import capture
 from auditlog.integrity import erasure_table, seal_entry_table, seal_table
 from auditlog.lifecycle import prune_entry_table, prune_table
+from auditlog.relay import relay_entry_table, relay_table
 
 from .backends import BACKENDS, IN_CI, selected_backends, server_url
 from .models import Base
@@ -84,6 +85,8 @@ def engine(backend: str, _stack: ExitStack, tmp_path_factory: pytest.TempPathFac
         conn.execute(erasure_table.delete())
         conn.execute(prune_entry_table.delete())
         conn.execute(prune_table.delete())
+        conn.execute(relay_entry_table.delete())
+        conn.execute(relay_table.delete())
     return eng
 
 

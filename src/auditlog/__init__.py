@@ -37,6 +37,15 @@ from .query import (
     query_history_cursor_async,
 )
 from .registry import MASKED, is_registered, register, unregister
+from .relay import (
+    RelayedEntry,
+    RelaySource,
+    RelayStatus,
+    Sink,
+    committed_entries,
+    relay_status,
+    run_relay,
+)
 from .serialize import decode_state, register_type
 from .timetravel import Snapshot, object_as_of, revert, revert_transaction, state_as_of
 
@@ -54,13 +63,18 @@ __all__ = [
     "HistoryPage",
     "InvalidQueryError",
     "PruneResult",
+    "RelaySource",
+    "RelayStatus",
+    "RelayedEntry",
     "RevertConflict",
     "RevertError",
     "SealResult",
+    "Sink",
     "Snapshot",
     "UnauditedWriteWarning",
     "VerifyReport",
     "audit_context",
+    "committed_entries",
     "create_tables",
     "current_context",
     "decode_state",
@@ -80,8 +94,10 @@ __all__ = [
     "query_history_cursor_async",
     "register",
     "register_type",
+    "relay_status",
     "revert",
     "revert_transaction",
+    "run_relay",
     "seal",
     "state_as_of",
     "unprotect",

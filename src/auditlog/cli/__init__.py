@@ -1,5 +1,5 @@
 """The ``auditlog`` command: ``demo``, ``serve``, ``history``, ``export``, ``import``, ``seal``,
-``verify``, ``prune`` and ``partitions`` (see docs/cli.md).
+``verify``, ``prune``, ``partitions`` and ``relay`` (see docs/cli.md).
 
 One module per command; this one holds the argument parser and :func:`main`. Exit status: 0 on
 success, 1 when the database cannot be used or the server cannot listen, 2 for bad arguments.
@@ -27,6 +27,7 @@ from .history import history_command
 from .integrity import seal_command, verify_command
 from .partitions import add_partitions_parser
 from .prune import add_prune_parser
+from .relay import add_relay_parser
 from .serve import IDLE_TIMEOUT, TOKENS_ENV, serve_command
 
 __all__ = ["main"]
@@ -188,6 +189,7 @@ def _parser() -> argparse.ArgumentParser:
     add_prune_parser(commands, [database], _datetime)
     add_import_parser(commands, [database])
     add_partitions_parser(commands, database)
+    add_relay_parser(commands, database)
     return parser
 
 

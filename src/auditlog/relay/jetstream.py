@@ -1,0 +1,218 @@
+"""The NATS JetStream sink (the ``[nats]`` extra: ``pip install 'sqlalchemy-auditlog[nats]'``).
+
+Each entry is one message: JSON of the entry, on a subject made from a template, with the
+entry id as ``Nats-Msg-Id`` (JetStream drops a duplicate within the stream's duplicate window)
+and the relay's name in ``Auditlog-Relay``. After a crash the relay asks :meth:`recover` for
+the messages stored after the last recorded sequence, which covers restarts after the window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import string
+from collections.abc import Sequence
+from typing import Any
+
+from ..exceptions import ConfigurationError
+from .sinks import Recovery
+from .source import DEFAULT_NAME, RelayedEntry
+
+__all__ = [
+    "DEFAULT_STREAM",
+    "DEFAULT_SUBJECT",
+    "EMPTY_TOKEN",
+    "NULL_TOKEN",
+    "JetStreamSink",
+    "SubjectTemplate",
+    "subject_token",
+]
+
+DEFAULT_STREAM = "AUDITLOG"
+DEFAULT_SUBJECT = "auditlog.{tenant}.{model}"
+#: The token of a null value (an entry without tenant); a value ``_`` is written ``%5F``.
+NULL_TOKEN = "_"
+#: The token of an empty value; a value ``~`` is written ``%7E``.
+EMPTY_TOKEN = "~"
+PLACEHOLDERS = ("tenant", "model", "action", "content_type")
+RELAY_HEADER = "Auditlog-Relay"
+MSG_ID = "Nats-Msg-Id"
+_UNSAFE = re.compile(r"[^A-Za-z0-9_\-:@!+=,;()\[\]{}#$&'^|]")
+_TOKEN = re.compile(r"^[^\s.*>]+$")
+
+
+def subject_token(value: object) -> str:
+    """``value`` as one NATS subject token: letters, digits and ``_-:@!+=,;()[]{}#$&'^|``
+    kept, any other character (dots, wildcards, spaces, ``%``, ``~``, non-ASCII) percent-encoded
+    from UTF-8; null as ``_``, an empty value as ``~``. Reversible with
+    ``urllib.parse.unquote``."""
+    if value is None:
+        return NULL_TOKEN
+    text = str(value)
+    if text == NULL_TOKEN:
+        return "%5F"
+    if not text:
+        return EMPTY_TOKEN
+    return _UNSAFE.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), text)
+
+
+class SubjectTemplate:
+    """A subject such as ``auditlog.{tenant}.{model}``; placeholders: ``{tenant}``, ``{model}``
+    (the content type's name), ``{action}``, ``{content_type}`` (its id)."""
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+        try:
+            fields = [f for _, f, spec, conv in string.Formatter().parse(template) if f is not None]
+        except ValueError as exc:
+            raise ConfigurationError(f"subject template {template!r}: {exc}") from None
+        for field in fields:
+            if field not in PLACEHOLDERS:
+                raise ConfigurationError(
+                    f"subject template {template!r}: unknown placeholder {{{field}}} "
+                    f"(known: {', '.join('{' + p + '}' for p in PLACEHOLDERS)})"
+                )
+        tokens = template.split(".")
+        for token in tokens:
+            if not _TOKEN.match(token):
+                raise ConfigurationError(
+                    f"subject template {template!r}: {token!r} is not a subject token "
+                    "(empty, or with a space, '*' or '>')"
+                )
+        #: the subjects a stream needs to hold every message: each token with a placeholder
+        #: becomes ``*``
+        self.wildcard = ".".join("*" if "{" in token else token for token in tokens)
+
+    def subject(self, relayed: RelayedEntry) -> str:
+        entry = relayed.entry
+        return self.template.format(
+            tenant=subject_token(entry.tenant_id),
+            model=subject_token(entry.model),
+            action=subject_token(entry.action_type),
+            content_type=subject_token(entry.content_type),
+        )
+
+
+def _nats() -> Any:
+    try:
+        import nats
+    except ImportError:
+        raise ConfigurationError(
+            "the relay to NATS needs nats-py: pip install 'sqlalchemy-auditlog[nats]'"
+        ) from None
+    return nats
+
+
+class JetStreamSink:
+    """Publishes entries to a JetStream stream, created (``subjects``: the template's wildcard)
+    when missing; ``replicas`` applies only then."""
+
+    def __init__(
+        self,
+        servers: str | list[str],
+        *,
+        stream: str = DEFAULT_STREAM,
+        subject: str = DEFAULT_SUBJECT,
+        relay_name: str = DEFAULT_NAME,
+        replicas: int = 1,
+        timeout: float = 10.0,
+    ) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,255}", stream):
+            raise ConfigurationError(f"stream name {stream!r}: letters, digits, '_' and '-' only")
+        self.servers = [servers] if isinstance(servers, str) else list(servers)
+        self.stream = stream
+        self.template = SubjectTemplate(subject)
+        self.relay_name = relay_name
+        self.replicas = replicas
+        self.timeout = timeout
+        self._nc: Any = None
+        self._js: Any = None
+
+    async def connect(self) -> None:
+        """Connect and make sure the stream exists."""
+        nats = _nats()
+        from nats.js.api import StreamConfig
+        from nats.js.errors import NotFoundError
+
+        async def quiet(_exc: Exception) -> None:  # reconnection is nats-py's job
+            return None
+
+        try:
+            self._nc = await nats.connect(
+                servers=self.servers,
+                connect_timeout=min(self.timeout, 5.0),
+                max_reconnect_attempts=-1,
+                allow_reconnect=True,
+                reconnect_time_wait=0.5,
+                error_cb=quiet,
+            )
+        except Exception as exc:
+            raise ConnectionError(
+                f"cannot connect to NATS at {', '.join(self.servers)}: {exc or type(exc).__name__}"
+            ) from None
+        self._js = self._nc.jetstream(timeout=self.timeout)
+        try:
+            await self._js.stream_info(self.stream)
+        except NotFoundError:
+            await self._js.add_stream(
+                StreamConfig(
+                    name=self.stream, subjects=[self.template.wildcard], num_replicas=self.replicas
+                )
+            )
+
+    async def close(self) -> None:
+        if self._nc is not None:
+            await self._nc.close()
+            self._nc = None
+
+    async def __aenter__(self) -> JetStreamSink:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def recover(self, after: int | None) -> Recovery:
+        """The entry ids this relay's messages carry after sequence ``after``."""
+        from nats.js.errors import NotFoundError
+
+        info = await self._js.stream_info(self.stream)
+        last = int(info.state.last_seq)
+        if after is None:
+            return Recovery([], last)
+        first = max(after + 1, int(info.state.first_seq))
+
+        async def fetch(seq: int) -> str | None:
+            try:
+                msg = await self._js.get_msg(self.stream, seq)
+            except NotFoundError:
+                return None
+            headers = msg.headers or {}
+            if headers.get(RELAY_HEADER) != self.relay_name:
+                return None
+            value = headers.get(MSG_ID)
+            return value if isinstance(value, str) else None
+
+        ids: list[str] = []
+        for start in range(first, last + 1, 256):
+            found = await asyncio.gather(
+                *(fetch(s) for s in range(start, min(last, start + 255) + 1))
+            )
+            ids.extend(i for i in found if i is not None)
+        return Recovery(ids, last if last > after else after)
+
+    async def send(self, entries: Sequence[RelayedEntry]) -> int | None:
+        """Publish every entry, then wait for every acknowledgement; the highest sequence."""
+        pending = []
+        for relayed in entries:
+            headers = {MSG_ID: relayed.id, RELAY_HEADER: self.relay_name}
+            pending.append(
+                await self._js.publish_async(
+                    self.template.subject(relayed),
+                    relayed.json(),
+                    headers=headers,
+                    wait_stall=self.timeout,
+                )
+            )
+        acks = await asyncio.wait_for(asyncio.gather(*pending), self.timeout)
+        return max((int(ack.seq) for ack in acks), default=None)
