@@ -4,9 +4,9 @@
 order with their seal membership, every seal up to the newest that holds an exported entry with
 all its members, and a trailer (counts and a SHA-256 over the records). It reads the log a page
 at a time along the primary key, in one snapshot, in constant memory.
-:func:`verify_archive` (``verify.py``... here) recomputes what ``auditlog.verify`` recomputes,
-from the file alone; :func:`import_archive` writes an archive into a database. See
-docs/archives.md and ``formats.py`` for the file formats.
+:func:`verify_archive` recomputes what ``auditlog.verify`` recomputes, from the file alone;
+:func:`import_archive` writes an archive into a database. See docs/archives.md, and
+``formats.py`` for the file formats.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 from ulid import ULID
 
-from ..integrity.digest import GENESIS, entries_digest, seal_digest
+from ..integrity.digest import FIELDS, GENESIS, entries_digest, seal_digest
 from ..integrity.tables import seal_entry_table as _member
 from ..integrity.tables import seal_table as _seal
 from ..models import audit_log_table as _log
 from ..models import content_type_table as _ctype
-from .formats import NAME, VERSION, ArchiveError, ArchiveReader, open_writer, ulid_text
+from .formats import ENTRY, NAME, VERSION, ArchiveError, ArchiveReader, open_writer, ulid_text
 from .prune import cutoff
 from .tables import prune_entry_table as _pruned
 from .tables import prune_table as _prune
@@ -50,8 +50,12 @@ __all__ = [
 
 #: Entries read per query by default.
 PAGE_SIZE = 10_000
-#: The columns of ``audit_log``, in order.
-_NAMES = tuple(column.name for column in _log.columns)
+#: The columns of ``audit_log`` an entry record holds: those its digest covers, in order.
+_NAMES = FIELDS
+#: Where an entry row holds its id, time, transaction id and seal.
+_ID, _TIME, _TXN, _SEAL = (
+    ENTRY.index(name) for name in ("id", "timestamp", "transaction_id", "seal")
+)
 _JSON = ("before_state", "after_state", "changed_fields", "extra")
 
 
@@ -110,14 +114,14 @@ def _entry_rows(rows: Sequence[Any], postgresql: bool) -> list[tuple[Any, ...]]:
     for row in rows:
         cells = list(row)
         if postgresql:
-            cells[0] = ulid_text(cells[0])
-            if cells[12] is not None:
-                cells[12] = ulid_text(cells[12])
+            cells[_ID] = ulid_text(cells[_ID])
+            if cells[_TXN] is not None:
+                cells[_TXN] = ulid_text(cells[_TXN])
         else:
-            cells[0] = ulid_text(bytes.fromhex(cells[0]))
-            if cells[12] is not None:
-                cells[12] = ulid_text(bytes.fromhex(cells[12]))
-            cells[4] = _iso(cells[4])
+            cells[_ID] = ulid_text(bytes.fromhex(cells[_ID]))
+            if cells[_TXN] is not None:
+                cells[_TXN] = ulid_text(bytes.fromhex(cells[_TXN]))
+            cells[_TIME] = _iso(cells[_TIME])
         out.append(tuple(cells))
     return out
 
@@ -212,7 +216,7 @@ def _seal_records(connection: Connection, newest: int) -> Any:
     query = query.where(_member.c.seal_seq == sa.bindparam("seq", type_=sa.Integer))
     if postgresql:  # the driver's cursor, plain tuples, one seal ahead
         compiled = query.compile(connection)
-        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor = connection.connection.dbapi_connection.cursor(binary=True)  # type: ignore[union-attr]
 
         params = _processed(compiled, compiled.construct_params({"seq": 0}))
 
@@ -332,7 +336,7 @@ def _core_pages(connection: Connection, query: sa.Select[Any], page_size: int) -
             yield rows
         if len(rows) < page_size:
             return
-        last = ulid_text(bytes.fromhex(rows[-1][0]))
+        last = ulid_text(bytes.fromhex(rows[-1][_ID]))
 
 
 def _driver_pages(connection: Connection, query: sa.Select[Any], page_size: int) -> Iterator[list[Any]]:  # fmt: skip
@@ -342,7 +346,7 @@ def _driver_pages(connection: Connection, query: sa.Select[Any], page_size: int)
     after = sa.bindparam("after", type_=postgresql.UUID(as_uuid=False))
     following = query.where(_log.c.id > after).compile(connection)
     params = _processed(first, first.construct_params())
-    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    cursor = connection.connection.dbapi_connection.cursor(binary=True)  # type: ignore[union-attr]
     cursor.execute(str(first), params)
     while True:
         rows = list(cursor.fetchall())
@@ -350,7 +354,7 @@ def _driver_pages(connection: Connection, query: sa.Select[Any], page_size: int)
             yield rows
         if len(rows) < page_size:
             return
-        cursor.execute(str(following), {**params, "after": rows[-1][0].hex()})
+        cursor.execute(str(following), {**params, "after": rows[-1][_ID].hex()})
 
 
 def _processed(compiled: Any, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -391,7 +395,7 @@ def _export(
     done = in_seals = newest = 0
     for rows in _pages(connection, sealed, source, conditions, page_size):
         writer.entries(rows)
-        seals = [int(row[15]) for row in rows if row[15] is not None]
+        seals = [int(row[_SEAL]) for row in rows if row[_SEAL] is not None]
         in_seals += len(seals)
         newest = max(newest, *seals) if seals else newest
         done += len(rows)
@@ -486,9 +490,22 @@ def verify_archive(path: str | Path, *, head: str | None = None) -> VerifyReport
     digest, entries and link to the previous one, that every member of a seal is in the archive,
     outside its selection or pruned, the trailer, and the published ``head`` when its seal is
     in the archive. See docs/archives.md."""
-    from ..integrity.verify import LATE, Problem, VerifyReport, _check_entry, parse_head
+    from ..integrity.verify import parse_head
 
     published = parse_head(head) if head is not None else None
+    try:
+        return _verify_archive(path, published)
+    except ArchiveError:
+        raise
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        raise ArchiveError(
+            f"{str(path)!r} holds a record no archive has ({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def _verify_archive(path: str | Path, published: tuple[int, str] | None) -> VerifyReport:
+    from ..integrity.verify import LATE, Problem, VerifyReport, _check_entry
+
     archive = _Archive(path)
     report = VerifyReport()
     problems = report.problems
@@ -668,11 +685,14 @@ def import_archive(
     archive's trailer checked first (a damaged archive is refused, nothing written), content
     types and seals checked against the database's (a conflict is refused, nothing written);
     entries and seals already there are skipped. See docs/archives.md."""
-    archive = _Archive(path)
     seals: dict[int, str] = {}
-    for record in archive.records():
-        if record["record"] == "seal":
-            seals[record["seq"]] = record["digest"]
+    try:
+        archive = _Archive(path)
+        for record in archive.records():
+            if record["record"] == "seal":
+                seals[record["seq"]] = record["digest"]
+    except ArchiveError as exc:
+        raise ArchiveError(f"refused, nothing imported: {exc}") from None
     damaged = archive.trailer_problems()
     if damaged:
         raise ArchiveError(f"refused, nothing imported: {damaged[0].detail}")
@@ -735,7 +755,7 @@ def _check_content_types(
 def _check_seals(connection: Connection, seals: dict[int, str]) -> set[int]:
     """The archive's seals that the database lacks; an ArchiveError when it holds another seal
     under one of their numbers (its chain is not the archive's)."""
-    held = dict(connection.execute(sa.select(_seal.c.seq, _seal.c.digest)).tuples().all())
+    held = {r[0]: r[1] for r in connection.execute(sa.select(_seal.c.seq, _seal.c.digest))}
     for seq, digest in seals.items():
         if seq in held and held[seq] != digest:
             raise ArchiveError(
@@ -795,15 +815,14 @@ class _Import:
         there = set(
             self.connection.execute(sa.select(_log.c.id).where(_log.c.id.in_(ids))).scalars()
         )
-        members = dict(
-            self.connection.execute(
+        members = {
+            r[0]: r[1]
+            for r in self.connection.execute(
                 sa.select(_member.c.entry_id, _member.c.entry_key).where(
                     _member.c.entry_id.in_(ids)
                 )
             )
-            .tuples()
-            .all()
-        )
+        }
         rows = [_entry_values(r) for r in batch if r["id"] not in there]
         if rows:
             self.connection.execute(sa.insert(_log), rows)
