@@ -13,6 +13,7 @@ import re
 import string
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..exceptions import ConfigurationError
 from .sinks import Recovery
@@ -93,6 +94,18 @@ class SubjectTemplate:
         )
 
 
+def covers(pattern: str, subject: str) -> bool:
+    """Whether the stream subject ``pattern`` holds every subject matching ``subject``
+    (whose ``*`` tokens stand for any token)."""
+    wanted, tokens = pattern.split("."), subject.split(".")
+    for index, token in enumerate(wanted):
+        if token == ">":
+            return len(tokens) > index
+        if index >= len(tokens) or (token != "*" and token != tokens[index]):
+            return False
+    return len(wanted) == len(tokens)
+
+
 def _nats() -> Any:
     try:
         import nats
@@ -137,6 +150,7 @@ class JetStreamSink:
         async def quiet(_exc: Exception) -> None:  # reconnection is nats-py's job
             return None
 
+        await self._probe()
         try:
             self._nc = await nats.connect(
                 servers=self.servers,
@@ -152,13 +166,35 @@ class JetStreamSink:
             ) from None
         self._js = self._nc.jetstream(timeout=self.timeout)
         try:
-            await self._js.stream_info(self.stream)
+            info = await self._js.stream_info(self.stream)
         except NotFoundError:
             await self._js.add_stream(
                 StreamConfig(
                     name=self.stream, subjects=[self.template.wildcard], num_replicas=self.replicas
                 )
             )
+            return
+        subjects = list(info.config.subjects or [])
+        if not any(covers(pattern, self.template.wildcard) for pattern in subjects):
+            raise ConfigurationError(
+                f"stream {self.stream!r} holds {', '.join(subjects) or 'no subjects'}, not "
+                f"{self.template.wildcard!r}: choose another --stream or --subject"
+            )
+
+    async def _probe(self) -> None:
+        """Fail at once when no server answers (nats-py would retry the first connection)."""
+        for server in self.servers:
+            location = urlsplit(server if "://" in server else f"nats://{server}")
+            try:
+                _, writer = await asyncio.wait_for(
+                    asyncio.open_connection(location.hostname, location.port or 4222),
+                    min(self.timeout, 5.0),
+                )
+            except (OSError, asyncio.TimeoutError, ValueError):
+                continue
+            writer.close()
+            return
+        raise ConnectionError(f"cannot connect to NATS at {', '.join(self.servers)}")
 
     async def close(self) -> None:
         if self._nc is not None:

@@ -65,9 +65,12 @@ async def run_relay(
     poll: float = 0.5,
     interval: float = 10.0,
     progress: Callable[[RelayProgress], None] | None = None,
+    retry: float = 1.0,
+    retries: int = 30,
 ) -> int:
     """Relay committed entries from ``source`` to ``sink`` until ``stop`` is set (or, with
-    ``once``, until nothing is pending); returns how many entries were sent.
+    ``once``, until nothing is pending); returns how many entries were sent. A batch the sink
+    fails to take is sent again after ``retry`` seconds, up to ``retries`` times in a row.
 
     At start, entries the sink received after the recorded position are recorded as relayed
     first. A round's entries are recorded (with the sink's position) only after the sink
@@ -79,7 +82,7 @@ async def run_relay(
     recovered = source.recover(found.ids, found.position)
     if recovered:
         _log.info("relay %s: %d entries found in the sink were recorded", source.name, recovered)
-    sent = 0
+    sent = failures = 0
     mark, marked = time.monotonic(), 0
 
     def report() -> None:
@@ -98,7 +101,22 @@ async def run_relay(
     while not stop.is_set():
         batch = source.read()
         if batch:
-            position = await sink.send(batch)
+            try:
+                position = await sink.send(batch)
+            except Exception as exc:  # the sink is down or slow: the batch is read again
+                failures += 1
+                if failures > retries:
+                    raise
+                _log.warning(
+                    "relay %s: sending failed (%s); retrying in %g s",
+                    source.name,
+                    str(exc) or type(exc).__name__,
+                    retry,
+                )
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), retry)
+                continue
+            failures = 0
             source.record([e.id for e in batch], position)
             sent += len(batch)
         else:
