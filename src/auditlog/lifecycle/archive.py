@@ -108,20 +108,15 @@ def _entry_columns(sealed: bool, postgresql: bool) -> list[Any]:
     return columns
 
 
-def _entry_rows(rows: Sequence[Any], postgresql: bool) -> list[tuple[Any, ...]]:
-    """Rows as entry rows: ULIDs as text, times in ISO 8601 UTC."""
+def _entry_rows(rows: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """SQLite and MariaDB rows as entry rows: ULIDs as text, times in ISO 8601 UTC."""
     out = []
     for row in rows:
         cells = list(row)
-        if postgresql:
-            cells[_ID] = ulid_text(cells[_ID])
-            if cells[_TXN] is not None:
-                cells[_TXN] = ulid_text(cells[_TXN])
-        else:
-            cells[_ID] = ulid_text(bytes.fromhex(cells[_ID]))
-            if cells[_TXN] is not None:
-                cells[_TXN] = ulid_text(bytes.fromhex(cells[_TXN]))
-            cells[_TIME] = _iso(cells[_TIME])
+        cells[_ID] = ulid_text(bytes.fromhex(cells[_ID]))
+        if cells[_TXN] is not None:
+            cells[_TXN] = ulid_text(bytes.fromhex(cells[_TXN]))
+        cells[_TIME] = _iso(cells[_TIME])
         out.append(tuple(cells))
     return out
 
@@ -322,8 +317,8 @@ def _pages(
         pages = _prefetched(_driver_pages(connection, query, page_size))
     else:
         pages = _core_pages(connection, query, page_size)
-    for rows in pages:
-        yield _entry_rows(rows, postgresql)
+    for rows in pages:  # PostgreSQL's ids stay bytes: the writer makes their text
+        yield rows if postgresql else _entry_rows(rows)
 
 
 def _core_pages(connection: Connection, query: sa.Select[Any], page_size: int) -> Iterator[list[Any]]:  # fmt: skip
@@ -373,6 +368,7 @@ def _export(
     form: str,
 ) -> ExportResult:
     sealed = _has(connection, _seal, _member)
+    postgresql = connection.dialect.name == "postgresql"
     writer.record(
         "header",
         {
@@ -394,7 +390,7 @@ def _export(
         conditions.append(_log.c.tenant_id == tenant_id)
     done = in_seals = newest = 0
     for rows in _pages(connection, sealed, source, conditions, page_size):
-        writer.entries(rows)
+        writer.entries(rows, ids_as_bytes=postgresql)
         seals = [int(row[_SEAL]) for row in rows if row[_SEAL] is not None]
         in_seals += len(seals)
         newest = max(newest, *seals) if seals else newest

@@ -143,9 +143,13 @@ class ArchiveWriter:
         self.records += 1
         self.seals += kind == "seal"
 
-    def entries(self, rows: Sequence[Sequence[Any]]) -> None:
-        """Entry records, each its :data:`ENTRY` values (JSON-valued ones as JSON text)."""
-        self._entries(rows)
+    def entries(self, rows: Sequence[Sequence[Any]], *, ids_as_bytes: bool = False) -> None:
+        """Entry records, each its :data:`ENTRY` values (JSON-valued ones as JSON text; the
+        ids as their 16 bytes when ``ids_as_bytes``)."""
+        if ids_as_bytes and not isinstance(self, _JsonLines):
+            rows = [_ids_as_text(row) for row in rows]
+            ids_as_bytes = False
+        self._entries(rows, ids_as_bytes)
         self.records += len(rows)
         self.entries_written += len(rows)
 
@@ -157,7 +161,7 @@ class ArchiveWriter:
     def _write(self, kind: str, values: list[Any], hashed: bool = True) -> None:
         raise NotImplementedError
 
-    def _entries(self, rows: Sequence[Sequence[Any]]) -> None:
+    def _entries(self, rows: Sequence[Sequence[Any]], ids_as_bytes: bool = False) -> None:
         for row in rows:
             self._write("entry", list(row))
 
@@ -165,16 +169,20 @@ class ArchiveWriter:
         self.out.flush()
 
 
-def _line_function() -> Any:
+def _line_function(ids_as_bytes: bool = False) -> Any:
     """``line(row) -> str``: one entry record's JSON line, as one f-string (this runs per entry):
-    texts escaped, integers and JSON text as they are, ids and times (made here) quoted."""
+    texts escaped, integers and JSON text as they are, ids and times (made here) quoted; with
+    ``ids_as_bytes``, the ids given as their 16 bytes."""
     parts = ['f"""{{"record":"entry"']
     for i, name in enumerate(ENTRY):
         value = f"r[{i}]"
-        if name in ("id", "timestamp"):
+        ulid = f"u({value})" if ids_as_bytes else value
+        if name == "id":
+            shown = f'"{{{ulid}}}"'
+        elif name == "timestamp":
             shown = f'"{{{value}}}"'
         elif name == "transaction_id":
-            shown = f"""{{'null' if {value} is None else '"' + {value} + '"'}}"""
+            shown = f"""{{'null' if {value} is None else '"' + {ulid} + '"'}}"""
         elif name in JSON_FIELDS:
             shown = f"{{'null' if {value} is None else _one_line({value})}}"
         elif name in INT_FIELDS:
@@ -183,8 +191,12 @@ def _line_function() -> Any:
             shown = f"{{'null' if {value} is None else q({value})}}"
         parts.append(f',"{name}":{shown}')
     parts.append('}}\\n"""')
-    source = "def line(r, q=encode_basestring):\n    return " + "".join(parts) + "\n"
-    namespace: dict[str, Any] = {"encode_basestring": encode_basestring, "_one_line": _one_line}
+    source = "def line(r, q=encode_basestring, u=ulid_text):\n    return " + "".join(parts) + "\n"
+    namespace: dict[str, Any] = {
+        "encode_basestring": encode_basestring,
+        "_one_line": _one_line,
+        "ulid_text": ulid_text,
+    }
     exec(source, namespace)
     return namespace["line"]
 
@@ -196,6 +208,7 @@ def _one_line(text: str) -> str:
 
 class _JsonLines(ArchiveWriter):
     _line = staticmethod(_line_function())
+    _line_of_bytes = staticmethod(_line_function(ids_as_bytes=True))
 
     def _write(self, kind: str, values: list[Any], hashed: bool = True) -> None:
         record = {"record": kind, **dict(zip(RECORDS[kind], values, strict=True))}
@@ -204,11 +217,22 @@ class _JsonLines(ArchiveWriter):
             self.sha.update(line)
         self.out.write(line)
 
-    def _entries(self, rows: Sequence[Sequence[Any]]) -> None:
-        line = self._line
+    def _entries(self, rows: Sequence[Sequence[Any]], ids_as_bytes: bool = False) -> None:
+        line = self._line_of_bytes if ids_as_bytes else self._line
         data = "".join([line(row) for row in rows]).encode("utf-8", "surrogatepass")
         self.sha.update(data)
         self.out.write(data)
+
+
+_ID, _TXN = ENTRY.index("id"), ENTRY.index("transaction_id")
+
+
+def _ids_as_text(row: Sequence[Any]) -> list[Any]:
+    cells = list(row)
+    cells[_ID] = ulid_text(cells[_ID])
+    if cells[_TXN] is not None:
+        cells[_TXN] = ulid_text(cells[_TXN])
+    return cells
 
 
 def _escape(text: str | None) -> str:
@@ -247,7 +271,7 @@ class _Csv(ArchiveWriter):
             row[place] = _escape(_cell(name, value))
         self._rows([row], hashed)
 
-    def _entries(self, rows: Sequence[Sequence[Any]]) -> None:
+    def _entries(self, rows: Sequence[Sequence[Any]], ids_as_bytes: bool = False) -> None:
         places = self.places["entry"]
         blank = ["\\N"] * len(COLUMNS)
         blank[0] = "entry"
@@ -311,7 +335,7 @@ class _Parquet(ArchiveWriter):
             self.sha.update((_canonical([kind, *texts]) + "\n").encode("utf-8", "surrogatepass"))
         self._table(kind, [[kind, *cells]])
 
-    def _entries(self, rows: Sequence[Sequence[Any]]) -> None:
+    def _entries(self, rows: Sequence[Sequence[Any]], ids_as_bytes: bool = False) -> None:
         if not rows:
             return
         self.sha.update(
