@@ -29,7 +29,7 @@ from auditlog.lifecycle import (
     prune_table,
     verify_archive,
 )
-from auditlog.lifecycle.formats import ArchiveReader
+from auditlog.lifecycle.archive import ArchiveReader
 
 from ..models import Customer
 
@@ -426,7 +426,7 @@ def test_parquet_names_its_extra_when_pyarrow_is_missing(tmp_path: Path) -> None
 
     code = (
         "import sys; sys.modules['pyarrow'] = None\n"
-        "from auditlog.lifecycle.formats import ArchiveError, open_writer\n"
+        "from auditlog.lifecycle.archive import ArchiveError, open_writer\n"
         "try:\n"
         "    open_writer('parquet', open(sys.argv[1], 'wb'))\n"
         "except ArchiveError as exc:\n"

@@ -16,8 +16,7 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..integrity.verify import VerifyReport, parse_head
-from ..lifecycle.archive import import_archive, verify_archive
-from ..lifecycle.formats import ArchiveError
+from ..lifecycle.archive import ArchiveError, import_archive, verify_archive
 from .database import CommandError, first_line, open_database
 from .history import terminal_safe
 

@@ -17,8 +17,7 @@ from typing import IO
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..lifecycle.archive import PAGE_SIZE, export_archive, id_floor
-from ..lifecycle.formats import FORMATS, ArchiveError
+from ..lifecycle.archive import FORMATS, PAGE_SIZE, ArchiveError, export_archive, id_floor
 from ..lifecycle.prune import cutoff
 from ..models import audit_log_table
 from .database import CommandError, first_line, open_database

@@ -5,7 +5,7 @@
 - ``prune.py``: :func:`prune`, retention in short transactions (``auditlog prune``);
 - ``partitions.py``: monthly partitions on PostgreSQL (``auditlog partitions``), whole months
   dropped by :func:`prune`;
-- ``archive.py``: archives that can be verified offline and imported back (``auditlog export``,
+- ``archive/``: archives that can be verified offline and imported back (``auditlog export``,
   ``auditlog import``, ``auditlog verify --archive``).
 
 See docs/lifecycle.md.
@@ -13,8 +13,14 @@ See docs/lifecycle.md.
 
 from __future__ import annotations
 
-from .archive import ExportResult, ImportResult, export_archive, import_archive, verify_archive
-from .formats import ArchiveError
+from .archive import (
+    ArchiveError,
+    ExportResult,
+    ImportResult,
+    export_archive,
+    import_archive,
+    verify_archive,
+)
 from .partitions import Partition, create_partitions, drop_partitions, list_partitions
 from .prune import PruneProgress, PruneResult, prune
 from .tables import prune_entry_table, prune_table

@@ -1,0 +1,240 @@
+"""Writing an archive: one writer per format, each counting the records and hashing them for
+the trailer (the formats are described in ``records.py``)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from collections.abc import Sequence
+from json.encoder import encode_basestring
+from typing import IO, Any
+
+from .records import (
+    COLUMNS,
+    ENTRY,
+    INT_FIELDS,
+    JSON_FIELDS,
+    RECORDS,
+    ArchiveError,
+    canonical_json,
+    cell_text,
+    dumps,
+    escape,
+    pyarrow_module,
+    ulid_text,
+)
+
+__all__ = ["ArchiveWriter", "open_writer"]
+
+
+class ArchiveWriter:
+    """Writes records in one format and counts them; :meth:`close` writes the trailer."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out = out
+        self.sha = hashlib.sha256()
+        self.records = self.entries_written = self.seals = 0
+
+    def record(self, kind: str, values: dict[str, Any]) -> None:
+        self._write(kind, [values.get(name) for name in RECORDS[kind]])
+        self.records += 1
+        self.seals += kind == "seal"
+
+    def entries(self, rows: Sequence[Sequence[Any]], *, ids_as_bytes: bool = False) -> None:
+        """Entry records, each its :data:`ENTRY` values (JSON-valued ones as JSON text; the
+        ids as their 16 bytes when ``ids_as_bytes``)."""
+        if ids_as_bytes and not isinstance(self, _JsonLines):
+            rows = [_ids_as_text(row) for row in rows]
+            ids_as_bytes = False
+        self._entries(rows, ids_as_bytes)
+        self.records += len(rows)
+        self.entries_written += len(rows)
+
+    def close(self) -> None:
+        trailer = [self.records, self.entries_written, self.seals, self.sha.hexdigest()]
+        self._write("trailer", trailer, hashed=False)
+        self._finish()
+
+    def _write(self, kind: str, values: list[Any], hashed: bool = True) -> None:
+        raise NotImplementedError
+
+    def _entries(self, rows: Sequence[Sequence[Any]], ids_as_bytes: bool = False) -> None:
+        for row in rows:
+            self._write("entry", list(row))
+
+    def _finish(self) -> None:
+        self.out.flush()
+
+
+def _line_function(ids_as_bytes: bool = False) -> Any:
+    """``line(row) -> str``: one entry record's JSON line, as one f-string (this runs per entry):
+    texts escaped, integers and JSON text as they are, ids and times (made here) quoted; with
+    ``ids_as_bytes``, the ids given as their 16 bytes."""
+    parts = ['f"""{{"record":"entry"']
+    for i, name in enumerate(ENTRY):
+        value = f"r[{i}]"
+        ulid = f"u({value})" if ids_as_bytes else value
+        if name == "id":
+            shown = f'"{{{ulid}}}"'
+        elif name == "timestamp":
+            shown = f'"{{{value}}}"'
+        elif name == "transaction_id":
+            shown = f"""{{'null' if {value} is None else '"' + {ulid} + '"'}}"""
+        elif name in JSON_FIELDS:
+            shown = f"{{'null' if {value} is None else _one_line({value})}}"
+        elif name in INT_FIELDS:
+            shown = f"{{'null' if {value} is None else {value}}}"
+        else:
+            shown = f"{{'null' if {value} is None else q({value})}}"
+        parts.append(f',"{name}":{shown}')
+    parts.append('}}\\n"""')
+    source = "def line(r, q=encode_basestring, u=ulid_text):\n    return " + "".join(parts) + "\n"
+    namespace: dict[str, Any] = {
+        "encode_basestring": encode_basestring,
+        "_one_line": _one_line,
+        "ulid_text": ulid_text,
+    }
+    exec(source, namespace)
+    return namespace["line"]
+
+
+def _one_line(text: str) -> str:
+    """JSON text on one line (a line break is whitespace between JSON tokens)."""
+    return text.replace("\n", " ").replace("\r", " ") if "\n" in text or "\r" in text else text
+
+
+class _JsonLines(ArchiveWriter):
+    _line = staticmethod(_line_function())
+    _line_of_bytes = staticmethod(_line_function(ids_as_bytes=True))
+
+    def _write(self, kind: str, values: list[Any], hashed: bool = True) -> None:
+        record = {"record": kind, **dict(zip(RECORDS[kind], values, strict=True))}
+        line = (dumps(record) + "\n").encode()
+        if hashed:
+            self.sha.update(line)
+        self.out.write(line)
+
+    def _entries(self, rows: Sequence[Sequence[Any]], ids_as_bytes: bool = False) -> None:
+        line = self._line_of_bytes if ids_as_bytes else self._line
+        data = "".join([line(row) for row in rows]).encode("utf-8", "surrogatepass")
+        self.sha.update(data)
+        self.out.write(data)
+
+
+_ID, _TXN = ENTRY.index("id"), ENTRY.index("transaction_id")
+
+
+def _ids_as_text(row: Sequence[Any]) -> list[Any]:
+    cells = list(row)
+    cells[_ID] = ulid_text(cells[_ID])
+    if cells[_TXN] is not None:
+        cells[_TXN] = ulid_text(cells[_TXN])
+    return cells
+
+
+class _Csv(ArchiveWriter):
+    """Rows made a page at a time in memory, hashed as written, then written."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        super().__init__(out)
+        self.text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
+        csv.writer(self.text).writerow(COLUMNS)
+        self.places = {kind: [COLUMNS.index(n) for n in names] for kind, names in RECORDS.items()}
+
+    def _rows(self, rows: list[list[str]], hashed: bool = True) -> None:
+        page = io.StringIO(newline="")
+        csv.writer(page).writerows(rows)
+        text = page.getvalue()
+        if hashed:
+            self.sha.update(text.encode("utf-8", "surrogatepass"))
+        self.text.write(text)
+
+    def _write(self, kind: str, values: list[Any], hashed: bool = True) -> None:
+        row = ["\\N"] * len(COLUMNS)
+        row[0] = kind
+        for place, name, value in zip(self.places[kind], RECORDS[kind], values, strict=True):
+            row[place] = escape(cell_text(name, value))
+        self._rows([row], hashed)
+
+    def _entries(self, rows: Sequence[Sequence[Any]], ids_as_bytes: bool = False) -> None:
+        places = self.places["entry"]
+        blank = ["\\N"] * len(COLUMNS)
+        blank[0] = "entry"
+        out = []
+        for row in rows:
+            line = blank.copy()
+            for place, value in zip(places, row, strict=True):
+                if value is not None:
+                    text = value if type(value) is str else str(value)
+                    line[place] = "\\" + text if text.startswith("\\") else text
+            out.append(line)
+        self._rows(out)
+
+    def _finish(self) -> None:
+        self.text.flush()
+        self.text.detach()
+        self.out.flush()
+
+
+class _Parquet(ArchiveWriter):
+    def __init__(self, out: IO[bytes]) -> None:
+        super().__init__(out)
+        pa = self.pa = pyarrow_module()
+        self.schema = pa.schema(
+            [(n, pa.int64() if n in INT_FIELDS else pa.string()) for n in COLUMNS]
+        )
+        self.writer = pa.parquet.ParquetWriter(out, self.schema, compression="zstd")
+        self.kinds = {kind: ["record", *names] for kind, names in RECORDS.items()}
+
+    def _table(self, kind: str, rows: list[list[Any]]) -> None:
+        names = self.kinds[kind]
+        columns = {name: [row[i] for row in rows] for i, name in enumerate(names)}
+        for name in INT_FIELDS.intersection(columns):  # PostgreSQL's COPY gives them as text
+            columns[name] = [None if v is None else int(v) for v in columns[name]]
+        arrays = [
+            self.pa.array(columns[name], type=field.type)
+            if name in columns
+            else self.pa.nulls(len(rows), type=field.type)
+            for name, field in zip(COLUMNS, self.schema, strict=False)
+        ]
+        self.writer.write_table(self.pa.Table.from_arrays(arrays, schema=self.schema))
+
+    def _write(self, kind: str, values: list[Any], hashed: bool = True) -> None:
+        names = RECORDS[kind]
+        cells = [
+            cell_text(n, v) if n not in INT_FIELDS else v
+            for n, v in zip(names, values, strict=False)
+        ]
+        if hashed:
+            texts = [None if c is None else str(c) for c in cells]
+            self.sha.update(
+                (canonical_json([kind, *texts]) + "\n").encode("utf-8", "surrogatepass")
+            )
+        self._table(kind, [[kind, *cells]])
+
+    def _entries(self, rows: Sequence[Sequence[Any]], ids_as_bytes: bool = False) -> None:
+        if not rows:
+            return
+        self.sha.update(
+            "".join(
+                canonical_json(["entry", *(None if v is None else str(v) for v in row)]) + "\n"
+                for row in rows
+            ).encode("utf-8", "surrogatepass")
+        )
+        self._table("entry", [["entry", *row] for row in rows])
+
+    def _finish(self) -> None:
+        self.writer.close()
+        self.out.flush()
+
+
+def open_writer(form: str, out: IO[bytes]) -> ArchiveWriter:
+    """A writer of ``form`` (jsonl, csv or parquet) on a binary stream."""
+    if form == "jsonl":
+        return _JsonLines(out)
+    if form == "csv":
+        return _Csv(out)
+    if form == "parquet":
+        return _Parquet(out)
+    raise ArchiveError(f"unknown archive format {form!r} (jsonl, csv or parquet)")
