@@ -9,8 +9,9 @@ sink interface and the relay loop; ``jetstream.py`` the NATS JetStream sink (``[
 from __future__ import annotations
 
 from .horizon import DEFAULT_MARGIN, SafeBound, safe_bound
+from .messages import RelayedEntry
 from .sinks import Recovery, RelayProgress, Sink, run_relay
-from .source import BATCH_SIZE, DEFAULT_NAME, RelayedEntry, RelaySource, committed_entries
+from .source import BATCH_SIZE, DEFAULT_NAME, RelaySource, committed_entries
 from .status import RelayStatus, relay_status
 from .tables import relay_entry_table, relay_table
 

@@ -83,15 +83,22 @@ class SubjectTemplate:
         #: the subjects a stream needs to hold every message: each token with a placeholder
         #: becomes ``*``
         self.wildcard = ".".join("*" if "{" in token else token for token in tokens)
+        self._cache: dict[tuple[object, ...], str] = {}
 
     def subject(self, relayed: RelayedEntry) -> str:
-        entry = relayed.entry
-        return self.template.format(
-            tenant=subject_token(entry.tenant_id),
-            model=subject_token(entry.model),
-            action=subject_token(entry.action_type),
-            content_type=subject_token(entry.content_type),
-        )
+        entry = relayed
+        key = (entry.tenant_id, entry.model, entry.action_type, entry.content_type)
+        subject = self._cache.get(key)
+        if subject is None:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            subject = self._cache[key] = self.template.format(
+                tenant=subject_token(entry.tenant_id),
+                model=subject_token(entry.model),
+                action=subject_token(entry.action_type),
+                content_type=subject_token(entry.content_type),
+            )
+        return subject
 
 
 def covers(pattern: str, subject: str) -> bool:
@@ -247,8 +254,7 @@ class JetStreamSink:
                     self.template.subject(relayed),
                     relayed.json(),
                     headers=headers,
-                    wait_stall=self.timeout,
-                )
+                )  # no wait_stall: a timeout would yield to the loop, one write per message
             )
         acks = await asyncio.wait_for(asyncio.gather(*pending), self.timeout)
         return max((int(ack.seq) for ack in acks), default=None)

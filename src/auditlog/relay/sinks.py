@@ -16,7 +16,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
-from .source import RelayedEntry, RelaySource
+from .horizon import SafeBound
+from .messages import RelayedEntry
+from .source import RelaySource
 from .status import RelayStatus, relay_status
 
 __all__ = ["Recovery", "RelayProgress", "Sink", "describe", "run_relay"]
@@ -98,12 +100,31 @@ async def run_relay(
             else:
                 _log.info("%s", describe(item))
 
+    ahead: list[RelayedEntry] | None = None
+    recording: asyncio.Future[SafeBound] | None = None  # the last batch's record, in a thread
+
+    async def settle() -> None:
+        nonlocal recording
+        if recording is not None:
+            pending, recording = recording, None
+            await pending
+
     while not stop.is_set():
-        batch = source.read()
+        if not ahead:
+            await settle()  # a full read must not see a batch as not relayed yet
+        batch = ahead if ahead else source.read()
+        ahead = None
         if batch:
             try:
-                position = await sink.send(batch)
+                if len(batch) == source.batch_size:  # a backlog: read the next batch meanwhile
+                    position, ahead = await asyncio.gather(
+                        sink.send(batch), asyncio.to_thread(source.read, batch[-1].id)
+                    )
+                else:
+                    position = await sink.send(batch)
             except Exception as exc:  # the sink is down or slow: the batch is read again
+                ahead = None
+                await settle()
                 failures += 1
                 if failures > retries:
                     raise
@@ -117,7 +138,9 @@ async def run_relay(
                     await asyncio.wait_for(stop.wait(), retry)
                 continue
             failures = 0
-            source.record([e.id for e in batch], position)
+            await settle()  # records stay in order
+            ids = [e.id for e in batch]
+            recording = asyncio.ensure_future(asyncio.to_thread(source.record, ids, position))
             sent += len(batch)
         else:
             source.record([])
@@ -126,7 +149,9 @@ async def run_relay(
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), poll)
         if time.monotonic() - mark >= interval:
+            await settle()
             report()
+    await settle()
     report()
     return sent
 

@@ -9,7 +9,6 @@ read is of committed rows only (READ COMMITTED, or SQLite's single writer).
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import time
 from collections.abc import Iterator, Sequence
@@ -20,8 +19,8 @@ from sqlalchemy.engine import Connection, Engine
 from ulid import ULID
 
 from ..models import audit_log_table, content_type_table, ulid_hex
-from ..query.schemas import AuditLogEntry
 from .horizon import DEFAULT_MARGIN, SafeBound, safe_bound
+from .messages import COLUMNS, RelayedEntry, relayed_entry
 from .tables import relay_entry_table, relay_table
 
 __all__ = [
@@ -40,19 +39,6 @@ DEFAULT_NAME = "default"
 
 _log = audit_log_table
 _member = relay_entry_table
-
-
-@dataclasses.dataclass(frozen=True)
-class RelayedEntry:
-    """One committed entry to send: its id, its model's name and the entry as ``GET /history/``
-    shows it."""
-
-    id: str
-    entry: AuditLogEntry
-
-    def json(self) -> bytes:
-        """The entry as JSON (the shape of a ``GET /history/`` result)."""
-        return self.entry.model_dump_json().encode()
 
 
 def ulid_floor(at: dt.datetime) -> str:
@@ -141,24 +127,19 @@ class RelaySource:
             self._models.update({row.id: row.name for row in rows})
         return self._models.get(content_type)
 
-    def read(self) -> list[RelayedEntry]:
-        """The next committed entries not relayed yet, in id order, at most ``batch_size``."""
-        query = (
-            sa.select(_log)
-            .where(_unrelayed(self.name, self.horizon))
-            .order_by(_log.c.id)
-            .limit(self.batch_size)
-        )
-        entries = []
+    def read(self, after: str | None = None) -> list[RelayedEntry]:
+        """The next committed entries not relayed yet, in id order, at most ``batch_size``;
+        only those above ``after`` when given (reading ahead of a batch being sent: entries
+        below it that commit meanwhile are read by the next call without ``after``)."""
+        condition = _unrelayed(self.name, self.horizon)
+        if after is not None:
+            condition = sa.and_(condition, _log.c.id > after)
+        query = sa.select(*COLUMNS).where(condition).order_by(_log.c.id).limit(self.batch_size)
         with self.engine.connect() as connection:
-            for row in connection.execute(query).mappings():
-                data = dict(row)
-                data["model"] = self._model(connection, row["content_type"])
-                entry = AuditLogEntry.from_row(data)
-                if entry is None:  # unreadable (logged): sent as it can be read, never skipped
-                    entry = AuditLogEntry.model_construct(**data)
-                entries.append(RelayedEntry(row["id"], entry))
-        return entries
+            rows = connection.execute(query).mappings().all()
+            return [
+                relayed_entry(row, self._model(connection, row["content_type"])) for row in rows
+            ]
 
     def record(self, ids: Sequence[str], position: int | None = None) -> SafeBound:
         """List ``ids`` as relayed and store ``position`` (unchanged when null), then move the
@@ -174,13 +155,17 @@ class RelaySource:
             connection.execute(
                 relay_table.update().where(relay_table.c.name == self.name).values(**values)
             )
-            if ids:
-                connection.execute(
-                    _member.insert(), [{"relay": self.name, "entry_id": i} for i in ids]
-                )
             bound = safe_bound(connection, self.margin)
+            listed = set(ids)
             if bound.at is not None:
-                self._advance(connection, ulid_floor(bound.at))
+                self._advance(connection, ulid_floor(bound.at), listed)
+            if self.horizon is not None:  # only what stays at or above the horizon is listed
+                floor = ulid_hex(self.horizon)
+                listed = {i for i in listed if ulid_hex(i) >= floor}
+            if listed:
+                connection.execute(
+                    _member.insert(), [{"relay": self.name, "entry_id": i} for i in sorted(listed)]
+                )
             connection.execute(
                 relay_table.update()
                 .where(relay_table.c.name == self.name)
@@ -191,14 +176,38 @@ class RelaySource:
         self.note = bound.note
         return bound
 
-    def _advance(self, connection: Connection, cap: str) -> None:
-        first = connection.execute(
+    def _advance(self, connection: Connection, cap: str, relayed: set[str]) -> None:
+        """Move the horizon up to the first committed entry not relayed (neither listed nor in
+        ``relayed``, the batch being recorded), at most to ``cap``."""
+        first = None
+        unrelayed = _unrelayed(self.name, self.horizon)
+        if relayed:
+            top = max(relayed, key=ulid_hex)
+            among = connection.execute(
+                sa.select(sa.func.count()).where(unrelayed, _log.c.id <= top, _log.c.id < cap)
+            ).scalar_one()
+            if among == len(relayed):  # nothing else below the batch's top: look above it
+                first = connection.execute(
+                    sa.select(_log.c.id)
+                    .where(unrelayed, _log.c.id > top, _log.c.id < cap)
+                    .order_by(_log.c.id)
+                    .limit(1)
+                ).scalar()
+                self._move(connection, first if first is not None else cap)
+                return
+        rows = connection.execute(
             sa.select(_log.c.id)
-            .where(_unrelayed(self.name, self.horizon), _log.c.id < cap)
+            .where(unrelayed, _log.c.id < cap)
             .order_by(_log.c.id)
-            .limit(1)
-        ).scalar()
-        new = first if first is not None else cap
+            .limit(len(relayed) + 1)
+        ).scalars()
+        for entry_id in rows:  # at most len(relayed) of the rows are in it
+            if entry_id not in relayed:
+                first = entry_id
+                break
+        self._move(connection, first if first is not None else cap)
+
+    def _move(self, connection: Connection, new: str) -> None:
         if self.horizon is not None and ulid_hex(new) <= ulid_hex(self.horizon):
             return
         connection.execute(
