@@ -33,12 +33,12 @@ __all__ = ["DEFAULT_MARGIN", "SafeBound", "safe_bound"]
 #: SQLite writer's busy timeout).
 DEFAULT_MARGIN = 10.0
 
+# Another role's session shows its database but no backend_type, state or xact_start.
 _PG = sa.text(
-    "SELECT clock_timestamp(), min(xact_start), "
-    "count(*) FILTER (WHERE xact_start IS NULL AND state IS NULL) "
-    "FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
-    "AND (datname = current_database() OR datname IS NULL) "
-    "AND backend_type = 'client backend'"
+    "SELECT clock_timestamp(), "
+    "min(xact_start) FILTER (WHERE backend_type = 'client backend'), "
+    "count(*) FILTER (WHERE backend_type IS NULL) "
+    "FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND datname = current_database()"
 )
 _MARIADB = sa.text(
     "SELECT UTC_TIMESTAMP(6), "
