@@ -162,7 +162,7 @@ def relay_command(args: argparse.Namespace) -> int:
         )
     except ConfigurationError as exc:
         raise CommandError(f"--subject/--stream: {exc}", 2) from None
-    engine = open_database(args.database_url, create=True)
+    engine = open_database(args.database_url)
     try:
         source = RelaySource(engine, name=args.name, batch_size=args.batch, margin=args.margin)
     except ValueError as exc:
