@@ -54,19 +54,25 @@ async def test_each_committed_entry_is_published_once_with_its_id_subject_and_js
 ) -> None:
     write(Session_, 25)
     write(Session_, 3, tenant=None, start=100)
-    assert await relay_once(engine, stream, batch=7) == 28
+    with auditlog.audit_context(tenant_id="acme"), Session_.begin() as session:
+        customer = session.get(Customer, 1)
+        assert customer is not None
+        customer.name, customer.email = "renamed", "a@example.com"  # an update: a diff
+    assert await relay_once(engine, stream, batch=7) == 29
     assert await relay_once(engine, stream) == 0  # nothing new: nothing sent again
     messages = await read_stream(stream.url, stream.name)
     assert [m.msg_id for m in messages] == committed_ids(engine)  # in id order, once each
     first = messages[0]
     entry = auditlog.query_history(Session(engine), page_size=1000).results
     shown = {e.id: e.model_dump(mode="json") for e in entry}
-    assert first.body == shown[first.msg_id]
+    assert all(m.body == shown[m.msg_id] for m in messages)  # the GET /history/ shape
+    update = next(m.body for m in messages if m.body["action_type"] == "update")
+    assert update["diff"] == {"name": ["customer 1", "renamed"], "email": [None, "a@example.com"]}
     prefix = stream.subject.split(".")[0]
     assert first.subject == f"{prefix}.acme.tests%2Emodels%2ECustomer"
-    assert messages[-1].subject == f"{prefix}._.tests%2Emodels%2ECustomer"  # no tenant
+    assert messages[-2].subject == f"{prefix}._.tests%2Emodels%2ECustomer"  # no tenant
     status = auditlog.relay_status(engine, "default")
-    assert status is not None and (status.relayed, status.pending, status.lag) == (28, 0, 0.0)
+    assert status is not None and (status.relayed, status.pending, status.lag) == (29, 0, 0.0)
     assert status.position == messages[-1].seq
 
 

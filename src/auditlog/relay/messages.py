@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from ..models import audit_log_table
 from ..query.schemas import AuditLogEntry
 
-__all__ = ["COLUMNS", "RelayedEntry", "relayed_entry"]
+__all__ = ["COLUMNS", "PG_BODY", "RelayedEntry", "pg_relayed_entry", "relayed_entry"]
 
 _log = audit_log_table
 _JSON_COLUMNS = ("before_state", "after_state", "changed_fields", "extra")
@@ -30,6 +30,30 @@ COLUMNS = [
     for column in _log.c
     if column.name != "renamed_to"
 ]
+
+
+#: On PostgreSQL the message is built by the database, on its own core: everything but the two
+#: ids (ULIDs, formatted in Python), from the row joined to its content type.
+PG_BODY = sa.literal_column(
+    """json_build_object(
+ 'tenant_id', audit_log.tenant_id, 'user_id', audit_log.user_id,
+ 'created_by', audit_log.user_id, 'action_type', audit_log.action_type,
+ 'timestamp', to_char(audit_log.timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+ 'ip_address', audit_log.ip_address, 'user_agent', coalesce(audit_log.user_agent, ''),
+ 'object_id', audit_log.object_id, 'content_type', audit_log.content_type,
+ 'model', audit_content_type.name,
+ 'model_label', substring(audit_content_type.name from '[^.]*$'),
+ 'before_state', audit_log.before_state, 'after_state', audit_log.after_state,
+ 'changed_fields', audit_log.changed_fields, 'extra', audit_log.extra,
+ 'diff', CASE WHEN jsonb_typeof(audit_log.changed_fields) = 'array'
+   AND jsonb_typeof(audit_log.before_state) = 'object'
+   AND jsonb_typeof(audit_log.after_state) = 'object'
+   THEN coalesce((SELECT jsonb_object_agg(f, jsonb_build_array(
+     audit_log.before_state -> f, audit_log.after_state -> f))
+     FROM jsonb_array_elements_text(audit_log.changed_fields) AS f), '{}'::jsonb) END
+)::text""",
+    sa.Text,
+).label("body")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,4 +118,20 @@ def relayed_entry(row: Mapping[Any, Any], model: str | None) -> RelayedEntry:
         action_type=row["action_type"],
         content_type=row["content_type"],
         payload=payload,
+    )
+
+
+def pg_relayed_entry(row: Mapping[Any, Any]) -> RelayedEntry:
+    """The message of a row read with :data:`PG_BODY` (and the id, tenant, action, content type,
+    model name and transaction id)."""
+    transaction = row["transaction_id"]
+    shown = f'"{transaction}"' if transaction else "null"
+    ids = f'{{"id":"{row["id"]}","transaction_id":{shown},'
+    return RelayedEntry(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        model=row["name"],
+        action_type=row["action_type"],
+        content_type=row["content_type"],
+        payload=(ids + row["body"][1:]).encode(),
     )

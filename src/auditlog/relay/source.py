@@ -20,7 +20,7 @@ from ulid import ULID
 
 from ..models import audit_log_table, content_type_table, ulid_hex
 from .horizon import DEFAULT_MARGIN, SafeBound, safe_bound
-from .messages import COLUMNS, RelayedEntry, relayed_entry
+from .messages import COLUMNS, PG_BODY, RelayedEntry, pg_relayed_entry, relayed_entry
 from .tables import relay_entry_table, relay_table
 
 __all__ = [
@@ -134,6 +134,28 @@ class RelaySource:
         condition = _unrelayed(self.name, self.horizon)
         if after is not None:
             condition = sa.and_(condition, _log.c.id > after)
+        if self.engine.dialect.name == "postgresql":
+            query = (
+                sa.select(
+                    _log.c.id,
+                    _log.c.tenant_id,
+                    _log.c.action_type,
+                    _log.c.content_type,
+                    _log.c.transaction_id,
+                    content_type_table.c.name,
+                    PG_BODY,
+                )
+                .select_from(
+                    _log.outerjoin(
+                        content_type_table, content_type_table.c.id == _log.c.content_type
+                    )
+                )
+                .where(condition)
+                .order_by(_log.c.id)
+                .limit(self.batch_size)
+            )
+            with self.engine.connect() as connection:
+                return [pg_relayed_entry(row) for row in connection.execute(query).mappings()]
         query = sa.select(*COLUMNS).where(condition).order_by(_log.c.id).limit(self.batch_size)
         with self.engine.connect() as connection:
             rows = connection.execute(query).mappings().all()
