@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..lifecycle.prune import BATCH_SIZE, MAX_BATCH_SIZE, PruneProgress, cutoff, prune
+from ..lifecycle.prune import BATCH_SIZE, MAX_BATCH_SIZE, PAUSE, PruneProgress, cutoff, prune
 from .database import CommandError, first_line, open_database
 
 __all__ = ["add_prune_parser", "prune_command"]
@@ -66,9 +66,9 @@ def add_prune_parser(
     prune_parser.add_argument(
         "--pause",
         type=_pause,
-        default=0.0,
+        default=PAUSE,
         metavar="SECONDS",
-        help="wait this long between two batches, to spread the prune's writes out (0)",
+        help=f"wait this long between two batches, to spread the prune's writes out ({PAUSE})",
     )
     prune_parser.add_argument("--reason", help="why, recorded with the prune")
     prune_parser.set_defaults(handler=prune_command)

@@ -46,8 +46,11 @@ __all__ = [
     "pruned_before",
 ]
 
-#: Entries removed per transaction by default, and at most.
-BATCH_SIZE = 10_000
+#: Entries removed per transaction by default, and at most; the pause between two batches by
+#: default (seconds): together, a prune of about 100,000 entries a second that leaves the
+#: application's writers most of the database (docs/performance.md, "Retention").
+BATCH_SIZE = 2_000
+PAUSE = 0.01
 MAX_BATCH_SIZE = 1_000_000
 _LOCKING = frozenset({"postgresql", "mysql", "mariadb"})
 #: How long detaching a month may wait for the application's transactions (seconds), and how
@@ -105,12 +108,12 @@ def prune(
     batch_size: int = BATCH_SIZE,
     reason: str | None = None,
     progress: Callable[[PruneProgress], None] | None = None,
-    pause: float = 0.0,
+    pause: float = PAUSE,
 ) -> PruneResult:
     """Remove every entry older than ``before`` (of ``tenant_id`` only, when given), at most
     ``batch_size`` per transaction; see the module's documentation. ``progress`` is called after
-    each batch. ``pause`` seconds pass between two batches (none by default): it spreads the
-    prune's writes out, for the application's writers. Safe to interrupt and to run again."""
+    each batch. ``pause`` seconds pass between two batches (10 ms by default): it spreads
+    the prune's writes out, for the application's writers. Safe to interrupt and to run again."""
     moment = cutoff(before, what="prune(): before")
     if tenant_id is not None and (not isinstance(tenant_id, str) or not tenant_id):
         raise ValueError(f"prune(): tenant_id must be a non-empty string, not {tenant_id!r}")
