@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine
@@ -131,10 +132,25 @@ def test_a_stream_with_three_replicas_loses_nothing_when_a_node_dies(
     drained = run([*args, "--once"])
     assert drained.returncode == 0, drained.stderr
     survivors = urls[1:]
-    messages = asyncio.run(read_stream(survivors, stream.name))
+    messages = _settled(lambda: read_stream(survivors, stream.name))
     ids = [m.msg_id for m in messages]
     assert [i for i, n in Counter(ids).items() if n > 1] == []
     assert sorted(ids) == sorted(e.id for e in entries(engine))
     assert len(ids) == writers.committed and len(ids) > 100
-    assert asyncio.run(replicas(survivors, stream.name)) == 3
-    asyncio.run(delete_stream(survivors, stream.name))
+    assert _settled(lambda: replicas(survivors, stream.name)) == 3
+    _settled(lambda: delete_stream(survivors, stream.name))
+
+
+def _settled(call: Any) -> Any:
+    """``call()`` run, again while the cluster that lost a node answers with timeouts (its
+    JetStream leaders are still being elected), for up to 30 seconds."""
+    import nats.errors
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return asyncio.run(call())
+        except nats.errors.TimeoutError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
