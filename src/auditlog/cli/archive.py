@@ -9,16 +9,14 @@ when the archive is intact, 1 otherwise, 2 for bad arguments. See docs/archives.
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..integrity.verify import VerifyReport, parse_head
 from ..lifecycle.archive import ArchiveError, import_archive, verify_archive
 from .database import CommandError, first_line, open_database
-from .history import terminal_safe
+from .integrity import check_head, print_report
 
 __all__ = ["add_import_parser", "import_command", "verify_archive_command"]
 
@@ -59,11 +57,7 @@ def verify_archive_command(args: argparse.Namespace) -> int:
     """``auditlog verify --archive FILE``: 0 when intact, 1 otherwise."""
     if getattr(args, "tenant_id", None) is not None:
         raise CommandError("--tenant-id does not apply to --archive", 2)
-    if args.head is not None:
-        try:
-            parse_head(args.head)
-        except ValueError as exc:
-            raise CommandError(f"--head: {exc}", 2) from None
+    check_head(args.head)
     archive = _archive(args.archive)
     try:
         report = verify_archive(archive, head=args.head)
@@ -71,21 +65,6 @@ def verify_archive_command(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
     print_report(report, as_json=args.json)
     return 0 if report.intact else 1
-
-
-def print_report(report: VerifyReport, *, as_json: bool) -> None:
-    """The report as ``auditlog verify`` prints it."""
-    if as_json:
-        print(json.dumps(report.as_dict(), indent=2))
-        return
-    for problem in report.problems:
-        print(f"{problem.kind}: {terminal_safe(problem.detail)}")
-    state = "intact" if report.intact else f"NOT intact: {len(report.problems)} problems"
-    pruned = f" ({report.pruned} of them pruned)" if report.pruned else ""
-    print(
-        f"{state}; {report.sealed} entries in {report.seals} seals{pruned}, "
-        f"{len(report.unsealed)} not sealed yet; head {report.head or '(none)'}"
-    )
 
 
 def add_import_parser(

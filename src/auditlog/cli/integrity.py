@@ -15,11 +15,11 @@ import sys
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..integrity import seal, verify
-from ..integrity.verify import parse_head
+from ..integrity.verify import VerifyReport, parse_head
 from .database import CommandError, first_line, open_database
 from .history import terminal_safe
 
-__all__ = ["seal_command", "verify_command"]
+__all__ = ["check_head", "print_report", "seal_command", "verify_command"]
 
 
 def seal_command(args: argparse.Namespace) -> int:
@@ -44,27 +44,20 @@ def seal_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def verify_command(args: argparse.Namespace) -> int:
-    """Verify the log; 0 when intact, 1 otherwise."""
-    if args.archive is not None:  # an archive file, offline: no database
-        from .archive import verify_archive_command
-
-        return verify_archive_command(args)
-    if args.head is not None:
+def check_head(head: str | None) -> None:
+    """``--head``, when given, as a published head; a status-2 error naming it otherwise."""
+    if head is not None:
         try:
-            parse_head(args.head)
+            parse_head(head)
         except ValueError as exc:
             raise CommandError(f"--head: {exc}", 2) from None
-    engine = open_database(args.database_url)
-    try:
-        report = verify(engine, head=args.head, tenant_id=args.tenant_id)
-    except SQLAlchemyError as exc:
-        raise CommandError(f"cannot verify: {first_line(exc)}") from None
-    finally:
-        engine.dispose()
-    if args.json:
+
+
+def print_report(report: VerifyReport, *, as_json: bool) -> None:
+    """A verify report: one line per problem and a summary, or the whole report as JSON."""
+    if as_json:
         print(json.dumps(report.as_dict(), indent=2))
-        return 0 if report.intact else 1
+        return
     for problem in report.problems:
         print(f"{problem.kind}: {terminal_safe(problem.detail)}")
     state = "intact" if report.intact else f"NOT intact: {len(report.problems)} problems"
@@ -73,4 +66,21 @@ def verify_command(args: argparse.Namespace) -> int:
         f"{state}; {report.sealed} entries in {report.seals} seals{pruned}, "
         f"{len(report.unsealed)} not sealed yet; head {report.head or '(none)'}"
     )
+
+
+def verify_command(args: argparse.Namespace) -> int:
+    """Verify the log; 0 when intact, 1 otherwise."""
+    if args.archive is not None:  # an archive file, offline: no database
+        from .archive import verify_archive_command
+
+        return verify_archive_command(args)
+    check_head(args.head)
+    engine = open_database(args.database_url)
+    try:
+        report = verify(engine, head=args.head, tenant_id=args.tenant_id)
+    except SQLAlchemyError as exc:
+        raise CommandError(f"cannot verify: {first_line(exc)}") from None
+    finally:
+        engine.dispose()
+    print_report(report, as_json=args.json)
     return 0 if report.intact else 1
