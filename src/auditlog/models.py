@@ -23,6 +23,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from ulid import ULID
 
 from .exceptions import ConfigurationError
+from .ulids import ulid_int, ulid_text
 
 __all__ = [
     "ACTION_TYPES",
@@ -80,13 +81,18 @@ class ULIDType(sa.types.TypeDecorator[str]):
             return None
         text = str(value).replace("-", "")
         try:
-            return str(ULID.from_bytes(bytes.fromhex(text)))
+            raw = bytes.fromhex(text)
+            if len(raw) != 16:
+                raise ValueError(text)
+            return ulid_text(raw)
         except ValueError:  # not written by auditlog: shown as stored rather than failing
             return str(value)
 
 
 def ulid_hex(value: Any) -> str:
     """The 32 hex digits a ULID is stored as, from a ``ULID``, 16 bytes or the ULID's text."""
+    if isinstance(value, str) and len(value) == 26:
+        return f"{ulid_int(value):032x}"
     if isinstance(value, (bytes, bytearray, memoryview)):
         raw = bytes(value)
     elif isinstance(value, ULID):

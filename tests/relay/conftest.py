@@ -74,6 +74,8 @@ async def read_stream(url: str | list[str], stream: str) -> list[Message]:
         js = nc.jetstream(timeout=10)
         info = await js.stream_info(stream)
         first, last = int(info.state.first_seq), int(info.state.last_seq)
+        if not info.state.messages:
+            return []
 
         async def get(seq: int) -> Message | None:
             try:

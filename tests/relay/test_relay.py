@@ -18,7 +18,7 @@ from auditlog.relay.jetstream import JetStreamSink, subject_token
 
 from ..helpers import entries
 from ..models import Customer
-from .conftest import COMMAND, Stream, add_stream, read_stream, run
+from .conftest import COMMAND, Stream, add_stream, delete_stream, read_stream, run
 
 
 def write(
@@ -147,6 +147,32 @@ async def test_entries_acknowledged_but_not_recorded_are_not_sent_again_after_th
     assert await relay_once(engine, stream) == 4
     messages = await read_stream(stream.url, stream.name)
     assert [m.msg_id for m in messages] == committed_ids(engine)
+
+
+async def test_a_message_the_stream_refuses_fails_the_batch_and_nothing_is_recorded(
+    engine: Engine, Session_: sessionmaker[Session], stream: Stream
+) -> None:
+    """JetStream answers a message it does not store with an error: the batch fails with the
+    stream's reason, and no entry of it is recorded as relayed (the relay sends it again)."""
+    await add_stream(stream.url, stream.name, [stream.subject.split(".")[0] + ".>"])
+    write(Session_, 3)
+    source = RelaySource(engine)
+    source.start()
+    async with JetStreamSink(stream.url, stream=stream.name, subject=stream.subject) as sink:
+        batch = source.read()
+        await delete_stream(stream.url, stream.name)  # nothing answers the subjects any more
+        with pytest.raises(ConnectionError, match="no JetStream stream answers"):
+            await sink.send(batch)
+        await add_stream(
+            stream.url, stream.name, [stream.subject.split(".")[0] + ".>"], max_msg_size=64
+        )
+        with pytest.raises(ConnectionError, match=r"JetStream refused a message: .*size"):
+            await sink.send(batch)
+        with pytest.raises(ConnectionError, match="JetStream refused"):
+            await run_relay(source, sink, once=True, retry=0.01, retries=2)
+    status = auditlog.relay_status(engine, "default")
+    assert status is not None and (status.relayed, status.pending) == (0, 3)
+    assert await read_stream(stream.url, stream.name) == []
 
 
 def test_committed_entries_yields_a_batch_again_when_its_loop_body_fails(

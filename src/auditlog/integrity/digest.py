@@ -29,7 +29,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
-from ulid import ULID
+
+from ..ulids import ulid_int
 
 __all__ = [
     "FIELDS",
@@ -103,7 +104,7 @@ def _ulid(value: Any) -> bytes:
     """A ULID as its 32 lowercase hex digits, from the stored ``uuid`` or hex, or its text."""
     text = str(value)
     if len(text) == 26:
-        return str(ULID.from_str(text).hex).encode()
+        return f"{ulid_int(text):032x}".encode()
     return text.replace("-", "").lower().encode()
 
 

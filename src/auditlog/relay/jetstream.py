@@ -9,6 +9,7 @@ the messages stored after the last recorded sequence, which covers restarts afte
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import string
 from collections.abc import Sequence
@@ -147,6 +148,7 @@ class JetStreamSink:
         self.timeout = timeout
         self._nc: Any = None
         self._js: Any = None
+        self._acks = _Acks("")
 
     async def connect(self) -> None:
         """Connect and make sure the stream exists."""
@@ -172,6 +174,8 @@ class JetStreamSink:
                 f"cannot connect to NATS at {', '.join(self.servers)}: {exc or type(exc).__name__}"
             ) from None
         self._js = self._nc.jetstream(timeout=self.timeout)
+        self._acks = _Acks(self._nc.new_inbox())
+        await self._nc.subscribe(f"{self._acks.prefix}.>", cb=self._acks.received)
         try:
             info = await self._js.stream_info(self.stream)
         except NotFoundError:
@@ -245,16 +249,100 @@ class JetStreamSink:
         return Recovery(ids, last if last > after else after)
 
     async def send(self, entries: Sequence[RelayedEntry]) -> int | None:
-        """Publish every entry, then wait for every acknowledgement; the highest sequence."""
-        pending = []
-        for relayed in entries:
-            headers = {MSG_ID: relayed.id, RELAY_HEADER: self.relay_name}
-            pending.append(
-                await self._js.publish_async(
-                    self.template.subject(relayed),
+        """Publish every entry, then wait for every acknowledgement; the highest sequence.
+
+        Each message asks for its acknowledgement on ``<inbox>.<batch>.<index>``, read by one
+        subscription of the sink's own (:class:`_Acks`): JetStream's per-message futures, reply
+        tokens and parsed acknowledgement objects cost more than the publishing itself."""
+        if not entries:
+            return None
+        acks = self._acks
+        batch = acks.expect(len(entries))
+        reply = f"{acks.prefix}.{batch.number}."
+        publish, subject, name = self._nc.publish, self.template.subject, self.relay_name
+        try:
+            for index, relayed in enumerate(entries):
+                await publish(
+                    subject(relayed),
                     relayed.json(),
-                    headers=headers,
-                )  # no wait_stall: a timeout would yield to the loop, one write per message
-            )
-        acks = await asyncio.wait_for(asyncio.gather(*pending), self.timeout)
-        return max((int(ack.seq) for ack in acks), default=None)
+                    reply=reply + str(index),
+                    headers={MSG_ID: relayed.id, RELAY_HEADER: name},
+                )
+            return await asyncio.wait_for(asyncio.shield(batch.done), self.timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(
+                f"JetStream acknowledged {batch.count:,} of {len(entries):,} messages within "
+                f"{self.timeout:g} s"
+            ) from None
+        finally:
+            acks.forget(batch)
+
+
+class _Batch:
+    """The acknowledgements awaited for one batch: which arrived, the highest sequence."""
+
+    __slots__ = ("count", "done", "number", "seen", "seq")
+
+    def __init__(self, number: int, size: int) -> None:
+        self.number, self.seen, self.count, self.seq = number, bytearray(size), 0, 0
+        self.done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+
+class _Acks:
+    """The sink's acknowledgement subscription: ``<inbox>.<batch>.<index>`` for each message.
+
+    An acknowledgement is ``{"stream":...,"seq":N}`` (``"duplicate":true`` for a message id
+    already stored, with that message's sequence), ``{"error":{...}}`` when the stream refused
+    the message, or an empty message with status 503 when no stream holds the subject."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self._batches: dict[int, _Batch] = {}
+        self._next = 0
+        self._skip = len(prefix) + 1
+
+    def expect(self, size: int) -> _Batch:
+        self._next += 1
+        batch = self._batches[self._next] = _Batch(self._next, size)
+        return batch
+
+    def forget(self, batch: _Batch) -> None:
+        self._batches.pop(batch.number, None)
+
+    async def received(self, msg: Any) -> None:
+        number, _, index = msg.subject[self._skip :].partition(".")
+        batch = self._batches.get(int(number)) if number.isdigit() else None
+        if batch is None or batch.done.done() or not index.isdigit():
+            return  # a batch given up (timed out, failed): sent again under a new number
+        slot = int(index)
+        if slot >= len(batch.seen) or batch.seen[slot]:
+            return
+        data = msg.data
+        match = _SEQ.search(data)
+        if match is None or b'"error"' in data:
+            batch.done.set_exception(_refusal(msg))
+            return
+        batch.seen[slot] = 1
+        batch.count += 1
+        seq = int(match[1])
+        if seq > batch.seq:
+            batch.seq = seq
+        if batch.count == len(batch.seen):
+            batch.done.set_result(batch.seq)
+
+
+_SEQ = re.compile(rb'"seq":\s*(\d+)')
+
+
+def _refusal(msg: Any) -> Exception:
+    """The error of an acknowledgement that is not one."""
+    headers = msg.headers or {}
+    if not msg.data and headers.get("Status") == "503":
+        return ConnectionError("no JetStream stream answers the subject (503 no responders)")
+    try:
+        error = json.loads(msg.data).get("error") or {}
+    except (ValueError, AttributeError):
+        error = {}
+    description = error.get("description") or msg.data[:200].decode("utf-8", "replace")
+    code = error.get("err_code") or error.get("code")
+    return ConnectionError(f"JetStream refused a message: {description} (code {code})")

@@ -16,9 +16,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-from ulid import ULID
 
 from ..models import audit_log_table, content_type_table, ulid_hex
+from ..ulids import ulid_text
 from .horizon import DEFAULT_MARGIN, SafeBound, safe_bound
 from .messages import COLUMNS, PG_BODY, RelayedEntry, pg_relayed_entry, relayed_entry
 from .tables import relay_entry_table, relay_table
@@ -44,7 +44,7 @@ _member = relay_entry_table
 def ulid_floor(at: dt.datetime) -> str:
     """The smallest ULID stamped with ``at`` (to the millisecond)."""
     millis = max(0, int(at.timestamp() * 1000))
-    return str(ULID.from_bytes(millis.to_bytes(6, "big") + bytes(10)))
+    return ulid_text(millis.to_bytes(6, "big") + bytes(10))
 
 
 def _now() -> dt.datetime:
@@ -165,7 +165,10 @@ class RelaySource:
 
     def record(self, ids: Sequence[str], position: int | None = None) -> SafeBound:
         """List ``ids`` as relayed and store ``position`` (unchanged when null), then move the
-        horizon up to the safe bound; all in one transaction. Returns the bound found."""
+        horizon up to the safe bound; all in one transaction. Returns the bound found.
+
+        ``ids`` are ULIDs in their canonical text, as :meth:`read` gives them (whose order is
+        the ids' order: they are compared as text)."""
         with self.engine.begin() as connection:
             # a write first: on SQLite it takes the write lock the bound relies on
             values: dict[str, Any] = {
@@ -182,8 +185,8 @@ class RelaySource:
             if bound.at is not None:
                 self._advance(connection, ulid_floor(bound.at), listed)
             if self.horizon is not None:  # only what stays at or above the horizon is listed
-                floor = ulid_hex(self.horizon)
-                listed = {i for i in listed if ulid_hex(i) >= floor}
+                floor = self.horizon
+                listed = {i for i in listed if i >= floor}
             if listed:
                 connection.execute(
                     _member.insert(), [{"relay": self.name, "entry_id": i} for i in sorted(listed)]
@@ -204,7 +207,7 @@ class RelaySource:
         first = None
         unrelayed = _unrelayed(self.name, self.horizon)
         if relayed:
-            top = max(relayed, key=ulid_hex)
+            top = max(relayed)
             among = connection.execute(
                 sa.select(sa.func.count()).where(unrelayed, _log.c.id <= top, _log.c.id < cap)
             ).scalar_one()
@@ -230,7 +233,7 @@ class RelaySource:
         self._move(connection, first if first is not None else cap)
 
     def _move(self, connection: Connection, new: str) -> None:
-        if self.horizon is not None and ulid_hex(new) <= ulid_hex(self.horizon):
+        if self.horizon is not None and new <= self.horizon:
             return
         connection.execute(
             _member.delete().where(_member.c.relay == self.name, _member.c.entry_id < new)
@@ -240,7 +243,8 @@ class RelaySource:
     def recover(self, ids: Sequence[str], position: int | None) -> int:
         """Record entries found in the sink after the recorded position (sent by a relay that
         stopped before recording them) as relayed; returns how many were new to the record."""
-        wanted = {i for i in ids if self.horizon is None or ulid_hex(i) >= ulid_hex(self.horizon)}
+        canonical = (ulid_text(bytes.fromhex(ulid_hex(i))) for i in ids)
+        wanted = {i for i in canonical if self.horizon is None or i >= self.horizon}
         known: set[str] = set()
         if wanted:
             with self.engine.connect() as connection:

@@ -28,6 +28,7 @@ from typing import Any
 
 from ...exceptions import AuditLogError
 from ...integrity.digest import FIELDS
+from ...ulids import ulid_text
 
 __all__ = [
     "COLUMNS",
@@ -82,26 +83,11 @@ JSON_FIELDS = frozenset(
     {"content_types", "before_state", "after_state", "changed_fields", "extra", "members", "pruned"}
 )
 INT_FIELDS = frozenset({"version", "content_type", "seal", "seq", "entries", "records", "seals"})
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-#: Crockford base 32 of every 10 bits: two characters.
-_PAIRS = [_CROCKFORD[i >> 5] + _CROCKFORD[i & 31] for i in range(1024)]
 canonical_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 class ArchiveError(AuditLogError, ValueError):
     """A file that is not an archive, or one that cannot be imported (the message says why)."""
-
-
-def ulid_text(raw: bytes, _pairs: list[str] = _PAIRS, _int: Any = int.from_bytes) -> str:
-    """The 26-character ULID of 16 bytes: 13 lookups of 10 bits each (this runs per entry)."""
-    n: int = _int(raw, "big")
-    t = _pairs
-    return (
-        t[n >> 120] + t[(n >> 110) & 1023] + t[(n >> 100) & 1023] + t[(n >> 90) & 1023]
-        + t[(n >> 80) & 1023] + t[(n >> 70) & 1023] + t[(n >> 60) & 1023]
-        + t[(n >> 50) & 1023] + t[(n >> 40) & 1023] + t[(n >> 30) & 1023]
-        + t[(n >> 20) & 1023] + t[(n >> 10) & 1023] + t[n & 1023]
-    )  # fmt: skip
 
 
 try:
