@@ -81,6 +81,26 @@ def test_update_records_before_and_after(engine: Engine, Session_: sessionmaker[
     assert update[0].changed_fields == ["name"]
 
 
+def test_a_flush_orders_its_entries_new_objects_as_added_then_changes_by_key(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    """The unit of work holds a flush's objects in sets: the entries still follow the order
+    objects were added in (as SQLAlchemy inserts them), then the changed ones by primary key."""
+    order = [7, 3, 9, 1, 5, 8, 2, 6, 4]
+    with Session_.begin() as session:
+        session.add_all([Customer(id=i, name=f"c{i}") for i in order])
+    with Session_.begin() as session:
+        loaded = {c.id: c for c in session.scalars(sa.select(Customer))}
+        for i in order:  # one flush, at the commit
+            loaded[i].name = f"renamed {i}"
+        session.add(Customer(id=20, name="late"))
+    assert actions(engine) == [
+        *(("create", str(i)) for i in order),
+        ("create", "20"),
+        *(("update", str(i)) for i in sorted(order)),
+    ]
+
+
 def test_update_of_unloaded_object_reads_committed_values(
     engine: Engine, Session_: sessionmaker[Session]
 ) -> None:

@@ -18,6 +18,7 @@ https://docs.sqlalchemy.org/en/20/orm/session_events.html for the order of these
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -115,6 +116,7 @@ def after_flush(session: Session, flush_context: UOWTransaction) -> None:
                 audited.append((state, isdelete, plan))
     if not audited:
         return
+    audited = _in_write_order(audited)
     deletes: DeleteCheck | None = flush_context.attributes.get(_GONE)
     changes = _FlushChanges(
         audited,
@@ -127,6 +129,26 @@ def after_flush(session: Session, flush_context: UOWTransaction) -> None:
     ids = ulid_stream(now, len(audited))  # at most one entry per audited object
     write_changes(session, changes, changes.plans, len(audited), at=now, ids=ids)
     write_changes(session, changes.read_back(session), at=now, ids=ids)
+
+
+def _in_write_order(
+    audited: list[tuple[InstanceState[Any], bool, Plan]],
+) -> list[tuple[InstanceState[Any], bool, Plan]]:
+    """The flush's objects in a stable order (the unit of work holds them in sets): new objects
+    in the order they were added, as SQLAlchemy inserts them; then the others model by model,
+    by primary key. Entry ids follow this order."""
+    new = [item for item in audited if item[0].key is None]
+    new.sort(key=lambda item: item[0].insert_order or 0)
+    models: dict[Any, list[tuple[InstanceState[Any], bool, Plan]]] = {}
+    for item in audited:
+        if item[0].key is not None:
+            models.setdefault(item[0].mapper, []).append(item)
+    for items in models.values():
+        # primary keys Python cannot compare stay as the unit of work gave them
+        with contextlib.suppress(TypeError):
+            items.sort(key=lambda item: item[0].key[1])  # type: ignore[index]
+        new.extend(items)
+    return new
 
 
 def after_flush_postexec(session: Session, flush_context: UOWTransaction) -> None:
