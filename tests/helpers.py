@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
+from ulid import ULID
 
 import auditlog
 from auditlog import AuditLog
@@ -20,6 +22,23 @@ def entries(engine: Engine, **filters: Any) -> list[AuditLog]:
     with sa.orm.Session(engine) as session:
         query = sa.select(AuditLog).filter_by(**filters).order_by(AuditLog.timestamp, AuditLog.id)
         return list(session.scalars(query))
+
+
+def date_back(engine: Engine, first: dt.datetime, step: dt.timedelta) -> list[tuple[str, Any]]:
+    """Give the entries written so far the times first, first + step, ... (oldest first), with
+    ids of the same millisecond as capture writes them; returns (id, timestamp) in order."""
+    log = AuditLog.__table__
+    dated = []
+    with engine.begin() as conn:
+        rows = conn.execute(sa.select(log.c.id).order_by(log.c.id)).all()
+        for i, row in enumerate(rows):
+            moment = first + i * step
+            new_id = str(ULID.from_datetime(moment))
+            conn.execute(
+                sa.update(log).where(log.c.id == row.id).values(id=new_id, timestamp=moment)
+            )
+            dated.append((new_id, moment))
+    return dated
 
 
 def actions(engine: Engine) -> list[tuple[str, str]]:

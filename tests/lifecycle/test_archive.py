@@ -31,6 +31,7 @@ from auditlog.lifecycle import (
 )
 from auditlog.lifecycle.archive import ArchiveReader
 
+from ..helpers import date_back
 from ..models import Customer
 
 LOG = AuditLog.__table__
@@ -91,20 +92,9 @@ def write(maker: sessionmaker[Session], count: int = 7) -> None:
     time.sleep(0.002)  # an export's default end, now, is exclusive to the millisecond
 
 
-def date_back(engine: Engine, first: dt.datetime, step: dt.timedelta) -> list[str]:
-    """Give the entries the times first, first + step, ... with ids of the same millisecond;
-    returns their ids, oldest first."""
-    ids = []
-    with engine.begin() as conn:
-        rows = conn.execute(sa.select(LOG.c.id).order_by(LOG.c.id)).all()
-        for i, row in enumerate(rows):
-            moment = first + i * step
-            new_id = str(ULID.from_datetime(moment))
-            conn.execute(
-                sa.update(LOG).where(LOG.c.id == row.id).values(id=new_id, timestamp=moment)
-            )
-            ids.append(new_id)
-    return ids
+def dated_ids(engine: Engine, first: dt.datetime, step: dt.timedelta) -> list[str]:
+    """:func:`date_back`, the ids only."""
+    return [entry_id for entry_id, _ in date_back(engine, first, step)]
 
 
 def rows(engine: Engine) -> list[dict[str, Any]]:
@@ -173,7 +163,7 @@ def test_an_archive_proves_entries_pruned_before_it_and_the_import_counts_them_a
     engine: Engine, Session_: sessionmaker[Session], target: Engine, tmp_path: Path, form: str
 ) -> None:
     write(Session_)
-    ids = date_back(engine, JAN, dt.timedelta(hours=1))
+    ids = dated_ids(engine, JAN, dt.timedelta(hours=1))
     auditlog.seal(engine, batch=4)
     assert auditlog.prune(engine, before=JAN + dt.timedelta(hours=5)).sealed == 5
     archive = tmp_path / f"pruned.{form}"
@@ -246,7 +236,7 @@ def test_before_selects_to_the_millisecond(
     engine: Engine, Session_: sessionmaker[Session], tmp_path: Path
 ) -> None:
     write(Session_, 2)
-    ids = date_back(engine, JAN, dt.timedelta(milliseconds=1))
+    ids = dated_ids(engine, JAN, dt.timedelta(milliseconds=1))
     archive = tmp_path / "ms.jsonl"
     result = export_archive(engine, archive, before=JAN + dt.timedelta(microseconds=1999))
     assert result.before == JAN + dt.timedelta(milliseconds=1)

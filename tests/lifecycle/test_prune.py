@@ -21,7 +21,7 @@ from auditlog.integrity import maintenance
 from auditlog.lifecycle import PruneProgress, prune_entry_table, prune_table
 from auditlog.lifecycle.partitions import create_partitions, list_partitions
 
-from ..helpers import entries
+from ..helpers import date_back, entries
 from ..models import Tag
 from .test_partitions import _insert, _server, pg  # noqa: F401  (fixtures)
 
@@ -35,22 +35,6 @@ def write(maker: sessionmaker[Session], tenants: list[str | None], start: int = 
     for i, tenant in enumerate(tenants, start):
         with auditlog.audit_context(tenant_id=tenant, user_id="ada"), maker.begin() as session:
             session.add(Tag(id=i, label=f"tag {i}"))
-
-
-def date_back(engine: Engine, first: dt.datetime, step: dt.timedelta) -> list[tuple[str, Any]]:
-    """Give the entries written so far the times first, first + step, ... (oldest first), with
-    ids of the same millisecond as capture writes them; returns (id, timestamp) in order."""
-    dated = []
-    with engine.begin() as conn:
-        rows = conn.execute(sa.select(LOG.c.id).order_by(LOG.c.id)).all()
-        for i, row in enumerate(rows):
-            moment = first + i * step
-            new_id = str(ULID.from_datetime(moment))
-            conn.execute(
-                sa.update(LOG).where(LOG.c.id == row.id).values(id=new_id, timestamp=moment)
-            )
-            dated.append((new_id, moment))
-    return dated
 
 
 def remaining(engine: Engine) -> list[str]:
