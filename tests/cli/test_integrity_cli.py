@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
+from ulid import ULID
 
 import auditlog
 from auditlog import AuditLog
@@ -70,3 +72,34 @@ def test_a_malformed_head_is_a_usage_error(engine: Engine) -> None:
     assert "--head: 'latest' is not a published head" in checked.stderr
     bad_batch = run("seal", "--database-url", url_of(engine), "--batch", "0")
     assert bad_batch.returncode == 2 and "--batch" in bad_batch.stderr
+    bad_late = run("seal", "--database-url", url_of(engine), "--late", "-5")
+    assert bad_late.returncode == 2
+    assert "--late: must be a number of minutes of 0 or more, not -5" in bad_late.stderr
+
+
+def test_late_sets_how_old_an_unsealed_entry_may_be_for_seal_and_verify(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    _write(Session_, 2)
+    run("seal", "--database-url", url_of(engine))
+    newest = entries(engine)[-1].timestamp
+    with engine.begin() as conn:  # an entry of a transaction that ran for two hours
+        old = newest - dt.timedelta(hours=2)
+        conn.execute(
+            sa.insert(AuditLog.__table__).values(
+                id=str(ULID.from_datetime(old)),
+                action_type="create",
+                timestamp=old,
+                user_agent="",
+                object_id="99",
+                content_type=entries(engine)[0].content_type,
+            )
+        )
+    checked = run("verify", "--database-url", url_of(engine))
+    assert checked.returncode == 1 and "entry_inserted" in checked.stdout
+    kept = run("seal", "--database-url", url_of(engine))
+    assert "sealed 0 entries" in kept.stderr
+    allowed = run("seal", "--database-url", url_of(engine), "--late", "180")
+    assert "sealed 1 entries in 1 seals" in allowed.stderr
+    checked = run("verify", "--database-url", url_of(engine), "--late", "180")
+    assert checked.returncode == 0, checked.stdout

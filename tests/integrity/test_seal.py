@@ -187,6 +187,35 @@ def test_an_entry_forged_among_sealed_ones_is_named(
     assert kinds(auditlog.verify(engine, late=dt.timedelta(hours=3))) == []
 
 
+def test_the_next_seal_does_not_make_a_forged_old_entry_look_genuine(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    """A seal takes the entries in no seal from ``late`` before the newest seal on: one inserted
+    among older sealed entries stays unsealed and named; one that committed late is sealed."""
+    write_tags(Session_, 2)
+    auditlog.seal(engine)
+    newest = entries(engine)[-1].timestamp
+    old = _forge(engine, newest - dt.timedelta(hours=2))
+    late = _forge(engine, newest - dt.timedelta(minutes=20))  # a long transaction's entry
+    write_tags(Session_, 1, start=3)
+    again = auditlog.seal(engine)
+    assert again.entries == 2  # the late one and tag 3
+    assert old not in members(engine) and late in members(engine)
+    report = auditlog.verify(engine)
+    assert kinds(report) == [("entry_inserted", old, None)] and report.unsealed == [old]
+    assert auditlog.seal(engine).entries == 0  # every later run leaves it too
+    assert kinds(auditlog.verify(engine)) == [("entry_inserted", old, None)]
+    # with a longer allowance on both sides, it is a late commit: sealed, and the log intact
+    assert auditlog.seal(engine, late=dt.timedelta(hours=3)).entries == 1
+    assert auditlog.verify(engine, late=dt.timedelta(hours=3)).intact
+
+
+@pytest.mark.parametrize("late", [dt.timedelta(seconds=-1), 3600, None])
+def test_seal_names_a_bad_late(engine: Engine, late: Any) -> None:
+    with pytest.raises(ValueError, match="late must be a timedelta of 0 or more"):
+        auditlog.seal(engine, late=late)
+
+
 def test_an_entry_slipped_into_a_seal_is_named(
     engine: Engine, Session_: sessionmaker[Session]
 ) -> None:

@@ -1,5 +1,5 @@
 """The ``auditlog`` command: ``demo``, ``serve``, ``history``, ``export``, ``import``, ``seal``,
-``verify``, ``prune``, ``partitions`` and ``relay`` (see docs/cli.md).
+``verify``, ``erase``, ``prune``, ``partitions`` and ``relay`` (see docs/cli.md).
 
 One module per command; this one holds the argument parser and :func:`main`. Exit status: 0 on
 success, 1 when the database cannot be used or the server cannot listen, 2 for bad arguments.
@@ -22,6 +22,7 @@ from ..query.counts import COUNT_LIMIT
 from .archive import add_import_parser
 from .database import DATABASE_URL_ENV, CommandError
 from .demo import TOKEN_ENV, demo_command
+from .erase import add_erase_parser
 from .export import add_export_parser
 from .history import history_command
 from .integrity import seal_command, verify_command
@@ -165,6 +166,7 @@ def _parser() -> argparse.ArgumentParser:
     seal.add_argument(
         "--batch", type=int, default=SEAL_BATCH, help=f"entries per seal at most ({SEAL_BATCH})"
     )
+    _late_argument(seal)
     seal.set_defaults(handler=seal_command)
 
     verify = commands.add_parser(
@@ -185,12 +187,25 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--archive", metavar="FILE", help="verify this archive (auditlog export) instead, offline"
     )
+    _late_argument(verify)
     verify.set_defaults(handler=verify_command)
+    add_erase_parser(commands, [database])
     add_prune_parser(commands, [database], _datetime)
     add_import_parser(commands, [database])
     add_partitions_parser(commands, database)
     add_relay_parser(commands, database)
     return parser
+
+
+def _late_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--late",
+        type=int,
+        default=60,
+        metavar="MINUTES",
+        help="the longest a transaction runs: an entry in no seal older than the newest seal "
+        "by more than this was inserted, not committed late (60; give seal and verify the same)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

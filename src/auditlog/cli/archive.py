@@ -16,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..lifecycle.archive import ArchiveError, import_archive, verify_archive
 from .database import CommandError, first_line, open_database
-from .integrity import check_head, print_report
+from .integrity import check_head, late_minutes, print_report
 
 __all__ = ["add_import_parser", "import_command", "verify_archive_command"]
 
@@ -60,7 +60,7 @@ def verify_archive_command(args: argparse.Namespace) -> int:
     check_head(args.head)
     archive = _archive(args.archive)
     try:
-        report = verify_archive(archive, head=args.head)
+        report = verify_archive(archive, head=args.head, late=late_minutes(args.late))
     except ArchiveError as exc:
         raise CommandError(str(exc)) from None
     print_report(report, as_json=args.json)

@@ -9,6 +9,7 @@ is intact, 1 when it is not (or the database cannot be used), 2 for bad argument
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 
@@ -19,16 +20,17 @@ from ..integrity.verify import VerifyReport, parse_head
 from .database import CommandError, first_line, open_database
 from .history import terminal_safe
 
-__all__ = ["check_head", "print_report", "seal_command", "verify_command"]
+__all__ = ["check_head", "late_minutes", "print_report", "seal_command", "verify_command"]
 
 
 def seal_command(args: argparse.Namespace) -> int:
     """Seal every entry not sealed yet; print the head."""
     if args.batch < 1:
         raise CommandError(f"--batch: must be a positive number of entries, not {args.batch}", 2)
+    late = late_minutes(args.late)
     engine = open_database(args.database_url)
     try:
-        result = seal(engine, batch=args.batch)
+        result = seal(engine, batch=args.batch, late=late)
     except SQLAlchemyError as exc:
         raise CommandError(f"cannot seal: {first_line(exc)}") from None
     finally:
@@ -42,6 +44,13 @@ def seal_command(args: argparse.Namespace) -> int:
     else:
         print(result.head)
     return 0
+
+
+def late_minutes(minutes: int) -> dt.timedelta:
+    """``--late`` as a duration; a status-2 error naming it when negative."""
+    if minutes < 0:
+        raise CommandError(f"--late: must be a number of minutes of 0 or more, not {minutes}", 2)
+    return dt.timedelta(minutes=minutes)
 
 
 def check_head(head: str | None) -> None:
@@ -75,9 +84,10 @@ def verify_command(args: argparse.Namespace) -> int:
 
         return verify_archive_command(args)
     check_head(args.head)
+    late = late_minutes(args.late)
     engine = open_database(args.database_url)
     try:
-        report = verify(engine, head=args.head, tenant_id=args.tenant_id)
+        report = verify(engine, head=args.head, tenant_id=args.tenant_id, late=late)
     except SQLAlchemyError as exc:
         raise CommandError(f"cannot verify: {first_line(exc)}") from None
     finally:

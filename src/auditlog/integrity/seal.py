@@ -6,10 +6,12 @@ new lock and does no new work. A seal
 1. locks the newest seal row (``FOR UPDATE`` on PostgreSQL and MariaDB; SQLite has one writer),
    so two sealers take turns;
 2. reads, in id order, up to ``batch`` entries that are in no seal (an anti-join on
-   ``audit_seal_entry``): whatever their ids, so an entry whose transaction committed after newer
-   entries were sealed is sealed now, never skipped. The following seals of the same run start
-   after the last entry it sealed (one scan of the log per run, not per seal); an entry that
-   commits meanwhile with an older id is the next run's;
+   ``audit_seal_entry``), from ``late`` before the newest seal on: an entry whose transaction
+   committed after newer entries were sealed is sealed now, never skipped; one older than that
+   is what ``verify`` calls inserted among sealed entries, and stays unsealed and reported (a
+   seal never makes it look genuine). A run therefore reads the recent end of the log, not all
+   of it. The following seals of the same run start after the last entry it sealed; an entry
+   that commits meanwhile with an older id is the next run's;
 3. draws a random key per entry, writes each entry's membership and digest, then the seal row.
 
 An entry is in at most one seal (``audit_seal_entry``'s primary key), and a seal number is taken
@@ -30,15 +32,19 @@ from sqlalchemy.engine import Connection, Engine
 from ..capture.writer import can_copy, copy_rows
 from ..models import audit_log_table as _log
 from ..models import metadata, ulid_hex
+from ..ulids import ulid_text
 from .digest import GENESIS, entries_digest, entry_digest, row_columns, seal_digest
 from .tables import erasure_table
 from .tables import seal_entry_table as _member
 from .tables import seal_table as _seal
 
-__all__ = ["BATCH", "SealResult", "format_head", "seal"]
+__all__ = ["BATCH", "LATE", "SealResult", "format_head", "seal"]
 
 #: Entries per seal at most.
 BATCH = 10_000
+#: How long a transaction may run: an entry committed later than this after newer entries were
+#: sealed is not sealed, and ``verify`` reports it as inserted.
+LATE = dt.timedelta(hours=1)
 _RETRIES = 5
 _MEMBER_COLUMNS = ("entry_id", "seal_seq", "entry_key", "digest")
 _LOCKING = frozenset({"postgresql", "mysql", "mariadb"})
@@ -59,21 +65,25 @@ def format_head(seq: int, digest: str) -> str:
     return f"{seq}:{digest}"
 
 
-def seal(bind: Engine | Connection, *, batch: int = BATCH) -> SealResult:
+def seal(bind: Engine | Connection, *, batch: int = BATCH, late: dt.timedelta = LATE) -> SealResult:
     """Seal every committed entry that is not sealed yet, ``batch`` entries per seal; return
-    what was sealed and the new head. Each seal commits on its own: run it from a scheduler or
+    what was sealed and the new head. Entries older than the newest seal by more than ``late``
+    (longer than any transaction runs; the same as ``verify``'s) are left to ``verify``, which
+    reports them as inserted. Each seal commits on its own: run it from a scheduler or
     ``auditlog seal``, not inside an application transaction."""
     if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
         raise ValueError(f"seal(): batch must be a positive integer, not {batch!r}")
+    if not isinstance(late, dt.timedelta) or late < dt.timedelta(0):
+        raise ValueError(f"seal(): late must be a timedelta of 0 or more, not {late!r}")
     if isinstance(bind, Engine):
         with bind.connect() as connection:
-            return _seal_all(connection, batch)
+            return _seal_all(connection, batch, late)
     if bind.in_transaction():
         raise ValueError(
             "seal(): the connection is inside a transaction; sealing commits its own, so give "
             "an engine or a connection with no transaction begun"
         )
-    return _seal_all(bind, batch)
+    return _seal_all(bind, batch, late)
 
 
 def create_integrity_tables(connection: Connection) -> None:
@@ -83,13 +93,13 @@ def create_integrity_tables(connection: Connection) -> None:
         metadata.create_all(connection, tables=[_seal, _member, erasure_table], checkfirst=True)
 
 
-def _seal_all(connection: Connection, batch: int) -> SealResult:
+def _seal_all(connection: Connection, batch: int, late: dt.timedelta) -> SealResult:
     create_integrity_tables(connection)
     seals = entries = 0
     head: str | None = None
     after: str | None = None  # the last entry sealed by this run: its next seal starts there
     while True:
-        made = _seal_once(connection, batch, after)
+        made = _seal_once(connection, batch, after, late)
         if made is None:
             break
         count, head, after = made
@@ -114,14 +124,14 @@ def current_head(connection: Connection) -> str | None:
 
 
 def _seal_once(
-    connection: Connection, batch: int, after: str | None
+    connection: Connection, batch: int, after: str | None, late: dt.timedelta
 ) -> tuple[int, str, str] | None:
     """One seal in its own transaction: (entries sealed, new head, last entry id), or None if
     none was due."""
     for attempt in range(_RETRIES):
         try:
             with connection.begin():
-                return _write_seal(connection, batch, after)
+                return _write_seal(connection, batch, after, late)
         except sa.exc.IntegrityError:  # another sealer took this seal number or these entries
             if attempt == _RETRIES - 1:
                 raise
@@ -129,9 +139,13 @@ def _seal_once(
 
 
 def _write_seal(
-    connection: Connection, batch: int, after: str | None
+    connection: Connection, batch: int, after: str | None, late: dt.timedelta
 ) -> tuple[int, str, str] | None:
-    last_query = sa.select(_seal.c.seq, _seal.c.digest).order_by(_seal.c.seq.desc()).limit(1)
+    last_query = (
+        sa.select(_seal.c.seq, _seal.c.digest, _seal.c.sealed_at)
+        .order_by(_seal.c.seq.desc())
+        .limit(1)
+    )
     if connection.dialect.name in _LOCKING:
         last_query = last_query.with_for_update()
     last = connection.execute(last_query).first()
@@ -145,6 +159,9 @@ def _write_seal(
     )
     if after is not None:  # later batches of one run (earlier ids left now: the next run's)
         unsealed = unsealed.where(_log.c.id > after)
+    elif last is not None:  # older entries in no seal were inserted: verify names them
+        floor = _aware(last.sealed_at) - late
+        unsealed = unsealed.where(_log.c.id >= _id_floor(floor), _log.c.timestamp >= floor)
     rows = connection.execute(unsealed).mappings()
     members: list[dict[str, Any]] = []
     for row in rows:
@@ -174,6 +191,17 @@ def _write_seal(
         )
     )
     return len(members), format_head(seq, digest), members[-1]["entry_id"]
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    """A stored time as UTC (MariaDB and SQLite give it naive)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.timezone.utc)
+
+
+def _id_floor(moment: dt.datetime) -> str:
+    """The smallest entry id of ``moment``'s millisecond."""
+    millis = max(0, int(moment.timestamp() * 1000))
+    return ulid_text(millis.to_bytes(6, "big") + bytes(10))
 
 
 def _insert_members(connection: Connection, members: list[dict[str, Any]]) -> None:

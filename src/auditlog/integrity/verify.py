@@ -45,14 +45,11 @@ from .digest import (
     row_columns,
     seal_digest,
 )
-from .seal import format_head
+from .seal import LATE, format_head
 from .tables import seal_entry_table as _member
 from .tables import seal_table as _seal
 
 __all__ = ["LATE", "Problem", "ProblemKind", "VerifyReport", "parse_head", "verify"]
-
-#: How much older than the newest seal an unsealed entry may be (a transaction's longest run).
-LATE = dt.timedelta(hours=1)
 
 ProblemKind = Literal[
     "entry_changed",

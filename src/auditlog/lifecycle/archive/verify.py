@@ -92,16 +92,18 @@ class _Member:
         )
 
 
-def verify_archive(path: str | Path, *, head: str | None = None) -> VerifyReport:
+def verify_archive(
+    path: str | Path, *, head: str | None = None, late: dt.timedelta | None = None
+) -> VerifyReport:
     """Recompute, from the archive file alone, each archived sealed entry's digest, each seal's
     digest, entries and link to the previous one, that every member of a seal is in the archive,
     outside its selection or pruned, the trailer, and the published ``head`` when its seal is
-    in the archive. See docs/archives.md."""
-    from ...integrity.verify import parse_head
+    in the archive; ``late`` as for ``verify`` (an hour by default). See docs/archives.md."""
+    from ...integrity.verify import LATE, parse_head
 
     published = parse_head(head) if head is not None else None
     try:
-        return _verify_archive(path, published)
+        return _verify_archive(path, published, LATE if late is None else late)
     except ArchiveError:
         raise
     except (ValueError, KeyError, TypeError, IndexError) as exc:
@@ -110,8 +112,10 @@ def verify_archive(path: str | Path, *, head: str | None = None) -> VerifyReport
         ) from None
 
 
-def _verify_archive(path: str | Path, published: tuple[int, str] | None) -> VerifyReport:
-    from ...integrity.verify import LATE, Problem, VerifyReport, _check_entry
+def _verify_archive(
+    path: str | Path, published: tuple[int, str] | None, late: dt.timedelta
+) -> VerifyReport:
+    from ...integrity.verify import Problem, VerifyReport, _check_entry
 
     archive = ArchiveFile(path)
     report = VerifyReport()
@@ -210,14 +214,14 @@ def _verify_archive(path: str | Path, published: tuple[int, str] | None) -> Veri
     report.seals = expected_seq - 1 if newest is not None else 0
     if newest is not None:
         report.head = f"{newest['seq']}:{newest['digest']}"
-        horizon = dt.datetime.fromisoformat(newest["sealed_at"]) - LATE
+        horizon = dt.datetime.fromisoformat(newest["sealed_at"]) - late
     for entry_id, moment in unsealed:
         report.unsealed.append(entry_id)
         if newest is not None and moment < horizon:
             problems.append(
                 Problem(
                     "entry_inserted",
-                    f"entry {entry_id} is in no seal but dates from {moment.isoformat()}, before the newest seal by more than {LATE}",
+                    f"entry {entry_id} is in no seal but dates from {moment.isoformat()}, before the newest seal by more than {late}",
                     entry_id=entry_id,
                 )
             )
