@@ -11,6 +11,10 @@ passes through :func:`maintenance`, which lifts the guard for its transaction on
 - SQLite: the triggers are dropped and created again inside the transaction (SQLite's DDL is
   transactional, and no other connection writes meanwhile).
 
+A partitioned ``audit_log`` (PostgreSQL) gets the row triggers on every partition from
+PostgreSQL itself; :func:`guard_partitions` adds the TRUNCATE one, which PostgreSQL does not
+clone.
+
 A guard stops mistakes, not a determined administrator: whoever may drop a trigger or set the
 variable can pass it. Against them, the application's database role should own nothing and hold
 only ``SELECT`` and ``INSERT`` on ``audit_log`` (docs/integrity.md lists the grants), and seals
@@ -28,7 +32,14 @@ from sqlalchemy.engine import Connection, Engine
 from ..exceptions import ConfigurationError
 from ..models import audit_log_table, metadata
 
-__all__ = ["GUARDED", "is_protected", "maintenance", "protect", "unprotect"]
+__all__ = [
+    "GUARDED",
+    "guard_partitions",
+    "is_protected",
+    "maintenance",
+    "protect",
+    "unprotect",
+]
 
 #: The tables the guard covers, by name.
 GUARDED = (
@@ -225,3 +236,46 @@ def maintenance(connection: Connection) -> Iterator[None]:
         elif protected:
             for statement in _sqlite_triggers(connection):
                 connection.exec_driver_sql(statement)
+
+
+#: Refuses TRUNCATE of one partition by its own name while ``audit_log`` has the guard.
+_TRUNCATE_FUNCTION = "auditlog_refuse_partition_truncate"
+_TRUNCATE_TRIGGER = "auditlog_no_truncate_partition"
+
+
+def guard_partitions(connection: Connection) -> None:
+    """Give every partition of ``audit_log`` (PostgreSQL) a TRUNCATE trigger that follows the
+    guard.
+
+    PostgreSQL clones the guard's row triggers (UPDATE, DELETE) onto every partition, but not
+    its statement trigger on TRUNCATE: ``TRUNCATE audit_log_2026_11`` would pass. This trigger
+    refuses it whenever the partition's parent has the guard's TRUNCATE trigger (so it follows
+    ``protect()`` and ``unprotect()`` without either knowing about it) and the transaction is
+    not auditlog's own maintenance. A detached partition has no parent: it is not guarded."""
+    preparer = connection.dialect.identifier_preparer
+    connection.exec_driver_sql(
+        f"CREATE OR REPLACE FUNCTION {_TRUNCATE_FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+        "BEGIN\n"
+        "  IF coalesce(current_setting('auditlog.maintenance', true), '') <> 'on' AND EXISTS (\n"
+        "    SELECT 1 FROM pg_inherits i JOIN pg_trigger t ON t.tgrelid = i.inhparent\n"
+        f"    WHERE i.inhrelid = TG_RELID AND t.tgname = '{_trigger(audit_log_table, 'truncate')}'\n"
+        "  ) THEN\n"
+        "    RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = 'auditlog: TRUNCATE on ' || "
+        "TG_TABLE_NAME || ' is refused: the audit log is append-only (auditlog.protect)';\n"
+        "  END IF;\n"
+        "  RETURN NULL;\n"
+        "END $$"
+    )
+    unguarded = connection.execute(
+        sa.text(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+            " WHERE i.inhparent = to_regclass(:parent) AND NOT EXISTS ("
+            "  SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND t.tgname = :trigger)"
+        ),
+        {"parent": preparer.quote(audit_log_table.name), "trigger": _TRUNCATE_TRIGGER},
+    ).scalars()
+    for name in list(unguarded):
+        connection.exec_driver_sql(
+            f"CREATE TRIGGER {_TRUNCATE_TRIGGER} BEFORE TRUNCATE ON {preparer.quote(name)} "
+            f"FOR EACH STATEMENT EXECUTE PROCEDURE {_TRUNCATE_FUNCTION}()"
+        )

@@ -33,7 +33,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from ..exceptions import ConfigurationError
-from ..integrity.guard import maintenance
+from ..integrity.guard import guard_partitions, maintenance
 from ..models import audit_log_table, content_type_table
 
 __all__ = [
@@ -265,50 +265,8 @@ def _create_partitions(
             f"{preparer.format_table(audit_log_table)} DEFAULT"
         )
         created.append(Partition(DEFAULT_PARTITION, None, None))
-    _guard_truncate(connection)
+    guard_partitions(connection)
     return created
-
-
-#: Refuses TRUNCATE of one partition by its own name while ``audit_log`` has the guard.
-_TRUNCATE_FUNCTION = "auditlog_refuse_partition_truncate"
-_TRUNCATE_TRIGGER = "auditlog_no_truncate_partition"
-
-
-def _guard_truncate(connection: Connection) -> None:
-    """Give every partition a TRUNCATE trigger that follows ``audit_log``'s guard.
-
-    PostgreSQL clones the guard's row triggers (UPDATE, DELETE) onto every partition, but not
-    its statement trigger on TRUNCATE: ``TRUNCATE audit_log_2026_11`` would pass. This trigger
-    refuses it whenever the partition's parent has the guard's TRUNCATE trigger (so it follows
-    ``protect()`` and ``unprotect()`` without either knowing about it) and the transaction is
-    not auditlog's own maintenance. A detached partition has no parent: it is not guarded."""
-    preparer = connection.dialect.identifier_preparer
-    connection.exec_driver_sql(
-        f"CREATE OR REPLACE FUNCTION {_TRUNCATE_FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$\n"
-        "BEGIN\n"
-        "  IF coalesce(current_setting('auditlog.maintenance', true), '') <> 'on' AND EXISTS (\n"
-        "    SELECT 1 FROM pg_inherits i JOIN pg_trigger t ON t.tgrelid = i.inhparent\n"
-        "    WHERE i.inhrelid = TG_RELID AND t.tgname = 'auditlog_no_truncate_audit_log'\n"
-        "  ) THEN\n"
-        "    RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = 'auditlog: TRUNCATE on ' || "
-        "TG_TABLE_NAME || ' is refused: the audit log is append-only (auditlog.protect)';\n"
-        "  END IF;\n"
-        "  RETURN NULL;\n"
-        "END $$"
-    )
-    unguarded = connection.execute(
-        sa.text(
-            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-            " WHERE i.inhparent = to_regclass(:parent) AND NOT EXISTS ("
-            "  SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND t.tgname = :trigger)"
-        ),
-        {"parent": _qualified(connection, audit_log_table.name), "trigger": _TRUNCATE_TRIGGER},
-    ).scalars()
-    for name in list(unguarded):
-        connection.exec_driver_sql(
-            f"CREATE TRIGGER {_TRUNCATE_TRIGGER} BEFORE TRUNCATE ON {preparer.quote(name)} "
-            f"FOR EACH STATEMENT EXECUTE PROCEDURE {_TRUNCATE_FUNCTION}()"
-        )
 
 
 def _create_month(connection: Connection, partition: Partition, has_default: bool) -> None:
