@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import os
@@ -24,6 +25,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
+from ulid import ULID
 
 import auditlog
 from auditlog.cli.demo import TENANTS
@@ -246,6 +248,43 @@ def test_serve_maps_configured_tokens_to_tenants(engine: Engine) -> None:
         assert (denied.status_code, denied.headers["www-authenticate"]) == (401, "Bearer")
         bad = httpx.get(f"{server.base}/history/?page_size=0", headers=AUTH_A)
         assert (bad.status_code, bad.json()["parameter"]) == (400, "page_size")
+
+
+def test_serve_counts_exactly_with_exact_count(engine: Engine) -> None:
+    """Past 10,000 matching entries a page's count is the database's estimate, unless the
+    server runs with --exact-count; a client can never choose."""
+    seed_history(engine)
+    template = auditlog_entries(engine, tenant_id=TENANT_A)[0]
+    log = auditlog.AuditLog.__table__
+    start = template.timestamp
+    rows = [
+        {
+            "id": str(ULID.from_datetime(start + dt.timedelta(milliseconds=i + 1))),
+            "tenant_id": TENANT_A,
+            "action_type": "access",
+            "timestamp": start + dt.timedelta(milliseconds=i + 1),
+            "user_agent": "",
+            "object_id": str(i),
+            "content_type": template.content_type,
+        }
+        for i in range(10_000)
+    ]
+    with engine.begin() as conn:
+        conn.execute(log.insert(), rows)
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("ANALYZE audit_log")
+    tokens = f"token-a={TENANT_A}"
+    url = url_of(engine)
+    with serving("serve", "--database-url", url, AUDITLOG_TOKENS=tokens) as server:
+        body = httpx.get(f"{server.base}/history/", headers=AUTH_A).json()
+        assert body["count_exact"] is (engine.dialect.name == "sqlite")  # SQLite: always exact
+        asked = httpx.get(f"{server.base}/history/?count_limit=100000", headers=AUTH_A)
+        assert (asked.status_code, asked.json()["parameter"]) == (400, "count_limit")
+    exact = ("serve", "--database-url", url, "--exact-count")
+    with serving(*exact, AUDITLOG_TOKENS=tokens) as server:
+        body = httpx.get(f"{server.base}/history/", headers=AUTH_A).json()
+        assert (body["count"], body["count_exact"]) == (10_005, True)
 
 
 def test_serve_reads_a_tokens_file(engine: Engine, tmp_path: Path) -> None:

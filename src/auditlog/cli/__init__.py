@@ -105,6 +105,15 @@ def _parser() -> argparse.ArgumentParser:
         "(token=tenant_id,token2=tenant_id2) and --tokens-file (one token=tenant_id a line).",
     )
     serve.add_argument("--tokens-file", metavar="PATH", help="file of token=tenant_id lines")
+    serve.add_argument(
+        "--exact-count",
+        dest="count_limit",
+        action="store_const",
+        const=None,
+        default=COUNT_LIMIT,
+        help=f"count every matching entry of a page's query, however many (by default, past "
+        f"{COUNT_LIMIT:,} the count is the database's estimate)",
+    )
     serve.set_defaults(handler=serve_command)
 
     filters = argparse.ArgumentParser(add_help=False)

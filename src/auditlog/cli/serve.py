@@ -126,7 +126,9 @@ def serve_command(args: argparse.Namespace) -> int:
     tokens = _tokens(args.tokens_file)
     engine = open_database(args.database_url)
     try:
-        app = make_wsgi_app(sessionmaker(engine), token_authenticator(tokens))
+        app = make_wsgi_app(
+            sessionmaker(engine), token_authenticator(tokens), count_limit=args.count_limit
+        )
         tenants = len(set(tokens.values()))
 
         def banner(base: str) -> list[str]:

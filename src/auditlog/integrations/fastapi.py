@@ -32,12 +32,14 @@ from .._asyncio import AsyncSession
 from ..exceptions import InvalidQueryError
 from ..query import CursorPage, HistoryPage
 from .http import (
+    COUNT_LIMIT,
     DEFAULT_MAX_PAGE_BYTES,
     ErrorBody,
     HTTPError,
     Principal,
     as_principal,
     bearer_token,
+    check_count_limit,
     check_principal,
     empty_page,
     openapi_parameters,
@@ -119,6 +121,7 @@ def history_router(
     path: str = "/history/",
     tags: Sequence[str] = ("audit",),
     max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES,
+    count_limit: int | None = COUNT_LIMIT,
     **router_options: Any,
 ) -> APIRouter:
     """An ``APIRouter`` serving ``GET path``: one page of the caller's tenant's audit entries.
@@ -131,8 +134,11 @@ def history_router(
     function), and ``caller``, the application's own FastAPI dependency that returns the signed-in
     caller (a ``Principal``, or an object with ``tenant_id`` and ``user_id`` attributes, or
     ``None`` for nobody), so that an app reuses its ``Depends(current_user)``. A page of several entries whose JSON exceeds
-    ``max_page_bytes`` is refused (400). ``router_options`` go to ``APIRouter``.
+    ``max_page_bytes`` is refused (400). ``count`` is exact up to ``count_limit`` matching
+    entries and the database's estimate past them (None: always exact, whatever it costs).
+    ``router_options`` go to ``APIRouter``.
     """
+    check_count_limit(count_limit)
     if (session_factory is None) == (session_dependency is None):
         raise TypeError("history_router() takes exactly one of session_factory, session_dependency")
     if (authenticate is None) == (caller is None):
@@ -167,7 +173,7 @@ def history_router(
     ) -> Any:
         try:
             principal = await identify(request, who)
-            query = parse_query(request.scope.get("query_string", b""))
+            query = parse_query(request.scope.get("query_string", b""), count_limit=count_limit)
             scoped = scoped_query(principal, query)
             page = empty_page(query)
             try:
@@ -243,6 +249,7 @@ def history_app(
     session_dependency: Callable[..., Any] | None = None,
     path: str = "/history/",
     max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES,
+    count_limit: int | None = COUNT_LIMIT,
     **app_options: Any,
 ) -> FastAPI:
     """A small FastAPI app holding only :func:`history_router`, to mount in a Starlette app.
@@ -259,6 +266,7 @@ def history_app(
             session_dependency=session_dependency,
             path=path,
             max_page_bytes=max_page_bytes,
+            count_limit=count_limit,
         )
     )
     return app

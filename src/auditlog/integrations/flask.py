@@ -19,12 +19,14 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     ) from exc
 
 from .http import (
+    COUNT_LIMIT,
     DEFAULT_MAX_PAGE_BYTES,
     Authenticate,
     HTTPError,
     Principal,
     as_principal,
     authenticate_request,
+    check_count_limit,
     history_page,
     page_body,
 )
@@ -46,6 +48,7 @@ def history_blueprint(
     name: str = "auditlog_history",
     url_prefix: str | None = None,
     max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES,
+    count_limit: int | None = COUNT_LIMIT,
 ) -> Blueprint:
     """A blueprint serving ``GET path`` (one page of the caller's tenant's audit entries) and
     ``GET path/state/`` (one object's recorded state).
@@ -57,8 +60,10 @@ def history_blueprint(
     reads the signed-in caller the application's way (``flask.g``, Flask-Login's
     ``current_user``) and returns a ``Principal``, an object with ``tenant_id`` and ``user_id``
     attributes, or ``None`` for nobody. A page of several entries whose JSON exceeds
-    ``max_page_bytes`` is refused (400).
+    ``max_page_bytes`` is refused (400). ``count`` is exact up to ``count_limit`` matching
+    entries and the database's estimate past them (None: always exact, whatever it costs).
     """
+    check_count_limit(count_limit)
     if (authenticate is None) == (caller is None):
         raise TypeError("history_blueprint() takes exactly one of authenticate, caller")
     blueprint = Blueprint(name, __name__, url_prefix=url_prefix)
@@ -103,7 +108,8 @@ def history_blueprint(
     def history() -> Response:
         return answer(
             lambda who: page_body(
-                history_page(session_factory, who, request.query_string), max_page_bytes
+                history_page(session_factory, who, request.query_string, count_limit=count_limit),
+                max_page_bytes,
             )
         )
 

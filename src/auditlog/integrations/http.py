@@ -39,12 +39,14 @@ from ..query import (
     HistoryPage,
     HistoryQuery,
 )
+from ..query.counts import COUNT_LIMIT
 from ..query.pages import cursor_page, numbered_page
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 __all__ = [
+    "COUNT_LIMIT",
     "DEFAULT_MAX_PAGE_BYTES",
     "PARAMETERS",
     "TOKEN_PATTERN",
@@ -55,6 +57,7 @@ __all__ = [
     "as_principal",
     "authenticate_request",
     "bearer_token",
+    "check_count_limit",
     "check_principal",
     "decode_query",
     "empty_page",
@@ -205,8 +208,10 @@ def authenticate_request(authorization: str | None, authenticate: Authenticate) 
 
 #: The query parameters, in the order the OpenAPI document lists them: the filters, paging, and
 #: ``tenant_id`` last (it never widens the scope).
+#: The endpoint's query parameters: ``count_limit`` is the mount's setting, never a client's (an
+#: exact count of a big tenant costs the database what the limit exists to spare it).
 PARAMETERS: tuple[str, ...] = (
-    *(name for name in HistoryQuery.model_fields if name != "tenant_id"),
+    *(name for name in HistoryQuery.model_fields if name not in ("tenant_id", "count_limit")),
     "cursor",
     "tenant_id",
 )
@@ -327,9 +332,12 @@ def decode_query(
     return decoded
 
 
-def parse_query(query_string: bytes | str) -> HistoryQuery | CursorQuery:
+def parse_query(
+    query_string: bytes | str, *, count_limit: int | None = COUNT_LIMIT
+) -> HistoryQuery | CursorQuery:
     """The validated query of a raw query string (bytes, or WSGI's latin-1 text): numbered
-    pages, or keyset pages when it gives a ``cursor``.
+    pages, or keyset pages when it gives a ``cursor``. ``count_limit`` is the mount's, never the
+    client's (see :func:`~auditlog.query_history`).
 
     Empty values count as absent. Raises :class:`HTTPError` (400) naming the bad parameter.
     """
@@ -348,6 +356,8 @@ def parse_query(query_string: bytes | str) -> HistoryQuery | CursorQuery:
     kind: type[HistoryQuery] | type[CursorQuery] = (
         CursorQuery if "cursor" in arguments else HistoryQuery
     )
+    if kind is HistoryQuery:
+        arguments["count_limit"] = count_limit
     try:
         return kind.parse(**arguments)
     except InvalidQueryError as exc:
@@ -372,6 +382,16 @@ def scoped_query(principal: Principal, query: Query) -> Query | None:
 
 #: The largest JSON body of a page of more than one entry (16 MiB): a larger one is refused.
 DEFAULT_MAX_PAGE_BYTES = 16 * 2**20
+
+
+def check_count_limit(count_limit: object) -> None:
+    """A mount's ``count_limit``: a number of entries of 0 or more, or None (always exact)."""
+    if count_limit is not None and (
+        not isinstance(count_limit, int) or isinstance(count_limit, bool) or count_limit < 0
+    ):
+        raise ValueError(
+            f"count_limit must be a number of entries of 0 or more, or None, not {count_limit!r}"
+        )
 
 
 def page_body(page: HistoryPage | CursorPage, max_bytes: int = DEFAULT_MAX_PAGE_BYTES) -> bytes:
@@ -413,13 +433,17 @@ def run_query(session: Session, query: HistoryQuery | CursorQuery) -> HistoryPag
 
 
 def history_page(
-    session_factory: Callable[[], Session], principal: Principal, query_string: bytes | str
+    session_factory: Callable[[], Session],
+    principal: Principal,
+    query_string: bytes | str,
+    *,
+    count_limit: int | None = COUNT_LIMIT,
 ) -> HistoryPage | CursorPage:
     """Parse, scope and run one request's query on a new session (sync mounts).
 
     Raises :class:`HTTPError`: 400 for a bad parameter, 503 when the database fails.
     """
-    query = parse_query(query_string)
+    query = parse_query(query_string, count_limit=count_limit)
     scoped = scoped_query(principal, query)
     if scoped is None:
         return empty_page(query)

@@ -11,10 +11,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .http import (
+    COUNT_LIMIT,
     DEFAULT_MAX_PAGE_BYTES,
     Authenticate,
     HTTPError,
     authenticate_request,
+    check_count_limit,
     history_page,
     page_body,
 )
@@ -40,12 +42,16 @@ def make_wsgi_app(
     *,
     path: str = "/history/",
     max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES,
+    count_limit: int | None = COUNT_LIMIT,
 ) -> WSGIApp:
     """A WSGI application serving ``GET path``, ``GET path/state/`` (with or without the final
     slash) and the viewer at ``path/view/``, and nothing else.
 
-    A page of several entries whose JSON exceeds ``max_page_bytes`` is refused (400).
+    A page of several entries whose JSON exceeds ``max_page_bytes`` is refused (400). ``count``
+    is exact up to ``count_limit`` matching entries and the database's estimate past them (None:
+    always exact, whatever it costs).
     """
+    check_count_limit(count_limit)
     paths = {path, path.rstrip("/") or "/"}
     state = f"{path.rstrip('/')}/state/"
     states = {state, state.rstrip("/")}
@@ -69,7 +75,8 @@ def make_wsgi_app(
             if where in states:
                 body = object_state(session_factory, principal, query).model_dump_json().encode()
             else:
-                body = page_body(history_page(session_factory, principal, query), max_page_bytes)
+                page = history_page(session_factory, principal, query, count_limit=count_limit)
+                body = page_body(page, max_page_bytes)
             status = 200
         except HTTPError as exc:
             status, body = exc.status, exc.json()
