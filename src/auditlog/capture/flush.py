@@ -137,6 +137,8 @@ def _in_write_order(
     """The flush's objects in a stable order (the unit of work holds them in sets): new objects
     in the order they were added, as SQLAlchemy inserts them; then the others model by model,
     by primary key. Entry ids follow this order."""
+    if len(audited) < 2:
+        return audited
     new = [item for item in audited if item[0].key is None]
     new.sort(key=lambda item: item[0].insert_order or 0)
     models: dict[Any, list[tuple[InstanceState[Any], bool, Plan]]] = {}
