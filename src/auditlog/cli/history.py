@@ -86,7 +86,8 @@ def state_command(args: argparse.Namespace) -> int:
         try:
             return state_at(session, kind, args.object_id, at, tenant_id=args.tenant_id)
         except InvalidQueryError as exc:
-            raise CommandError(f"--as-of: {exc.message}", 2) from None
+            option = "--content-type" if exc.argument == "content_type" else "--as-of"
+            raise CommandError(f"{option}: {exc.message}", 2) from None
 
     _print(_read(args.database_url, read))
     return 0

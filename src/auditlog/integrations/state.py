@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..exceptions import InvalidQueryError
 from ..models import MAX_ID
+from ..query.filters import content_type_named
 from ..timetravel.asof import ENTRY_ID, latest_entry, position, state_of, unknown_if_pruned
 from .http import HTTPError, Principal, decode_query, parse_datetime
 
@@ -123,10 +124,15 @@ def state_at(
     *,
     tenant_id: str | None = None,
 ) -> ObjectState:
-    """The recorded state of one object at ``at``, with the entry it comes from."""
+    """The recorded state of one object at ``at``, with the entry it comes from. A model's name
+    may be its class name alone while one model has it; an unknown one is an
+    :class:`~auditlog.InvalidQueryError`, not an object without a state."""
+    kind = (
+        content_type if isinstance(content_type, int) else content_type_named(session, content_type)
+    )
     entry = latest_entry(
         session,
-        content_type,
+        kind,
         object_id,
         position(session, at, tenant_id=tenant_id),
         tenant_id=tenant_id,

@@ -31,6 +31,7 @@ __all__ = [
     "by_tenant",
     "by_transaction",
     "by_user",
+    "content_type_named",
     "in_window",
     "resolve_content_type",
 ]
@@ -79,14 +80,20 @@ _F = TypeVar("_F", bound=HistoryFilters)
 
 
 def resolve_content_type(session: Session, q: _F) -> _F:
-    """``q`` with a model's name in ``content_type`` replaced by its id: the name entries give
-    (``app.models.Loan``), or the class name alone (``Loan``) when one model has it. A model
-    mapped in this process that has no entry yet matches nothing; any other unknown name, or a
-    class name several models share, is an :class:`~auditlog.InvalidQueryError` that lists the
-    known ones."""
+    """``q`` with a model's name in ``content_type`` replaced by its id
+    (:func:`content_type_named`)."""
     name = q.content_type
     if not isinstance(name, str):
         return q
+    return q.model_copy(update={"content_type": content_type_named(session, name)})
+
+
+def content_type_named(session: Session, name: str) -> int:
+    """The content type id of a model's name: the name entries give (``app.models.Loan``), or
+    the class name alone (``Loan``) when one model has it. A model mapped in this process that
+    has no entry yet is -1 (it matches nothing); any other unknown name, or a class name several
+    models share, is an :class:`~auditlog.InvalidQueryError` naming ``content_type`` that lists
+    the known ones."""
     rows = sa.select(content_type_table.c.id, content_type_table.c.name)
     found = session.execute(rows.where(content_type_table.c.name == name)).first()
     if found is None and "." not in name:
@@ -100,9 +107,9 @@ def resolve_content_type(session: Session, q: _F) -> _F:
             )
         found = alike[0] if alike else None
     if found is not None:
-        return q.model_copy(update={"content_type": found.id})
+        return int(found.id)
     if mapper_named(name) is not None:
-        return q.model_copy(update={"content_type": -1})  # a model, never audited yet: no entries
+        return -1  # a model, never audited yet: no entries
     known = session.scalars(
         sa.select(content_type_table.c.name).order_by(content_type_table.c.name).limit(50)
     ).all()
