@@ -257,6 +257,11 @@ class _Run:
         returns the time to start the next one from, None when the range is done."""
         connection = self.connection
         with connection.begin(), maintenance(connection):
+            if connection.dialect.name == "postgresql":
+                # the batch's commit does not wait for its WAL to reach the disk: a writer's
+                # commit then never queues behind a prune's flush (a crash can undo the last
+                # batches, bookkeeping included, and the prune goes on where it is run again)
+                connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
             self._lock_seals()
             conditions = self._in_range(_log)
             if start is not None:
