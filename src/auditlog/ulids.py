@@ -9,11 +9,12 @@ faster). python-ulid still makes new ULIDs and reads every spelling the fast pat
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from ulid import ULID
 
-__all__ = ["ulid_int", "ulid_text"]
+__all__ = ["ulid_floor", "ulid_int", "ulid_text"]
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 #: Crockford base 32 of every 10 bits: two characters.
@@ -50,3 +51,10 @@ def ulid_int(text: str, _values: dict[str, int] = _PAIR_VALUES) -> int:
     except KeyError:
         pass
     return int.from_bytes(ULID.from_str(text).bytes, "big")
+
+
+def ulid_floor(moment: dt.datetime) -> str:
+    """The smallest ULID of ``moment``'s millisecond (an aware time): every entry written
+    earlier has a smaller id."""
+    millis = max(0, int(moment.timestamp() * 1000))
+    return ulid_text(millis.to_bytes(6, "big") + bytes(10))

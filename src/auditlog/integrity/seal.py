@@ -32,7 +32,7 @@ from sqlalchemy.engine import Connection, Engine
 from ..capture.writer import can_copy, copy_rows
 from ..models import audit_log_table as _log
 from ..models import metadata, ulid_hex
-from ..ulids import ulid_text
+from ..ulids import ulid_floor
 from .digest import GENESIS, entries_digest, entry_digest, row_columns, seal_digest
 from .tables import erasure_table
 from .tables import seal_entry_table as _member
@@ -161,7 +161,7 @@ def _write_seal(
         unsealed = unsealed.where(_log.c.id > after)
     elif last is not None:  # older entries in no seal were inserted: verify names them
         floor = _aware(last.sealed_at) - late
-        unsealed = unsealed.where(_log.c.id >= _id_floor(floor), _log.c.timestamp >= floor)
+        unsealed = unsealed.where(_log.c.id >= ulid_floor(floor), _log.c.timestamp >= floor)
     rows = connection.execute(unsealed).mappings()
     members: list[dict[str, Any]] = []
     for row in rows:
@@ -196,12 +196,6 @@ def _write_seal(
 def _aware(moment: dt.datetime) -> dt.datetime:
     """A stored time as UTC (MariaDB and SQLite give it naive)."""
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.timezone.utc)
-
-
-def _id_floor(moment: dt.datetime) -> str:
-    """The smallest entry id of ``moment``'s millisecond."""
-    millis = max(0, int(moment.timestamp() * 1000))
-    return ulid_text(millis.to_bytes(6, "big") + bytes(10))
 
 
 def _insert_members(connection: Connection, members: list[dict[str, Any]]) -> None:

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from ..models import audit_log_table, content_type_table, ulid_hex
-from ..ulids import ulid_text
+from ..ulids import ulid_floor, ulid_text
 from .horizon import DEFAULT_MARGIN, SafeBound, safe_bound
 from .messages import COLUMNS, PG_BODY, RelayedEntry, pg_relayed_entry, relayed_entry
 from .tables import relay_entry_table, relay_table
@@ -39,12 +39,6 @@ DEFAULT_NAME = "default"
 
 _log = audit_log_table
 _member = relay_entry_table
-
-
-def ulid_floor(at: dt.datetime) -> str:
-    """The smallest ULID stamped with ``at`` (to the millisecond)."""
-    millis = max(0, int(at.timestamp() * 1000))
-    return ulid_text(millis.to_bytes(6, "big") + bytes(10))
 
 
 def _now() -> dt.datetime:
