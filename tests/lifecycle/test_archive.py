@@ -243,6 +243,25 @@ def test_before_selects_to_the_millisecond(
     assert [r["id"] for r in entry_records(archive)] == ids[:1]
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+@pytest.mark.parametrize("form", FORMATS)
+def test_a_full_disk_stops_the_export_with_its_reason_and_the_database_is_usable(
+    engine: Engine, Session_: sessionmaker[Session], form: str
+) -> None:
+    write(Session_)
+    auditlog.seal(engine, batch=4)
+    with pytest.raises(ArchiveError, match="cannot write '/dev/full': No space left on device"):
+        export_archive(engine, "/dev/full", format=form, page_size=2)
+    with Session_.begin() as session:  # the export's connection went back to the pool clean
+        session.add(Customer(id=60, name="after"))
+    assert entry_count(engine) == 10
+
+
+def entry_count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(LOG)).scalar_one()
+
+
 # --- edits of the file ------------------------------------------------------------------------
 
 
@@ -273,11 +292,13 @@ def test_an_edited_value_a_removed_line_a_cut_and_an_edited_seal_are_named(
     assert {p.kind for p in problems} == {"entry_changed", "archive_changed"}
     assert [p.entry_id for p in problems if p.kind == "entry_changed"] == [entry["id"]]
 
-    removed = tmp_path / "removed.jsonl"
+    removed = tmp_path / "removed.jsonl"  # its seal lists no members: all are archived
     removed.write_text("".join([*lines[:3], *lines[4:]]), "utf-8")
     problems = verify_archive(removed).problems
     assert {p.kind for p in problems} == {"entry_removed", "archive_changed"}
-    assert [p.entry_id for p in problems if p.kind == "entry_removed"] == [entry["id"]]
+    assert [(p.seal, p.entry_id) for p in problems if p.kind == "entry_removed"] == [
+        (entry["seal"], None)
+    ]
 
     cut = tmp_path / "cut.jsonl"
     cut.write_text("".join(lines[:-1]), "utf-8")
@@ -289,6 +310,70 @@ def test_an_edited_value_a_removed_line_a_cut_and_an_edited_seal_are_named(
     seal["sealed_at"] = "2020-01-01T00:00:00.000000+00:00"
     resealed.write_text("".join([*lines[:-3], json.dumps(seal) + "\n", *lines[-2:]]), "utf-8")
     assert _kinds(resealed) == {"seal_changed", "archive_changed"}
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def _rewrite(path: Path, records: list[dict[str, Any]]) -> None:
+    """Write ``records`` (a trailer last) with the trailer's counts and digest made again."""
+    import hashlib
+
+    body = [json.dumps(r, ensure_ascii=False) + "\n" for r in records[:-1]]
+    trailer = {
+        **records[-1],
+        "records": len(body),
+        "sha256": hashlib.sha256("".join(body).encode()).hexdigest(),
+    }
+    path.write_text("".join([*body, json.dumps(trailer) + "\n"]), "utf-8")
+
+
+def test_a_seal_lists_its_members_when_some_are_not_archived_and_names_a_removed_one(
+    engine: Engine, Session_: sessionmaker[Session], tmp_path: Path
+) -> None:
+    write(Session_)
+    ids = dated_ids(engine, JAN, dt.timedelta(hours=1))
+    auditlog.seal(engine, batch=4)  # seals of entries 0-3, 4-7, 8
+    archive = tmp_path / "part.jsonl"
+    export_archive(engine, archive, before=JAN + dt.timedelta(hours=6))  # entries 0-5
+    records = _lines(archive)
+    seals = {r["seq"]: r for r in records if r["record"] == "seal"}
+    assert sorted(seals) == [1, 2] and seals[1]["members"] is None
+    assert [m[0] for m in seals[2]["members"]] == ids[4:8]  # 6 and 7: newer than the selection
+    assert verify_archive(archive).intact
+
+    entry = next(r for r in records if r["record"] == "entry" and r["id"] == ids[5])
+    _rewrite(archive, [r for r in records if r is not entry])  # the trailer made again too
+    problems = verify_archive(archive).problems
+    assert [(p.kind, p.entry_id, p.seal) for p in problems] == [("entry_removed", ids[5], 2)]
+
+
+def test_an_archive_of_version_1_with_every_member_listed_still_verifies_and_imports(
+    engine: Engine, Session_: sessionmaker[Session], target: Engine, tmp_path: Path
+) -> None:
+    head = _sealed_archive(engine, Session_, tmp_path / "v2.jsonl")
+    records = _lines(tmp_path / "v2.jsonl")
+    assert records[0]["version"] == 2
+    records[0]["version"] = 1
+    for seal in (r for r in records if r["record"] == "seal"):
+        assert seal["members"] is None
+        seal["members"] = [
+            [r["id"], r["digest"]]
+            for r in records
+            if r["record"] == "entry" and r["seal"] == seal["seq"]
+        ]
+    old = tmp_path / "v1.jsonl"
+    _rewrite(old, records)
+    report = verify_archive(old, head=head)
+    assert report.intact and report.sealed == 9, report.problems
+    assert import_archive(target, old).entries == 9
+    assert auditlog.verify(target, head=head).intact
+
+    gone = next(r for r in records if r["record"] == "entry")
+    _rewrite(old, [r for r in records if r is not gone])
+    problems = verify_archive(old).problems
+    assert [(p.kind, p.entry_id) for p in problems] == [("entry_removed", gone["id"])]
 
 
 def test_an_edit_that_rewrites_the_trailer_is_still_found(

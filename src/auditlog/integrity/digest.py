@@ -37,6 +37,7 @@ __all__ = [
     "GENESIS",
     "PERSONAL",
     "entries_digest",
+    "entries_hash",
     "entry_digest",
     "erased_entry_digest",
     "field_digest",
@@ -80,6 +81,7 @@ GENESIS = "0" * 64
 _NULL = b"\xff\xff\xff\xff"
 _ENTRY = b"auditlog-entry-v1\x00"
 _FIELD_KEY = b"auditlog-field-key-v1\x00"
+_ENTRIES = b"auditlog-entries-v1\x00"
 _NAMES = {name: name.encode() + b"\x00" for name in FIELDS}
 _json = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
 
@@ -182,9 +184,15 @@ def erased_entry_digest(
     return hashlib.sha256(b"".join(parts)).hexdigest()
 
 
+def entries_hash() -> hashlib._Hash:
+    """A SHA-256 to feed a seal's entry digests (bytes) in id order: its hex digest is then
+    :func:`entries_digest`'s."""
+    return hashlib.sha256(_ENTRIES)
+
+
 def entries_digest(digests: Iterable[str]) -> str:
     """The digest (hex) of a seal's entries: their digests in id order."""
-    h = hashlib.sha256(b"auditlog-entries-v1\x00")
+    h = hashlib.sha256(_ENTRIES)
     for digest in digests:
         h.update(bytes.fromhex(digest))
     return h.hexdigest()

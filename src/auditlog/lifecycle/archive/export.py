@@ -10,18 +10,19 @@ at a time along the primary key (``pages.py``), in one snapshot, in constant mem
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-from ulid import ULID
 
 from ...integrity.tables import seal_entry_table as _member
 from ...integrity.tables import seal_table as _seal
 from ...models import audit_log_table as _log
 from ...models import content_type_table as _ctype
+from ...ulids import ulid_floor
 from ..prune import cutoff
 from ..tables import prune_entry_table as _pruned
 from ..tables import prune_table as _prune
@@ -56,7 +57,7 @@ class ExportResult:
 
 def id_floor(moment: dt.datetime) -> str:
     """The smallest entry id of ``moment``'s millisecond: entries older have smaller ids."""
-    return str(ULID.from_bytes(int(moment.timestamp() * 1000).to_bytes(6, "big") + bytes(10)))
+    return ulid_floor(moment)
 
 
 def _has(connection: Connection, *tables: sa.Table) -> bool:
@@ -77,33 +78,29 @@ def _whole_log_cutoff(connection: Connection) -> int:
     return int(found.timestamp() * 1000)
 
 
-def _seal_records(connection: Connection, newest: int) -> Any:
+def _seal_records(connection: Connection, newest: int, archived: Counter[int]) -> Any:
     """Every seal up to ``newest``, with all its members and those gone by a recorded prune
-    (listed by one, or older than a whole-log prune's cutoff)."""
+    (listed by one, or older than a whole-log prune's cutoff); the members left out (null) of
+    a seal whose ``archived`` entries (how many the archive holds, per seal) are all of them."""
     postgresql = connection.dialect.name == "postgresql"
-    pruning = _has(connection, _prune, _pruned)
-    joined = _member.outerjoin(_log, _log.c.id == _member.c.entry_id)
-    gone: Any = _log.c.id.is_(None)
-    if pruning:
-        joined = joined.outerjoin(_pruned, _pruned.c.entry_id == _member.c.entry_id)
-        listed: Any = _pruned.c.entry_id.is_not(None)
+    gone: Any = sa.literal(0)
+    if _has(connection, _prune, _pruned):
+        # Only a member a prune accounts for can be gone: listed by a prune, or older than a
+        # whole-log prune's cutoff; the log is looked up for those alone (an index probe each),
+        # not joined with every member.
+        listed: Any = _member.c.entry_id.in_(sa.select(_pruned.c.entry_id))
         cutoff_ms = _whole_log_cutoff(connection)
         if cutoff_ms >= 0:
-            floor = ULID.from_bytes(cutoff_ms.to_bytes(6, "big") + bytes(10))
-            listed = sa.or_(listed, _member.c.entry_id < str(floor))
-        gone = sa.and_(gone, listed)
-    else:
-        gone = sa.and_(gone, sa.false())
+            floor = ulid_text(cutoff_ms.to_bytes(6, "big") + bytes(10))
+            listed = sa.or_(listed, _member.c.entry_id < floor)
+        present = sa.exists().where(_log.c.id == _member.c.entry_id)
+        gone = sa.case((sa.and_(listed, ~present), 1), else_=0)
     entry_id = (
         sa.func.uuid_send(_member.c.entry_id)
         if postgresql
         else sa.type_coerce(_member.c.entry_id, sa.String)
     )
-    query = (
-        sa.select(entry_id, _member.c.digest, sa.case((gone, 1), else_=0))
-        .select_from(joined)
-        .order_by(_member.c.entry_id)
-    )
+    query = sa.select(entry_id, _member.c.digest, gone).order_by(_member.c.entry_id)
     seals = connection.execute(sa.select(_seal).where(_seal.c.seq <= newest).order_by("seq")).all()
     query = query.where(_member.c.seal_seq == sa.bindparam("seq", type_=sa.Integer))
     if postgresql:  # the driver's cursor, plain tuples, one seal ahead
@@ -123,12 +120,15 @@ def _seal_records(connection: Connection, newest: int) -> Any:
 
     def records() -> Iterator[list[dict[str, Any]]]:
         for row in seals:
-            listed, pruned = [], []
-            for raw, digest, is_gone in members(row.seq):
-                text = ulid_text(raw if postgresql else bytes.fromhex(raw))
-                listed.append([text, digest])
-                if is_gone:
-                    pruned.append(text)
+            listed: list[list[str]] | None = None
+            pruned: list[str] = []
+            if archived[row.seq] != row.entries:  # members outside the archive: all listed
+                listed = []
+                for raw, digest, is_gone in members(row.seq):
+                    text = ulid_text(raw if postgresql else bytes.fromhex(raw))
+                    listed.append([text, digest])
+                    if is_gone:
+                        pruned.append(text)
             yield [
                 {
                     "seq": row.seq,
@@ -183,13 +183,17 @@ def export_archive(
         except OSError as exc:
             raise ArchiveError(f"cannot write {str(output)!r}: {exc.strerror}") from None
     writer = open_writer(format, output)
-    if isinstance(bind, Engine):
-        options: dict[str, Any] = {}
-        if bind.dialect.name in ("postgresql", "mysql", "mariadb"):
-            options["isolation_level"] = "REPEATABLE READ"  # one snapshot: entries match seals
-        with bind.connect().execution_options(**options) as connection, connection.begin():
-            return _export(connection, writer, moment, tenant_id, page_size, progress, format)
-    return _export(bind, writer, moment, tenant_id, page_size, progress, format)
+    try:
+        if isinstance(bind, Engine):
+            options: dict[str, Any] = {}
+            if bind.dialect.name in ("postgresql", "mysql", "mariadb"):
+                options["isolation_level"] = "REPEATABLE READ"  # one snapshot: entries match seals
+            with bind.connect().execution_options(**options) as connection, connection.begin():
+                return _export(connection, writer, moment, tenant_id, page_size, progress, format)
+        return _export(bind, writer, moment, tenant_id, page_size, progress, format)
+    except BaseException:
+        writer.abandon()
+        raise
 
 
 def _export(
@@ -223,9 +227,11 @@ def _export(
     if tenant_id is not None:
         conditions.append(_log.c.tenant_id == tenant_id)
     done = in_seals = newest = 0
+    archived: Counter[int] = Counter()
     for rows in entry_pages(connection, sealed, source, conditions, page_size):
         writer.entries(rows, ids_as_bytes=postgresql)
         seals = [int(row[_SEAL]) for row in rows if row[_SEAL] is not None]
+        archived.update(seals)
         in_seals += len(seals)
         newest = max(newest, *seals) if seals else newest
         done += len(rows)
@@ -233,7 +239,7 @@ def _export(
             progress(done)
     seal_count = 0
     if sealed and newest:
-        for record in _seal_records(connection, newest):
+        for record in _seal_records(connection, newest, archived):
             writer.record("seal", record)
             seal_count += 1
     writer.close()

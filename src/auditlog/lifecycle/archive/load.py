@@ -229,7 +229,9 @@ class _Import:
         )
         pruned = set(record["pruned"])
         others = [
-            (entry_id, digest) for entry_id, digest in record["members"] if entry_id not in held
+            (entry_id, digest)
+            for entry_id, digest in record["members"] or ()  # null: all of them archived
+            if entry_id not in held
         ]
         for start in range(0, len(others), self.batch_size):
             chunk = others[start : start + self.batch_size]

@@ -37,6 +37,7 @@ __all__ = [
     "INT_FIELDS",
     "JSON_FIELDS",
     "NAME",
+    "READS",
     "RECORDS",
     "VERSION",
     "ArchiveError",
@@ -52,8 +53,11 @@ __all__ = [
 ]
 
 FORMATS = ("jsonl", "csv", "parquet")
-#: The archive format's name and version, in the header.
-NAME, VERSION = "auditlog-archive", 1
+#: The archive format's name and version, in the header; the versions this code reads (version
+#: 1 lists every seal's members; version 2 omits them, as null, from a seal all of whose
+#: members are archived entries: those entries name their seal).
+NAME, VERSION = "auditlog-archive", 2
+READS = (1, 2)
 ENTRY: tuple[str, ...] = (*FIELDS, "seal", "entry_key", "digest", "erased")
 RECORDS: dict[str, tuple[str, ...]] = {
     "header": (

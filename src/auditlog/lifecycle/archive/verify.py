@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from ulid import ULID
 
-from ...integrity.digest import FIELDS, GENESIS, entries_digest, seal_digest
+from ...integrity.digest import FIELDS, GENESIS, entries_digest, entries_hash, seal_digest
 from .reader import ArchiveReader
-from .records import NAME, VERSION, ArchiveError
+from .records import NAME, READS, ArchiveError
 
 if TYPE_CHECKING:
     from ...integrity.verify import Problem, VerifyReport
@@ -41,10 +41,10 @@ class ArchiveFile:
         first = next(records, None)
         if first is None or first["record"] != "header" or first.get("format") != NAME:
             raise ArchiveError(f"{str(self.reader.path)!r} does not start with an archive header")
-        if first.get("version") != VERSION:
+        if first.get("version") not in READS:
             raise ArchiveError(
                 f"{str(self.reader.path)!r} is an archive of version {first.get('version')}; "
-                f"this auditlog reads version {VERSION}"
+                f"this auditlog reads versions {', '.join(map(str, READS))}"
             )
         self.header = first
         before = dt.datetime.fromisoformat(first["before"])
@@ -120,7 +120,8 @@ def _verify_archive(
     archive = ArchiveFile(path)
     report = VerifyReport()
     problems = report.problems
-    claimed: dict[int, list[Any]] = {}  # seal -> [count, sha256 of (id, digest) in id order]
+    # seal -> [count, sha256 of (id, digest) in id order, the digests as a seal's entries digest]
+    claimed: dict[int, list[Any]] = {}
     unsealed: list[tuple[str, dt.datetime]] = []
     expected_seq, previous, newest = 1, GENESIS, None
     deferred: dict[int, dict[str, Any]] = {}
@@ -133,9 +134,12 @@ def _verify_archive(
                 continue
             member = _Member(record)
             _check_entry(member, values, member.seal_seq, None, report)
-            held = claimed.setdefault(member.seal_seq, [0, hashlib.sha256()])
+            held = claimed.get(member.seal_seq)
+            if held is None:
+                held = claimed[member.seal_seq] = [0, hashlib.sha256(), entries_hash()]
             held[0] += 1
             held[1].update(f"{member.entry_id}:{member.digest}\n".encode())
+            held[2].update(bytes.fromhex(member.digest))
         elif kind == "seal":
             seq = record["seq"]
             while expected_seq < seq:
@@ -164,6 +168,11 @@ def _verify_archive(
             ):
                 problems.append(Problem("seal_changed", f"seal {seq} was changed", seal=seq))
             members = record["members"]
+            if members is None:  # every member is an archived entry (version 2)
+                _check_archived(record, claimed.pop(seq, None), report)
+                expected_seq, previous, newest = seq + 1, record["digest"], record
+                _check_head(record, published, problems)
+                continue
             if (
                 len(members) != record["entries"]
                 or entries_digest(d for _, d in members) != record["entries_digest"]
@@ -184,7 +193,7 @@ def _verify_archive(
                 if entry_id not in pruned and not archive.outside(entry_id):
                     expected.update(f"{entry_id}:{digest}\n".encode())
                     count += 1
-            held = claimed.pop(seq, [0, hashlib.sha256()])
+            held = claimed.pop(seq, None) or [0, hashlib.sha256()]
             if (
                 archive.header.get("tenant_id") is not None
                 or held[0] != count
@@ -192,14 +201,7 @@ def _verify_archive(
             ):
                 deferred[seq] = {"members": members, "pruned": pruned}
             expected_seq, previous, newest = seq + 1, record["digest"], record
-            if published is not None and published[0] == seq and published[1] != record["digest"]:
-                problems.append(
-                    Problem(
-                        "head_mismatch",
-                        f"seal {seq} is not the published head: the log was rewritten",
-                        seal=seq,
-                    )
-                )
+            _check_head(record, published, problems)
     problems.extend(archive.trailer_problems())
     for seq in sorted(claimed):
         problems.append(
@@ -226,6 +228,50 @@ def _verify_archive(
                 )
             )
     return report
+
+
+def _check_archived(record: dict[str, Any], held: list[Any] | None, report: VerifyReport) -> None:
+    """A seal whose members the archive leaves out (all archived entries): they must be as many
+    as it sealed and give its entries digest, in id order."""
+    from ...integrity.verify import Problem
+
+    seq, count = record["seq"], record["entries"]
+    archived, digest = (held[0], held[2].hexdigest()) if held else (0, entries_digest(()))
+    report.sealed += count
+    if archived < count:  # the file lost entry records: no member list names them
+        report.problems.append(
+            Problem(
+                "entry_removed",
+                f"{count - archived} of the {count} entries of seal {seq} are missing from the "
+                "archive (the seal was exported with all its entries)",
+                seal=seq,
+            )
+        )
+    elif archived > count or digest != record["entries_digest"]:
+        report.problems.append(
+            Problem(
+                "seal_entries_changed",
+                f"the {archived} archived entries of seal {seq} are not the {count} it sealed "
+                "(their digests differ)",
+                seal=seq,
+            )
+        )
+
+
+def _check_head(
+    record: dict[str, Any], published: tuple[int, str] | None, problems: list[Problem]
+) -> None:
+    from ...integrity.verify import Problem
+
+    seq = record["seq"]
+    if published is not None and published[0] == seq and published[1] != record["digest"]:
+        problems.append(
+            Problem(
+                "head_mismatch",
+                f"seal {seq} is not the published head: the log was rewritten",
+                seal=seq,
+            )
+        )
 
 
 def _compare_members(

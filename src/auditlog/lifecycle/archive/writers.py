@@ -6,7 +6,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from json.encoder import encode_basestring
 from typing import IO, Any
 
@@ -28,13 +30,67 @@ from .records import (
 __all__ = ["ArchiveWriter", "open_writer"]
 
 
+class _Output:
+    """Hashes and writes pages of bytes on a thread of its own, in order, while the caller makes
+    the next page (both release the GIL: the file and the hash keep up with the formatting
+    instead of adding to it); at most ``depth`` pages wait, so memory stays bounded. An error
+    of the thread (a full disk) is raised by the next :meth:`put` or by :meth:`close`."""
+
+    def __init__(self, out: IO[bytes], sha: Any, depth: int = 4) -> None:
+        self.out, self.sha, self.depth = out, sha, depth
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="auditlog-archive")
+        self.pending: deque[Future[None]] = deque()
+
+    def _write(self, data: bytes, hashed: bool) -> None:
+        if hashed:
+            self.sha.update(data)
+        self.out.write(data)
+
+    def put(self, data: bytes, hashed: bool = True) -> None:
+        while len(self.pending) >= self.depth:
+            self.pending.popleft().result()
+        self.pending.append(self.pool.submit(self._write, data, hashed))
+
+    def close(self) -> None:
+        try:
+            while self.pending:
+                self.pending.popleft().result()
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 class ArchiveWriter:
-    """Writes records in one format and counts them; :meth:`close` writes the trailer."""
+    """Writes records in one format and counts them; :meth:`close` writes the trailer,
+    :meth:`abandon` stops after an error."""
+
+    threaded = False
 
     def __init__(self, out: IO[bytes]) -> None:
         self.out = out
         self.sha = hashlib.sha256()
         self.records = self.entries_written = self.seals = 0
+        self.output = _Output(out, self.sha) if self.threaded else None
+
+    def _emit(self, data: bytes, hashed: bool = True) -> None:
+        """Bytes of records, hashed for the trailer unless ``hashed`` is false, then written."""
+        if self.output is not None:
+            self.output.put(data, hashed)
+            return
+        if hashed:
+            self.sha.update(data)
+        self.out.write(data)
+
+    def _drain(self) -> None:
+        """Waits for every page written so far; what follows is written in place."""
+        if self.output is not None:
+            output, self.output = self.output, None
+            output.close()
+
+    def abandon(self) -> None:
+        """Stops writing (the archive stays incomplete: it has no trailer)."""
+        if self.output is not None:
+            output, self.output = self.output, None
+            output.pool.shutdown(wait=True, cancel_futures=True)
 
     def record(self, kind: str, values: dict[str, Any]) -> None:
         self._write(kind, [values.get(name) for name in RECORDS[kind]])
@@ -52,6 +108,7 @@ class ArchiveWriter:
         self.entries_written += len(rows)
 
     def close(self) -> None:
+        self._drain()  # every record hashed before the trailer takes the digest
         trailer = [self.records, self.entries_written, self.seals, self.sha.hexdigest()]
         self._write("trailer", trailer, hashed=False)
         self._finish()
@@ -105,21 +162,21 @@ def _one_line(text: str) -> str:
 
 
 class _JsonLines(ArchiveWriter):
+    threaded = True
     _line = staticmethod(_line_function())
     _line_of_bytes = staticmethod(_line_function(ids_as_bytes=True))
 
     def _write(self, kind: str, values: list[Any], hashed: bool = True) -> None:
         record = {"record": kind, **dict(zip(RECORDS[kind], values, strict=True))}
-        line = (dumps(record) + "\n").encode()
-        if hashed:
-            self.sha.update(line)
-        self.out.write(line)
+        self._emit((dumps(record) + "\n").encode(), hashed)
 
     def _entries(self, rows: Sequence[Sequence[Any]], ids_as_bytes: bool = False) -> None:
         line = self._line_of_bytes if ids_as_bytes else self._line
-        data = "".join([line(row) for row in rows]).encode("utf-8", "surrogatepass")
-        self.sha.update(data)
-        self.out.write(data)
+        self._emit("".join([line(row) for row in rows]).encode("utf-8", "surrogatepass"))
+
+    def _finish(self) -> None:
+        self._drain()
+        self.out.flush()
 
 
 _ID, _TXN = ENTRY.index("id"), ENTRY.index("transaction_id")
@@ -136,19 +193,17 @@ def _ids_as_text(row: Sequence[Any]) -> list[Any]:
 class _Csv(ArchiveWriter):
     """Rows made a page at a time in memory, hashed as written, then written."""
 
+    threaded = True
+
     def __init__(self, out: IO[bytes]) -> None:
         super().__init__(out)
-        self.text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
-        csv.writer(self.text).writerow(COLUMNS)
+        self._rows([list(COLUMNS)], hashed=False)
         self.places = {kind: [COLUMNS.index(n) for n in names] for kind, names in RECORDS.items()}
 
     def _rows(self, rows: list[list[str]], hashed: bool = True) -> None:
         page = io.StringIO(newline="")
         csv.writer(page).writerows(rows)
-        text = page.getvalue()
-        if hashed:
-            self.sha.update(text.encode("utf-8", "surrogatepass"))
-        self.text.write(text)
+        self._emit(page.getvalue().encode("utf-8", "surrogatepass"), hashed)
 
     def _write(self, kind: str, values: list[Any], hashed: bool = True) -> None:
         row = ["\\N"] * len(COLUMNS)
@@ -172,8 +227,7 @@ class _Csv(ArchiveWriter):
         self._rows(out)
 
     def _finish(self) -> None:
-        self.text.flush()
-        self.text.detach()
+        self._drain()
         self.out.flush()
 
 
