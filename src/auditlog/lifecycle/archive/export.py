@@ -22,7 +22,7 @@ from ...integrity.tables import seal_entry_table as _member
 from ...integrity.tables import seal_table as _seal
 from ...models import audit_log_table as _log
 from ...models import content_type_table as _ctype
-from ...ulids import ulid_floor
+from ...ulids import ulid_floor, ulid_texts
 from ..prune import cutoff
 from ..tables import prune_entry_table as _pruned
 from ..tables import prune_table as _prune
@@ -123,12 +123,11 @@ def _seal_records(connection: Connection, newest: int, archived: Counter[int]) -
             listed: list[list[str]] | None = None
             pruned: list[str] = []
             if archived[row.seq] != row.entries:  # members outside the archive: all listed
-                listed = []
-                for raw, digest, is_gone in members(row.seq):
-                    text = ulid_text(raw if postgresql else bytes.fromhex(raw))
-                    listed.append([text, digest])
-                    if is_gone:
-                        pruned.append(text)
+                held = members(row.seq)
+                raws = [r[0] if postgresql else bytes.fromhex(r[0]) for r in held]
+                texts = ulid_texts(raws)
+                listed = [[text, r[1]] for text, r in zip(texts, held, strict=True)]
+                pruned = [text for text, r in zip(texts, held, strict=True) if r[2]]
             yield [
                 {
                     "seq": row.seq,

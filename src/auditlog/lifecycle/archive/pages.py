@@ -15,12 +15,14 @@ from sqlalchemy.engine import Connection
 from ...integrity.digest import FIELDS
 from ...integrity.tables import seal_entry_table as _member
 from ...models import audit_log_table as _log
+from ...ulids import ulid_texts
 from .records import ENTRY, iso_time, ulid_text
 
 __all__ = ["entry_pages", "prefetched", "processed"]
 
 #: Where an entry row holds its id, time and transaction id.
 _ID, _TIME, _TXN = (ENTRY.index(name) for name in ("id", "timestamp", "transaction_id"))
+_NO_ID = "0" * 32
 _JSON = ("before_state", "after_state", "changed_fields", "extra")
 
 
@@ -48,12 +50,14 @@ def _entry_columns(sealed: bool, postgresql: bool) -> list[Any]:
 
 def _entry_rows(rows: Sequence[Any]) -> list[tuple[Any, ...]]:
     """SQLite and MariaDB rows as entry rows: ULIDs as text, times in ISO 8601 UTC."""
+    ids = ulid_texts([bytes.fromhex(row[_ID]) for row in rows])
+    txns = ulid_texts([bytes.fromhex(row[_TXN] or _NO_ID) for row in rows])
     out = []
-    for row in rows:
+    for row, entry_id, txn in zip(rows, ids, txns, strict=True):
         cells = list(row)
-        cells[_ID] = ulid_text(bytes.fromhex(cells[_ID]))
+        cells[_ID] = entry_id
         if cells[_TXN] is not None:
-            cells[_TXN] = ulid_text(bytes.fromhex(cells[_TXN]))
+            cells[_TXN] = txn
         cells[_TIME] = iso_time(cells[_TIME])
         out.append(tuple(cells))
     return out

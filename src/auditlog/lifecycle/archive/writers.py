@@ -12,6 +12,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from json.encoder import encode_basestring
 from typing import IO, Any
 
+from ...ulids import ulid_texts
 from .records import (
     COLUMNS,
     ENTRY,
@@ -24,7 +25,6 @@ from .records import (
     dumps,
     escape,
     pyarrow_module,
-    ulid_text,
 )
 
 __all__ = ["ArchiveWriter", "open_writer"]
@@ -101,7 +101,7 @@ class ArchiveWriter:
         """Entry records, each its :data:`ENTRY` values (JSON-valued ones as JSON text; the
         ids as their 16 bytes when ``ids_as_bytes``)."""
         if ids_as_bytes and not isinstance(self, _JsonLines):
-            rows = [_ids_as_text(row) for row in rows]
+            rows = _ids_as_text(rows)
             ids_as_bytes = False
         self._entries(rows, ids_as_bytes)
         self.records += len(rows)
@@ -124,20 +124,20 @@ class ArchiveWriter:
         self.out.flush()
 
 
-def _line_function(ids_as_bytes: bool = False) -> Any:
+def _line_function(ids_given: bool = False) -> Any:
     """``line(row) -> str``: one entry record's JSON line, as one f-string (this runs per entry):
-    texts escaped, integers and JSON text as they are, ids and times (made here) quoted; with
-    ``ids_as_bytes``, the ids given as their 16 bytes."""
+    texts escaped, integers and JSON text as they are, ids and times quoted; with ``ids_given``,
+    ``line(row, id, transaction_id)``: the ids' texts made beforehand, many at once."""
     parts = ['f"""{{"record":"entry"']
     for i, name in enumerate(ENTRY):
         value = f"r[{i}]"
-        ulid = f"u({value})" if ids_as_bytes else value
         if name == "id":
-            shown = f'"{{{ulid}}}"'
+            shown = '"{i}"' if ids_given else f'"{{{value}}}"'
         elif name == "timestamp":
             shown = f'"{{{value}}}"'
         elif name == "transaction_id":
-            shown = f"""{{'null' if {value} is None else '"' + {ulid} + '"'}}"""
+            text = "t" if ids_given else value
+            shown = f"""{{'null' if {value} is None else '"' + {text} + '"'}}"""
         elif name in JSON_FIELDS:
             shown = f"{{'null' if {value} is None else _one_line({value})}}"
         elif name in INT_FIELDS:
@@ -146,12 +146,9 @@ def _line_function(ids_as_bytes: bool = False) -> Any:
             shown = f"{{'null' if {value} is None else q({value})}}"
         parts.append(f',"{name}":{shown}')
     parts.append('}}\\n"""')
-    source = "def line(r, q=encode_basestring, u=ulid_text):\n    return " + "".join(parts) + "\n"
-    namespace: dict[str, Any] = {
-        "encode_basestring": encode_basestring,
-        "_one_line": _one_line,
-        "ulid_text": ulid_text,
-    }
+    arguments = "r, i, t, q=encode_basestring" if ids_given else "r, q=encode_basestring"
+    source = f"def line({arguments}):\n    return " + "".join(parts) + "\n"
+    namespace: dict[str, Any] = {"encode_basestring": encode_basestring, "_one_line": _one_line}
     exec(source, namespace)
     return namespace["line"]
 
@@ -164,15 +161,19 @@ def _one_line(text: str) -> str:
 class _JsonLines(ArchiveWriter):
     threaded = True
     _line = staticmethod(_line_function())
-    _line_of_bytes = staticmethod(_line_function(ids_as_bytes=True))
+    _line_with_ids = staticmethod(_line_function(ids_given=True))
 
     def _write(self, kind: str, values: list[Any], hashed: bool = True) -> None:
         record = {"record": kind, **dict(zip(RECORDS[kind], values, strict=True))}
         self._emit((dumps(record) + "\n").encode(), hashed)
 
     def _entries(self, rows: Sequence[Sequence[Any]], ids_as_bytes: bool = False) -> None:
-        line = self._line_of_bytes if ids_as_bytes else self._line
-        self._emit("".join([line(row) for row in rows]).encode("utf-8", "surrogatepass"))
+        if ids_as_bytes:
+            line, ids, txns = self._line_with_ids, *_id_texts(rows)
+            lines = [line(row, i, t) for row, i, t in zip(rows, ids, txns, strict=True)]
+        else:
+            lines = [self._line(row) for row in rows]
+        self._emit("".join(lines).encode("utf-8", "surrogatepass"))
 
     def _finish(self) -> None:
         self._drain()
@@ -180,14 +181,25 @@ class _JsonLines(ArchiveWriter):
 
 
 _ID, _TXN = ENTRY.index("id"), ENTRY.index("transaction_id")
+_NO_ID = bytes(16)
 
 
-def _ids_as_text(row: Sequence[Any]) -> list[Any]:
-    cells = list(row)
-    cells[_ID] = ulid_text(cells[_ID])
-    if cells[_TXN] is not None:
-        cells[_TXN] = ulid_text(cells[_TXN])
-    return cells
+def _id_texts(rows: Sequence[Sequence[Any]]) -> tuple[list[str], list[str]]:
+    """The texts of the rows' ids and transaction ids (16 bytes each, the latter maybe null:
+    then a text that is not used), converted many at once."""
+    ids = ulid_texts([row[_ID] for row in rows])
+    return ids, ulid_texts([row[_TXN] or _NO_ID for row in rows])
+
+
+def _ids_as_text(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    out = []
+    for row, i, t in zip(rows, *_id_texts(rows), strict=True):
+        cells = list(row)
+        cells[_ID] = i
+        if cells[_TXN] is not None:
+            cells[_TXN] = t
+        out.append(cells)
+    return out
 
 
 class _Csv(ArchiveWriter):
