@@ -132,4 +132,15 @@ def object_state_cases(engine: Engine) -> list[tuple[str, dict[str, str], Check]
         (base, AUTH_A, lambda s, b: (s, b["parameter"]) == (400, "object_id")),
         (f"{base}&object_id=1&at=soon", AUTH_A, lambda s, b: (s, b["parameter"]) == (400, "at")),
         (f"{base}&object_id=1", {}, lambda s, b: s == 401),
+        # an id too long for any integer, and digits of another script (a name, not id 1)
+        (
+            f"/history/state/?content_type={'9' * 5000}&object_id=1",
+            AUTH_A,
+            lambda s, b: (s, b["parameter"]) == (400, "content_type") and "0 to" in b["detail"],
+        ),
+        (
+            "/history/state/?content_type=%D9%A1&object_id=1",
+            AUTH_A,
+            lambda s, b: (s, b["parameter"]) == (400, "content_type") and "named" in b["detail"],
+        ),
     ]

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = [
     "COUNT_LIMIT",
     "DEFAULT_MAX_PAGE_BYTES",
+    "DIGITS",
     "PARAMETERS",
     "TOKEN_PATTERN",
     "Authenticate",
@@ -65,6 +66,7 @@ __all__ = [
     "openapi_parameters",
     "page_body",
     "parse_datetime",
+    "parse_integer",
     "parse_query",
     "run_query",
     "scoped_query",
@@ -73,7 +75,8 @@ __all__ = [
 
 #: RFC 6750 ``b64token``: anything else is refused before the app's callable sees it.
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
-_DIGITS = re.compile(r"[0-9]+")
+#: A whole number's ASCII digits (``str.isdecimal`` also takes other scripts' digits).
+DIGITS = re.compile(r"[0-9]+")
 _NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]*)?([eE][+-]?[0-9]+)?")
 _DATETIME: TypeAdapter[dt.datetime] = TypeAdapter(dt.datetime)
 _UTC_MIN = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
@@ -257,8 +260,9 @@ def openapi_parameters() -> list[dict[str, Any]]:
     return parameters
 
 
-def _integer(name: str, value: str, low: int, high: int) -> int:
-    if not _DIGITS.fullmatch(value) or len(value) > 12:
+def parse_integer(name: str, value: str, low: int, high: int) -> int:
+    """A query parameter's whole number (ASCII digits, within bounds); 400 naming ``name``."""
+    if not DIGITS.fullmatch(value) or len(value) > 12:
         raise HTTPError.bad_parameter(name, f"expected a whole number from {low} to {high}")
     number = int(value)
     if not low <= number <= high:
@@ -344,9 +348,9 @@ def parse_query(
     arguments: dict[str, Any] = {}
     for name, value in decode_query(query_string, PARAMETERS, repeatable={"action_type"}).items():
         if name in _INTEGERS:
-            arguments[name] = _integer(name, value, *_INTEGERS[name])
-        elif name == "content_type" and _DIGITS.fullmatch(value):  # else a model's name
-            arguments[name] = _integer(name, value, 0, MAX_ID)
+            arguments[name] = parse_integer(name, value, *_INTEGERS[name])
+        elif name == "content_type" and DIGITS.fullmatch(value):  # else a model's name
+            arguments[name] = parse_integer(name, value, 0, MAX_ID)
         elif name in ("since", "until"):
             arguments[name] = parse_datetime(name, value)
         else:

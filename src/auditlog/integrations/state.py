@@ -19,7 +19,7 @@ from ..exceptions import InvalidQueryError
 from ..models import MAX_ID
 from ..query.filters import content_type_named
 from ..timetravel.asof import ENTRY_ID, latest_entry, position, state_of, unknown_if_pruned
-from .http import HTTPError, Principal, decode_query, parse_datetime
+from .http import DIGITS, HTTPError, Principal, decode_query, parse_datetime, parse_integer
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -80,9 +80,9 @@ def parse_state_query(query_string: bytes | str) -> StateQuery:
         if required and name not in given:
             raise HTTPError.bad_parameter(name, "required")
     kind = given["content_type"]
-    content_type: int | str = int(kind) if kind.isdecimal() else kind
-    if isinstance(content_type, int) and content_type > MAX_ID:
-        raise HTTPError.bad_parameter("content_type", f"must be from 0 to {MAX_ID}")
+    content_type: int | str = kind
+    if DIGITS.fullmatch(kind):  # an id, as on GET /history/; else a model's name
+        content_type = parse_integer("content_type", kind, 0, MAX_ID)
     raw_at = given.get("at")
     at: dt.datetime | str
     if raw_at is None:
