@@ -170,6 +170,50 @@ async def test_user_and_tenant_from_sync_and_async_getters() -> None:
     assert (ctx["user_id"], ctx["tenant_id"]) == (None, "42")
 
 
+async def test_a_getter_value_no_entry_can_hold_is_refused_with_a_400_naming_it() -> None:
+    """A client sending a 300-character user header, or a tenant with a bidi override, gets a
+    400 naming the value, never a 500, and the request never runs without its actor."""
+    ran: list[str] = []
+
+    async def endpoint(request: Request) -> JSONResponse:
+        ran.append(request.url.path)
+        return JSONResponse(context_json())
+
+    app = Starlette(routes=[Route("/", endpoint)])
+    app.add_middleware(
+        AuditContextMiddleware,
+        get_user_id=lambda scope: dict(scope["headers"]).get(b"x-user", b"").decode() or None,
+        get_tenant_id=lambda scope: dict(scope["headers"]).get(b"x-tenant", b"").decode() or None,
+    )
+    async with client_for(app) as http:
+        for headers, field in (({"X-User": "a" * 300}, "user_id"), ({"X-Tenant": "acme\u202e"}, "tenant_id")):  # fmt: skip
+            response = await http.get("/", headers={k: v.encode() for k, v in headers.items()})
+            body = response.json()
+            assert (response.status_code, body["error"]) == (400, "invalid_context")
+            assert body["detail"].startswith(f"{field}:"), body
+        assert ran == []
+        ok = await http.get("/", headers={"X-User": "a" * 255, "X-Tenant": "acme"})
+        assert ok.status_code == 200 and ok.json()["user_id"] == "a" * 255 and ran == ["/"]
+
+
+async def test_a_websocket_whose_getter_value_is_refused_is_closed_as_a_policy_violation() -> None:
+    async def endpoint(websocket: WebSocket) -> None:
+        raise AssertionError("the connection must not reach the app")
+
+    app = Starlette(routes=[WebSocketRoute("/ws", endpoint)])
+    app.add_middleware(AuditContextMiddleware, get_user_id=lambda scope: "x" * 300)
+    scope: Scope = {
+        "type": "websocket",
+        "asgi": {"version": "3.0"},
+        "path": "/ws",
+        "headers": [],
+        "client": CLIENT,
+    }
+    sent = await drive(app, scope, [{"type": "websocket.connect"}])
+    assert [(m["type"], m["code"]) for m in sent] == [("websocket.close", 1008)]
+    assert sent[0]["reason"].startswith("user_id:")
+
+
 async def test_subclass_can_add_values_to_the_context() -> None:
     class WithRequestId(AuditContextMiddleware):
         async def context_values(self, scope: Scope) -> dict[str, Any]:

@@ -139,6 +139,15 @@ def test_user_and_tenant_from_getters() -> None:
     assert (ctx["user_id"], ctx["tenant_id"]) == ("carol", "acme")
 
 
+def test_a_getter_value_no_entry_can_hold_is_refused_with_a_400_naming_it() -> None:
+    app = context_app(get_tenant_id=lambda environ: environ.get("HTTP_X_TENANT"))
+    response = app.test_client().get("/", headers={"X-Tenant": "t" * 65})
+    assert response.status_code == 400 and response.json is not None
+    assert response.json["error"] == "invalid_context"
+    assert response.json["detail"].startswith("tenant_id:")
+    assert get_context(app, headers={"X-Tenant": "t" * 64})["tenant_id"] == "t" * 64
+
+
 def test_invalid_options_are_configuration_errors() -> None:
     app = flask.Flask(__name__)
     with pytest.raises(ConfigurationError, match="trusted_proxies"):

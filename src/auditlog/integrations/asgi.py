@@ -10,8 +10,12 @@ it, and :func:`auditlog.update_context` called anywhere in the request reaches e
     app.add_middleware(
         AuditContextMiddleware,
         trusted_proxies=["10.0.0.0/8"],
-        get_tenant_id=lambda scope: scope["path_params"].get("tenant"),
+        get_tenant_id=lambda scope: dict(scope["headers"]).get(b"x-tenant", b"").decode() or None,
     )
+
+(Path parameters are not known yet when a middleware runs: give a tenant found by routing with
+:func:`auditlog.update_context` in a dependency.) A value no entry can hold (an id longer than
+its column, a control character) is refused with a 400 naming it.
 
 See docs/context.md for the full guide.
 """
@@ -23,7 +27,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from ..context import USER_AGENT_MAX_LENGTH, audit_context
-from .request_context import ContextMiddleware
+from ..exceptions import ContextError
+from .request_context import ContextMiddleware, refusal
 
 __all__ = ["AuditContextMiddleware"]
 
@@ -55,8 +60,16 @@ class AuditContextMiddleware(ContextMiddleware["ASGIApp", "ScopeGetter"]):
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        with audit_context(**await self.context_values(scope)):
+        block = audit_context(**await self.context_values(scope))
+        try:
+            block.__enter__()
+        except ContextError as exc:
+            await _refuse(scope, send, exc)
+            return
+        try:
             await self.app(scope, receive, send)
+        finally:
+            block.__exit__(None, None, None)
 
     async def context_values(self, scope: Scope) -> dict[str, Any]:
         """The ``audit_context`` arguments for one connection; override to add values (``extra``)."""
@@ -77,6 +90,17 @@ class AuditContextMiddleware(ContextMiddleware["ASGIApp", "ScopeGetter"]):
             "user_id": await _call(self.get_user_id, scope),
             "tenant_id": await _call(self.get_tenant_id, scope),
         }
+
+
+async def _refuse(scope: Scope, send: Send, exc: ContextError) -> None:
+    """A 400 naming the bad value (HTTP), or the connection closed as a policy violation."""
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1008, "reason": str(exc)[:120]})
+        return
+    headers, body = refusal(exc)
+    raw = [(name.encode(), value.encode()) for name, value in headers]
+    await send({"type": "http.response.start", "status": 400, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _call(getter: ScopeGetter | None, scope: Scope) -> Any:

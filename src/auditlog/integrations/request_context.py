@@ -7,9 +7,11 @@ middlewares differ only in where they read these from and how long the context l
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any, Generic, TypeVar
 
+from ..exceptions import ContextError
 from .proxies import (
     IPAddress,
     IPNetwork,
@@ -19,7 +21,7 @@ from .proxies import (
     client_address,
 )
 
-__all__ = ["ContextMiddleware"]
+__all__ = ["ContextMiddleware", "refusal"]
 
 App = TypeVar("App")
 Getter = TypeVar("Getter")
@@ -52,3 +54,12 @@ class ContextMiddleware(Generic[App, Getter]):
             "ip_address": client_address(peer, forwarded, self.trusted_proxies, self.proxy_header),
             "user_agent": user_agent,
         }
+
+
+def refusal(exc: ContextError) -> tuple[list[tuple[str, str]], bytes]:
+    """The headers and body of the 400 a middleware answers when a getter gave a value no entry
+    can hold (an id too long, a control character): the request is refused, never run with its
+    actor or tenant dropped, and never a 500."""
+    body = json.dumps({"error": "invalid_context", "detail": str(exc)}).encode()
+    headers = [("content-type", "application/json"), ("content-length", str(len(body)))]
+    return headers, body

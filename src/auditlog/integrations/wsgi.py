@@ -22,7 +22,8 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ..context import USER_AGENT_MAX_LENGTH, AuditContext, audit_context
-from .request_context import ContextMiddleware
+from ..exceptions import ContextError
+from .request_context import ContextMiddleware, refusal
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -53,7 +54,12 @@ class AuditContextMiddleware(ContextMiddleware[WSGIApp, EnvironGetter]):
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         context = contextvars.copy_context()
         block = audit_context(**self.context_values(environ))
-        context.run(block.__enter__)
+        try:
+            context.run(block.__enter__)
+        except ContextError as exc:  # a getter's value no entry can hold: refused, never a 500
+            headers, refused = refusal(exc)
+            start_response("400 Bad Request", headers)
+            return [refused]
         try:
             body = context.run(self.app, environ, start_response)
         except BaseException as exc:
