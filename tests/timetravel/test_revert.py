@@ -176,6 +176,21 @@ def test_unknown_entries_and_access_entries_are_refused(
             auditlog.revert(session, access)
         with pytest.raises(RevertError, match="no change was recorded"):
             auditlog.revert_transaction(session, "01JQ8RREEM71MEZJXNECGE0ATA")
+        for bad in ("not-a-ulid", "", "01JQ8RREEM71MEZJXNECGE0AT"):
+            with pytest.raises(RevertError, match=rf"entry_id: '{bad}' is not an entry id"):
+                auditlog.revert(session, bad)
+            with pytest.raises(RevertError, match=r"transaction_id: .* is not an entry id"):
+                auditlog.revert_transaction(session, bad)
+
+
+def test_an_id_in_lowercase_is_reverted_and_recorded_in_its_canonical_form(
+    engine: Engine, Session_: sessionmaker[Session], history: list[str]
+) -> None:
+    with Session_() as session:
+        auditlog.revert(session, history[-1].lower())
+        session.commit()
+    newest = entries(engine)[-1]
+    assert newest.extra["reverts"] == history[-1]
 
 
 def test_a_collection_change_is_reverted_from_the_ids_it_recorded(

@@ -24,9 +24,10 @@ from sqlalchemy.orm import Mapper, RelationshipProperty, Session
 from ..context import audit_context
 from ..exceptions import RevertConflict, RevertError
 from ..models import audit_log_table as _t
-from ..models import content_type_table
+from ..models import content_type_table, ulid_hex
 from ..registry import mapper_named
 from ..serialize import MASKED, decode_state, identity_of_object_id
+from ..ulids import ulid_text
 
 __all__ = ["revert", "revert_transaction"]
 
@@ -177,10 +178,20 @@ def _create_again(session: Session, mapper: Mapper[Any], entry: Row[Any]) -> Any
     return obj
 
 
+def _ulid(value: Any, name: str) -> str:
+    """An id as its canonical ULID text (any spelling the log reads: lowercase, hex, a
+    ``ULID``); :class:`~auditlog.RevertError` naming ``name`` when it is not one."""
+    try:
+        return ulid_text(bytes.fromhex(ulid_hex(value)))
+    except (ValueError, TypeError):
+        raise RevertError(f"{name}: {value!r} is not an entry id (a ULID)") from None
+
+
 def revert(session: Session, entry_id: str, *, force: bool = False) -> Any:
     """Undo one entry on ``session`` (flushed, not committed); returns the object it restores
     (None for a create, whose object is deleted). Raises :class:`~auditlog.RevertConflict` when
     a later entry changed what it would restore, unless ``force``."""
+    entry_id = _ulid(entry_id, "entry_id")
     found = _entries(session, _t.c.id == entry_id)
     if not found:
         raise RevertError(f"no audit entry has the id {entry_id!r}")
@@ -201,6 +212,7 @@ def revert_transaction(session: Session, transaction_id: str, *, force: bool = F
     """Undo every entry of one database transaction ("what this request did"), newest first, on
     ``session`` (flushed, not committed); returns the objects restored, each once. Conflicts with entries
     written after the transaction are checked for all of them before anything changes."""
+    transaction_id = _ulid(transaction_id, "transaction_id")
     entries = [
         e
         for e in _entries(session, _t.c.transaction_id == transaction_id)
