@@ -38,6 +38,7 @@ __all__ = [
     "metadata",
     "schema_is_current",
     "ulid_hex",
+    "utc_bound",
 ]
 
 #: What an entry records: a change (create, update, delete), or a read (access).
@@ -133,6 +134,21 @@ def schema_is_current(connection: Connection) -> None:
                 f"audit_log.{name} holds binary ids, as tables made by auditlog before 0.2 did: "
                 'migrate it first (docs/tables.md, "Migrating from 0.1")'
             )
+
+
+_UTC_MIN = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+_UTC_MAX = dt.datetime.max.replace(tzinfo=dt.timezone.utc)
+
+
+def utc_bound(moment: dt.datetime) -> dt.datetime:
+    """A time a query is bounded by, in UTC (naive: already UTC); one beyond the years 1 to
+    9999 once in UTC (``0001-01-01T00:00+05:00``) is the nearest representable time."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=dt.timezone.utc)
+    try:
+        return moment.astimezone(dt.timezone.utc)
+    except OverflowError:
+        return _UTC_MIN if moment.year == 1 else _UTC_MAX
 
 
 class UTCDateTime(sa.types.TypeDecorator[dt.datetime]):

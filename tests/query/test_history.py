@@ -314,6 +314,13 @@ def test_since_is_inclusive_and_until_exclusive(engine: Engine) -> None:
         # an empty or inverted window is an empty page, not an error
         assert query_history(session, since=times[2], until=times[2]).results == []
         assert query_history(session, since=times[3], until=times[1]).count == 0
+        # bounds beyond the years 1 to 9999 once in UTC are the representable extremes
+        east, west = dt.timezone(dt.timedelta(hours=5)), dt.timezone(dt.timedelta(hours=-5))
+        earliest = dt.datetime(1, 1, 1, 2, tzinfo=east)
+        latest = dt.datetime(9999, 12, 31, 23, tzinfo=west)
+        assert query_history(session, since=earliest, until=latest).count == 5
+        assert query_history(session, until=earliest).count == 0
+        assert query_history(session, since=latest).count == 0
 
 
 def test_order_is_timestamp_then_id_both_descending(engine: Engine) -> None:

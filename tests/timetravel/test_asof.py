@@ -47,6 +47,10 @@ def test_each_moment_gives_the_state_then(engine: Engine, Session_: sessionmaker
         assert as_of(now()) is None  # deleted
         assert as_of(entries(engine)[0].timestamp) == first  # a time: its entries included
         assert auditlog.state_as_of(session, Ledger, "1", updated) == as_of(updated)
+        # times beyond the years 1 to 9999 once in UTC: before anything, after everything
+        assert as_of(dt.datetime(1, 1, 1, 2, tzinfo=dt.timezone(dt.timedelta(hours=5)))) is None
+        end = dt.datetime(9999, 12, 31, 23, tzinfo=dt.timezone(dt.timedelta(hours=-5)))
+        assert as_of(end) is None and auditlog.object_as_of(session, Ledger, 1, end) is None
 
 
 def test_entries_of_one_flush_are_ordered_by_id(

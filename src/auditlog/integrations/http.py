@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..exceptions import InvalidQueryError
-from ..models import MAX_ID
+from ..models import MAX_ID, utc_bound
 from ..query import (
     MAX_PAGE_SIZE,
     CursorPage,
@@ -79,8 +79,6 @@ TOKEN_PATTERN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 DIGITS = re.compile(r"[0-9]+")
 _NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]*)?([eE][+-]?[0-9]+)?")
 _DATETIME: TypeAdapter[dt.datetime] = TypeAdapter(dt.datetime)
-_UTC_MIN = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
-_UTC_MAX = dt.datetime.max.replace(tzinfo=dt.timezone.utc)
 _log = logging.getLogger("auditlog.http")
 
 
@@ -278,12 +276,7 @@ def parse_datetime(name: str, value: str) -> dt.datetime:
         moment = _DATETIME.validate_python(value)
     except ValidationError:
         raise HTTPError.bad_parameter(name, "expected an ISO 8601 date-time") from None
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=dt.timezone.utc)
-    try:
-        return moment.astimezone(dt.timezone.utc)
-    except OverflowError:  # beyond year 1 or 9999 once in UTC: the nearest representable bound
-        return _UTC_MIN if moment.year == 1 else _UTC_MAX
+    return utc_bound(moment)
 
 
 def _decode(query_string: bytes | str) -> list[tuple[str, str]]:

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Mapper
 
 from ..context import ip_text
 from ..exceptions import ContextError, InvalidQueryError
-from ..models import ACTION_TYPES, MAX_ID, ULID_PATTERN, ActionType, ulid_hex
+from ..models import ACTION_TYPES, MAX_ID, ULID_PATTERN, ActionType, ulid_hex, utc_bound
 from ..registry import model_name
 from ..serialize import object_id_of
 from .counts import COUNT_LIMIT
@@ -217,9 +217,7 @@ class HistoryFilters(BaseModel):
     @field_validator("since", "until")
     @classmethod
     def _aware(cls, value: dt.datetime | None) -> dt.datetime | None:
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=dt.timezone.utc)  # naive times are UTC, as stored
-        return value
+        return None if value is None else utc_bound(value)  # naive times are UTC, as stored
 
     @classmethod
     def parse(cls: type[_Q], **arguments: Any) -> _Q:

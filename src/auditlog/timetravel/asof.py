@@ -19,7 +19,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.orm import Mapper, Session
 
 from ..exceptions import InvalidQueryError
-from ..models import ULID_PATTERN, content_type_table, ulid_hex
+from ..models import ULID_PATTERN, content_type_table, ulid_hex, utc_bound
 from ..models import audit_log_table as _t
 from ..registry import model_name
 from ..serialize import MASKED, decode_state, object_id_of
@@ -69,7 +69,7 @@ def position(
     or an entry's time and id (entries up to that one; of ``tenant_id``'s when given). Raises
     ``InvalidQueryError`` naming ``at``."""
     if isinstance(at, dt.datetime):
-        return (at if at.tzinfo else at.replace(tzinfo=dt.timezone.utc)), None
+        return utc_bound(at), None
     if not isinstance(at, str):
         raise InvalidQueryError("at", f"expected a datetime or an entry id, got {at!r}")
     try:
