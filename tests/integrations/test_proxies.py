@@ -46,6 +46,26 @@ def test_trusted_proxies_match_ipv4_mapped_ipv6_peers() -> None:
     assert "::ffff:10.0.0.1" in PROXIES
 
 
+@pytest.mark.parametrize(
+    ("configured", "inside", "outside"),
+    [
+        ("::ffff:10.0.0.5", ["10.0.0.5", "::ffff:10.0.0.5"], ["10.0.0.6", "::1"]),
+        ("::ffff:10.0.0.0/104", ["10.9.9.9", "::ffff:10.1.2.3"], ["11.0.0.1"]),
+        ("::/0", ["203.0.113.7", "::ffff:203.0.113.7", "2001:db8::1"], []),
+        ("2001:db8::/32", ["2001:db8::7"], ["10.0.0.5", "::ffff:10.0.0.5"]),
+    ],
+)
+def test_a_proxy_configured_in_its_ipv4_mapped_form_is_trusted(
+    configured: str, inside: list[str], outside: list[str]
+) -> None:
+    """The form a dual-stack server reports an IPv4 peer in: peers are compared as IPv4."""
+    proxies = TrustedProxies([configured])
+    assert all(a in proxies for a in inside) and not any(a in proxies for a in outside)
+    trusted = "10.0.0.5" in proxies  # then its header is read, else the peer is the client
+    expected = "198.51.100.7" if trusted else "10.0.0.5"
+    assert client_address("::ffff:10.0.0.5", "198.51.100.7", proxies) == expected
+
+
 def test_no_trusted_proxies_is_falsy_and_trusts_nobody() -> None:
     nobody = TrustedProxies()
     assert not nobody

@@ -179,6 +179,7 @@ class TrustedProxies:
                     "(write networks with their host bits clear, e.g. '10.0.0.0/8')"
                 ) from None
             networks.append(network)
+            networks.extend(_mapped(network))
         self.networks = tuple(networks)
 
     def __contains__(self, address: object) -> bool:
@@ -193,6 +194,22 @@ class TrustedProxies:
 
     def __repr__(self) -> str:
         return f"TrustedProxies({[str(n) for n in self.networks]!r})"
+
+
+_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
+def _mapped(network: IPNetwork) -> list[IPNetwork]:
+    """The IPv4 addresses an IPv6 network holds in their IPv4-mapped form (``::ffff:10.0.0.5``,
+    as a dual-stack server reports an IPv4 peer): peers are compared as IPv4 (:func:`parse_ip`),
+    so the proxy's IPv4 network is trusted too."""
+    if not isinstance(network, ipaddress.IPv6Network) or not network.overlaps(_MAPPED):
+        return []
+    if network.prefixlen <= 96:  # holds the whole mapped range
+        return [ipaddress.IPv4Network("0.0.0.0/0")]
+    first = network.network_address.ipv4_mapped
+    assert first is not None
+    return [ipaddress.IPv4Network(f"{first}/{network.prefixlen - 96}")]
 
 
 def check_proxy_header(value: str) -> ProxyHeader:
