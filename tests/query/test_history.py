@@ -239,6 +239,8 @@ def test_content_type_takes_a_class_name_alone_while_one_model_has_it(
         assert query_history(session, content_type="Loan").count == 0  # mapped, never audited
         with pytest.raises(InvalidQueryError, match=r"no model is named 'models\.Customer'"):
             query_history(session, content_type="models.Customer")  # not the module nor the class
+        with pytest.raises(InvalidQueryError, match="no model is named 'customer'"):
+            query_history(session, content_type="customer")  # names are exact on every backend
     with engine.begin() as connection:  # another module's Customer gets entries
         connection.execute(sa.insert(ContentType).values(name="billing.models.Customer"))
     with Session_() as session:

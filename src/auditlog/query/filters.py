@@ -97,9 +97,13 @@ def content_type_named(session: Session, name: str) -> int:
     rows = sa.select(content_type_table.c.id, content_type_table.c.name)
     found = session.execute(rows.where(content_type_table.c.name == name)).first()
     if found is None and "." not in name:
-        alike = session.execute(
-            rows.where(content_type_table.c.name.endswith(f".{name}", autoescape=True))
-        ).all()
+        alike = [  # LIKE ignores case on SQLite (and in some collations): names do not
+            row
+            for row in session.execute(
+                rows.where(content_type_table.c.name.endswith(f".{name}", autoescape=True))
+            )
+            if row.name.endswith(f".{name}")
+        ]
         if len(alike) > 1:
             full = ", ".join(sorted(row.name for row in alike))
             raise InvalidQueryError(
