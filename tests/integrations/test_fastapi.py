@@ -135,10 +135,16 @@ async def test_same_json_as_the_wsgi_app(engine: Engine, client: httpx.AsyncClie
             ours = await client.get(f"/history/{query}", headers=AUTH_A)
             theirs = wsgi.get(f"/history/{query}", headers=AUTH_A)
             assert (ours.status_code, ours.json()) == (theirs.status_code, theirs.json())
+        for path in ("/history/", "/history/state/?content_type=tests.models.Customer&object_id=1"):
+            ours_head = await client.head(path, headers=AUTH_A)
+            theirs_head = wsgi.head(path, headers=AUTH_A)
+            assert ours_head.status_code == theirs_head.status_code == 200, path
+            assert (await client.head(path)).status_code == wsgi.head(path).status_code == 401
 
 
 async def test_openapi_shows_the_page_schema(client: httpx.AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
+    assert set(spec["paths"]["/history/"]) == {"get"}  # HEAD is answered, not documented
     operation = spec["paths"]["/history/"]["get"]
     names = [p["name"] for p in operation["parameters"]]
     assert names[:4] == ["user_id", "ip_address", "action_type", "object_id"]

@@ -217,6 +217,12 @@ def history_router(
         except HTTPError as exc:
             return _error(exc)
 
+    for route_path, endpoint in ((path, history), (f"{path.rstrip('/')}/state/", object_state)):
+        # HEAD as on the other mounts (FastAPI adds it to no GET route); not in the schema
+        router.add_api_route(
+            route_path, endpoint, methods=["HEAD"], include_in_schema=False, dependencies=security
+        )
+
     viewer_auth: Auth = "bearer" if authenticate is not None else "session"
     base = path.rstrip("/")
 
