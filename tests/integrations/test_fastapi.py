@@ -183,6 +183,18 @@ async def test_async_sessions_and_an_async_authenticate(engine: Engine) -> None:
     assert response.status_code == 200
     assert response.json()["count"] == 2
     assert {e["tenant_id"] for e in response.json()["results"]} == {TENANT_B}
+
+    # a plain callable that returns a coroutine (a lambda over an async lookup) works as well
+    lambda_app = FastAPI()
+    lambda_app.include_router(
+        history_router(sessionmaker(engine), authenticate=lambda token: authenticate(token))
+    )
+    async with client_for(lambda_app) as client:
+        ok = await client.get(
+            "/history/?action_type=create", headers={"Authorization": "Bearer async-token"}
+        )
+        refused = await client.get("/history/", headers=AUTH_A)
+    assert (ok.status_code, ok.json()["count"], refused.status_code) == (200, 2, 401)
     assert denied.status_code == 401
 
 

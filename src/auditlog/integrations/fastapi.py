@@ -82,7 +82,10 @@ async def _principal(authenticate: AnyAuthenticate, authorization: str | None) -
         getattr(authenticate, "__call__", None)  # noqa: B004 - an object with ``async __call__``
     ):
         return check_principal(await authenticate(token))
-    return check_principal(await run_in_threadpool(authenticate, token))
+    found = await run_in_threadpool(authenticate, token)
+    if inspect.isawaitable(found):  # a plain callable that returns a coroutine (a lambda)
+        found = await found
+    return check_principal(found)
 
 
 T = TypeVar("T")
