@@ -519,3 +519,77 @@ def test_parquet_names_its_extra_when_pyarrow_is_missing(tmp_path: Path) -> None
         check=True,
     )
     assert 'pip install "sqlalchemy-auditlog[parquet]"' in done.stdout
+
+
+def test_a_forged_second_copy_of_a_listed_member_is_named(
+    engine: Engine, Session_: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """A copy of an entry with its own key and a digest that matches it, put before the real
+    one in a seal that lists its members: named, not taken for the real entry."""
+    import secrets
+
+    from auditlog.integrity.digest import entry_digest
+    from auditlog.lifecycle.archive.verify import entry_values
+
+    write(Session_)
+    ids = dated_ids(engine, JAN, dt.timedelta(hours=1))
+    auditlog.seal(engine, batch=4)
+    archive = tmp_path / "part.jsonl"
+    export_archive(engine, archive, before=JAN + dt.timedelta(hours=6))
+    records = _lines(archive)
+    real = next(r for r in records if r["record"] == "entry" and r["id"] == ids[5])
+    key = secrets.token_bytes(16)
+    forged = {**real, "user_id": "mallory", "entry_key": key.hex()}
+    forged["digest"] = entry_digest(key, entry_values(forged))
+    at = records.index(real)
+    _rewrite(archive, [*records[:at], forged, *records[at:]])
+    problems = verify_archive(archive).problems
+    assert sorted((p.kind, p.entry_id) for p in problems) == [
+        ("archive_changed", ids[5]),
+        ("entry_changed", ids[5]),
+    ]
+
+
+def test_seals_far_apart_or_repeated_in_an_archive_are_named_once(
+    engine: Engine, Session_: sessionmaker[Session], tmp_path: Path
+) -> None:
+    archive = tmp_path / "a.jsonl"
+    _sealed_archive(engine, Session_, archive)  # seals 1-3
+    records = _lines(archive)
+    seals = [r for r in records if r["record"] == "seal"]
+    seals[-1]["seq"] = 2**40
+    far = tmp_path / "far.jsonl"
+    _rewrite(far, records)
+    report = verify_archive(far)
+    gaps = [p for p in report.problems if p.kind == "seal_removed"]
+    assert [p.detail for p in gaps if p.seal == 3] == [
+        f"seals 3 to {2**40 - 1} are missing ({2**40 - 3} seals) from the archive",
+        "seal 3 holds archived entries but is missing from the archive",
+    ]
+    assert report.seals == 3
+
+    repeated = tmp_path / "repeated.jsonl"
+    records = _lines(tmp_path / "a.jsonl")
+    seal = next(r for r in records if r["record"] == "seal")
+    at = records.index(seal)
+    _rewrite(repeated, [*records[: at + 1], dict(seal), *records[at + 1 :]])
+    problems = verify_archive(repeated).problems
+    assert [(p.kind, p.seal) for p in problems] == [("archive_changed", seal["seq"])]
+
+
+def test_tenant_archives_imported_in_turn_keep_an_erasure_provable(
+    engine: Engine, Session_: sessionmaker[Session], target: Engine, tmp_path: Path
+) -> None:
+    """The first tenant's import records the seals' other members by digest only; the second
+    fills in their keys, and what an erasure kept of an erased one."""
+    write(Session_)
+    auditlog.seal(engine)
+    auditlog.erase(engine, user_id="user 3", reason="request 12")  # a globex entry
+    erased = auditlog.verify(engine).erased
+    assert len(erased) == 1
+    for tenant in ("acme", "globex"):
+        export_archive(engine, tmp_path / f"{tenant}.jsonl", tenant_id=tenant)
+        import_archive(target, tmp_path / f"{tenant}.jsonl")
+    report = auditlog.verify(target)
+    assert report.intact, report.problems
+    assert report.erased == erased and report.sealed == 9

@@ -202,12 +202,14 @@ class _Import:
         ]
         if joined:
             self.connection.execute(sa.insert(_member), joined)
-        for r in batch:  # a member recorded without its key by an earlier import: its key now
-            if r["id"] in members and members[r["id"]] is None and r.get("entry_key") is not None:
+        for r in batch:  # a member recorded without its key by an earlier import (from a seal's
+            # member list): its key now, or what an erasure kept of its keys and digests
+            known = r.get("entry_key") is not None or r.get("erased") is not None
+            if r["id"] in members and members[r["id"]] is None and known:
                 self.connection.execute(
                     sa.update(_member)
                     .where(_member.c.entry_id == r["id"], _member.c.erased.is_(None))
-                    .values(entry_key=r["entry_key"])
+                    .values(entry_key=r["entry_key"], erased=r["erased"])
                 )
 
     def _seal(self, record: dict[str, Any]) -> None:

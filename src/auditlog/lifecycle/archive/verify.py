@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ulid import ULID
 
-from ...integrity.digest import FIELDS, GENESIS, entries_digest, entries_hash, seal_digest
+from ...integrity.digest import (
+    FIELDS,
+    GENESIS,
+    digest_bytes,
+    entries_digest,
+    entries_hash,
+    seal_digest,
+)
 from .reader import ArchiveReader
 from .records import NAME, READS, ArchiveError
 
@@ -115,7 +123,7 @@ def verify_archive(
 def _verify_archive(
     path: str | Path, published: tuple[int, str] | None, late: dt.timedelta
 ) -> VerifyReport:
-    from ...integrity.verify import Problem, VerifyReport, _check_entry
+    from ...integrity.verify import Problem, VerifyReport, _check_entry, missing_seals
 
     archive = ArchiveFile(path)
     report = VerifyReport()
@@ -125,9 +133,21 @@ def _verify_archive(
     unsealed: list[tuple[str, dt.datetime]] = []
     expected_seq, previous, newest = 1, GENESIS, None
     deferred: dict[int, dict[str, Any]] = {}
+    last_id, seals = "", 0
     for record in archive.records():
         kind = record["record"]
         if kind == "entry":
+            if record["id"] <= last_id:  # entries run in id order, each once
+                problems.append(
+                    Problem(
+                        "archive_changed",
+                        f"entry {record['id']} follows entry {last_id}: archived entries run "
+                        "in id order, each once (a record was repeated, forged or moved)",
+                        entry_id=record["id"],
+                    )
+                )
+                continue
+            last_id = record["id"]
             values = entry_values(record)
             if record.get("seal") is None:
                 unsealed.append((record["id"], values["timestamp"]))
@@ -139,18 +159,26 @@ def _verify_archive(
                 held = claimed[member.seal_seq] = [0, hashlib.sha256(), entries_hash()]
             held[0] += 1
             held[1].update(f"{member.entry_id}:{member.digest}\n".encode())
-            held[2].update(bytes.fromhex(member.digest))
+            held[2].update(digest_bytes(member.digest))
         elif kind == "seal":
             seq = record["seq"]
-            while expected_seq < seq:
+            if not isinstance(seq, int):
+                raise ArchiveError(f"{str(path)!r} holds a seal numbered {seq!r}")
+            if seq < expected_seq:  # seals run in number order, each once
                 problems.append(
                     Problem(
-                        "seal_removed",
-                        f"seal {expected_seq} is missing from the archive",
-                        seal=expected_seq,
+                        "archive_changed",
+                        f"seal {seq} follows seal {expected_seq - 1}: archived seals run in "
+                        "number order, each once (a record was repeated, forged or moved)",
+                        seal=seq,
                     )
                 )
-                expected_seq, previous = expected_seq + 1, ""
+                continue
+            seals += 1
+            if expected_seq < seq:
+                gap = missing_seals(expected_seq, seq)
+                problems.append(replace(gap, detail=f"{gap.detail} from the archive"))
+                previous = ""
             if previous and record["previous"] != previous:
                 problems.append(
                     Problem(
@@ -213,7 +241,7 @@ def _verify_archive(
         )
     if deferred:
         _compare_members(archive, deferred, problems)
-    report.seals = expected_seq - 1 if newest is not None else 0
+    report.seals = seals
     if newest is not None:
         report.head = f"{newest['seq']}:{newest['digest']}"
         horizon = dt.datetime.fromisoformat(newest["sealed_at"]) - late
@@ -282,8 +310,12 @@ def _compare_members(
     from ...integrity.verify import Problem
 
     found: dict[int, dict[str, str]] = {seq: {} for seq in deferred}
+    last_id = ""
     for record in archive.records():
-        if record["record"] == "entry" and record.get("seal") in found:
+        if record["record"] != "entry" or record["id"] <= last_id:  # as the first pass
+            continue
+        last_id = record["id"]
+        if record.get("seal") in found:
             found[record["seal"]][record["id"]] = record["digest"]
     for seq, seal in deferred.items():
         archived = found[seq]
