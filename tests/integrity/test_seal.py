@@ -16,7 +16,7 @@ from ulid import ULID
 
 import auditlog
 from auditlog import AuditLog, ContentType
-from auditlog.integrity import seal_entry_table, seal_table
+from auditlog.integrity import ErasureError, seal_entry_table, seal_table
 
 from ..helpers import entries
 from ..models import Customer, Tag
@@ -287,6 +287,62 @@ def test_a_dropped_seal_is_named(engine: Engine, Session_: sessionmaker[Session]
     with engine.begin() as conn:
         conn.execute(sa.delete(seal_table).where(seal_table.c.seq == 2))
     assert kinds(auditlog.verify(engine)) == [("seal_removed", None, 2)]
+
+
+def test_a_seal_renumbered_far_ahead_is_one_gap(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    """A gap of two billion seal numbers is one problem, found at once (not one per number)."""
+    write_tags(Session_, 3)
+    auditlog.seal(engine, batch=1)
+    far = 2**31 - 1
+    with engine.begin() as conn:
+        conn.execute(sa.update(seal_table).where(seal_table.c.seq == 3).values(seq=far))
+    report = auditlog.verify(engine)
+    assert kinds(report) == [
+        ("seal_changed", None, far),
+        ("seal_entries_changed", None, far),
+        ("seal_removed", None, 3),
+    ]
+    gap = next(p for p in report.problems if p.kind == "seal_removed")
+    assert gap.detail == f"seals 3 to {far - 1} are missing ({far - 3} seals)"
+    assert report.seals == 3
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("entry_key", None),  # no key and no erasure record
+        ("entry_key", "zz" * 16),  # not hex
+        ("entry_key", "ab" * 8),  # too short
+        ("erased", "{}"),  # an erasure record without its keys (the key dropped with it)
+        ("erased", "not json"),
+        ("erased", '["keys"]'),
+        ("digest", "x" * 64),
+    ],
+)
+def test_an_edited_seal_record_of_an_entry_is_named_not_a_crash(
+    engine: Engine, Session_: sessionmaker[Session], column: str, value: Any
+) -> None:
+    with auditlog.audit_context(user_id="ada"):
+        write_tags(Session_, 2)
+    auditlog.seal(engine)
+    target = entries(engine)[0].id
+    values = {column: value}
+    if column == "erased":
+        values["entry_key"] = None
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(seal_entry_table)
+            .where(seal_entry_table.c.entry_id == target)
+            .values(values)
+        )
+    expected = [("entry_changed", target, 1)]
+    if column == "digest":
+        expected.append(("seal_entries_changed", None, 1))
+    assert kinds(auditlog.verify(engine)) == expected
+    with pytest.raises(ErasureError, match=f"entry {target} is not as sealed"):
+        auditlog.erase(engine, user_id="ada")
 
 
 def test_truncated_newest_seals_are_caught_by_the_published_head(

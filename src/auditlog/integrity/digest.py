@@ -36,12 +36,15 @@ __all__ = [
     "FIELDS",
     "GENESIS",
     "PERSONAL",
+    "digest_bytes",
     "entries_digest",
     "entries_hash",
     "entry_digest",
     "erased_entry_digest",
+    "erasure_record",
     "field_digest",
     "field_key",
+    "from_hex",
     "row_columns",
     "seal_digest",
 ]
@@ -194,8 +197,47 @@ def entries_digest(digests: Iterable[str]) -> str:
     """The digest (hex) of a seal's entries: their digests in id order."""
     h = hashlib.sha256(_ENTRIES)
     for digest in digests:
-        h.update(bytes.fromhex(digest))
+        h.update(digest_bytes(digest))
     return h.hexdigest()
+
+
+def digest_bytes(text: Any) -> bytes:
+    """A member's sealed digest as the bytes its seal's entries digest covers; a digest that
+    is not 64 hex digits (an edited record) as its text, which no seal's entries digest matches."""
+    raw = from_hex(text, 32)
+    return raw if raw is not None else b"\x00not-a-digest\x00" + str(text).encode(errors="replace")
+
+
+def from_hex(text: Any, size: int) -> bytes | None:
+    """``text`` as ``size`` bytes when it is ``2 * size`` hex digits, else None."""
+    if not isinstance(text, str) or len(text) != 2 * size:
+        return None
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        return None
+    return raw if len(raw) == size else None  # fromhex skips spaces
+
+
+def erasure_record(text: Any) -> tuple[dict[str, str], dict[str, str]] | None:
+    """What an erasure kept of a sealed entry (field keys, erased fields' digests), or None
+    when the record is not one an erasure writes."""
+    try:
+        held = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+    if not isinstance(held, dict):
+        return None
+    keys, digests = held.get("keys"), held.get("digests")
+    if not isinstance(keys, dict) or not isinstance(digests, dict):
+        return None
+    if set(keys) & set(digests) or set(keys) | set(digests) != set(PERSONAL):
+        return None
+    if any(from_hex(v, 16) is None for v in keys.values()):
+        return None
+    if any(from_hex(v, 32) is None for v in digests.values()):
+        return None
+    return keys, digests
 
 
 def seal_digest(

@@ -34,8 +34,10 @@ from .digest import (
     PERSONAL,
     entry_digest,
     erased_entry_digest,
+    erasure_record,
     field_digest,
     field_key,
+    from_hex,
     row_columns,
 )
 from .guard import maintenance
@@ -176,15 +178,18 @@ def _erase(
 def _keep_proof(connection: Connection, row: Any, fields: tuple[str, ...]) -> None:
     """A sealed entry: check it against its seal, keep its erased fields' digests and its other
     fields' keys, drop its key."""
-    if row["entry_key"] is not None:
-        key = bytes.fromhex(row["entry_key"])
+    key = from_hex(row["entry_key"], 16)
+    erasure = erasure_record(row["erased"]) if row["entry_key"] is None else None
+    keys: dict[str, str] = {}
+    digests: dict[str, str] = {}
+    if key is not None:
         intact = entry_digest(key, row) == row["digest"]
         keys = {name: field_key(key, name).hex() for name in PERSONAL}
-        digests: dict[str, str] = {}
-    else:
-        held = json.loads(row["erased"])
-        keys, digests = dict(held["keys"]), dict(held["digests"])
+    elif erasure is not None:
+        keys, digests = dict(erasure[0]), dict(erasure[1])
         intact = erased_entry_digest(row, keys, digests) == row["digest"]
+    else:  # its seal's record of it was changed
+        intact = False
     if not intact:
         raise ErasureError(
             f"erase(): entry {ULID.from_hex(_hex(row['id']))} is not as sealed; nothing was "

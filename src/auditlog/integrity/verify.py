@@ -23,7 +23,6 @@ sealed digests, so a tenant proves its own entries without reading anyone else's
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import groupby
@@ -39,9 +38,13 @@ from ..models import audit_log_table as _log
 from .digest import (
     FIELDS,
     GENESIS,
+    digest_bytes,
     entries_digest,
+    entries_hash,
     entry_digest,
     erased_entry_digest,
+    erasure_record,
+    from_hex,
     row_columns,
     seal_digest,
 )
@@ -166,25 +169,24 @@ def _verify(
     held: dict[int, tuple[int, str]] = {}  # seal -> (members, digest of their digests)
     pruning = _Pruning(connection)
     for seq, members in groupby(_members(connection, pruning), key=lambda pair: pair[0].seal_seq):
-        digests: list[str] = []
+        count, hashed = 0, entries_hash()
         for member, entry in members:
-            digests.append(member.digest)
+            count += 1
+            hashed.update(digest_bytes(member.digest))
             if entry is None and pruning.covers(member):
                 report.pruned += 1
                 continue
             _check_entry(member, entry, seq, tenant_id, report)
-        report.sealed += len(digests)
-        held[seq] = (len(digests), entries_digest(digests))
+        report.sealed += count
+        held[seq] = (count, hashed.hexdigest())
     expected_seq, previous = 1, GENESIS
     newest: Any = None
     for seq in sorted(seals):
         row = seals[seq]
-        while expected_seq < seq:
-            problems.append(
-                Problem("seal_removed", f"seal {expected_seq} is missing", seal=expected_seq)
-            )
-            held.pop(expected_seq, None)  # its members, if left, were checked above
-            expected_seq += 1
+        if expected_seq < seq:
+            problems.append(missing_seals(expected_seq, seq))
+            for gone in [s for s in held if s < seq]:
+                del held[gone]  # their members, if left, were checked above
             previous = ""  # unknown: the next seal's link cannot be checked against it
         if previous and row.previous != previous:
             problems.append(
@@ -248,15 +250,27 @@ def _check_entry(
         return
     if tenant_id is not None and entry["tenant_id"] != tenant_id:
         return  # another tenant's: counted by its sealed digest
-    if member.entry_key is None:  # erased in part: kept field keys and erased field digests
-        held = json.loads(member.erased or '{"keys": {}, "digests": {}}')
-        erased = held.get("digests", {})
+    key = from_hex(member.entry_key, 16)
+    erasure = erasure_record(member.erased) if member.entry_key is None else None
+    if key is not None:
+        intact = entry_digest(key, entry) == member.digest
+    elif erasure is not None:  # erased in part: kept field keys and erased field digests
+        keys, erased = erasure
         if erased:
             report.erased.append((member.entry_id, tuple(sorted(erased))))
-        intact = erased_entry_digest(entry, held.get("keys", {}), erased) == member.digest
+        intact = erased_entry_digest(entry, keys, erased) == member.digest
         intact = intact and all(entry[name] in (None, "") for name in erased)
-    else:
-        intact = entry_digest(bytes.fromhex(member.entry_key), entry) == member.digest
+    else:  # its key, or what an erasure kept, was edited: nothing proves the entry now
+        problems.append(
+            Problem(
+                "entry_changed",
+                f"entry {member.entry_id} of seal {seq} cannot be checked: its seal's record "
+                "of it was changed (key or erasure record not as written)",
+                entry_id=member.entry_id,
+                seal=seq,
+            )
+        )
+        return
     if not intact:
         problems.append(
             Problem(
@@ -266,6 +280,18 @@ def _check_entry(
                 seal=seq,
             )
         )
+
+
+def missing_seals(first: int, following: int) -> Problem:
+    """One problem for the seals numbered ``first`` up to ``following`` (not included), which
+    are gone: a gap is reported once, whatever its size."""
+    if following - first == 1:
+        return Problem("seal_removed", f"seal {first} is missing", seal=first)
+    return Problem(
+        "seal_removed",
+        f"seals {first} to {following - 1} are missing ({following - first} seals)",
+        seal=first,
+    )
 
 
 class _Pruning:
