@@ -333,9 +333,7 @@ def test_an_edited_seal_record_of_an_entry_is_named_not_a_crash(
         values["entry_key"] = None
     with engine.begin() as conn:
         conn.execute(
-            sa.update(seal_entry_table)
-            .where(seal_entry_table.c.entry_id == target)
-            .values(values)
+            sa.update(seal_entry_table).where(seal_entry_table.c.entry_id == target).values(values)
         )
     expected = [("entry_changed", target, 1)]
     if column == "digest":
