@@ -593,3 +593,53 @@ def test_tenant_archives_imported_in_turn_keep_an_erasure_provable(
     report = auditlog.verify(target)
     assert report.intact, report.problems
     assert report.erased == erased and report.sealed == 9
+
+
+def _edit(kind: str, name: str, value: Any) -> Any:
+    def edit(records: list[dict[str, Any]]) -> None:
+        record = next(r for r in records if r["record"] == kind)
+        record[name] = value
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "named"),
+    [
+        (_edit("header", "before", "yesterday"), "the header's before is not a time"),
+        (_edit("header", "before", "2025-01-01T00:00:00"), "the header's before is not a time"),
+        (_edit("header", "content_types", "all"), "content_types"),
+        (_edit("header", "content_types", [{"id": "1", "name": "x"}]), "content_types"),
+        (_edit("entry", "timestamp", "noon"), "noon"),
+        (_edit("entry", "timestamp", "2025-01-01T00:00:00"), "timestamp without a UTC offset"),
+        (_edit("entry", "timestamp", "99999-01-01T00:00:00+00:00"), "ValueError"),
+        (_edit("entry", "id", "not an id"), "ValueError"),
+        (_edit("entry", "content_type", "3"), "content_type is not an integer"),
+        (_edit("entry", "user_id", 12), "user_id is not text"),
+        (_edit("entry", "seal", 2**40), "seal is not a seal number"),
+        (_edit("seal", "sealed_at", "then"), "then"),
+        (_edit("seal", "seq", "1"), "seq is not an integer"),
+        (_edit("seal", "seq", 2**40), "seq or entries out of range"),
+        (_edit("seal", "members", [["one"]]), "members are not"),
+        (_edit("seal", "pruned", [1]), "pruned is not a list"),
+        (_edit("entry", "action_type", None), "IntegrityError"),
+    ],
+)
+def test_a_malformed_record_is_refused_with_its_reason_and_nothing_imported(
+    engine: Engine,
+    Session_: sessionmaker[Session],
+    target: Engine,
+    tmp_path: Path,
+    edit: Any,
+    named: str,
+) -> None:
+    archive = tmp_path / "a.jsonl"
+    _sealed_archive(engine, Session_, archive)
+    records = _lines(archive)
+    edit(records)
+    malformed = tmp_path / "malformed.jsonl"
+    _rewrite(malformed, records)
+    with pytest.raises(ArchiveError, match="refused, nothing imported") as refused:
+        import_archive(target, malformed)
+    assert named in str(refused.value)
+    assert all(count in (-1, 0) for count in _counts(target))

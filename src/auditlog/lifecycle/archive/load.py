@@ -47,20 +47,107 @@ def import_archive(
     types and seals checked against the database's (a conflict is refused, nothing written);
     entries and seals already there are skipped. See docs/archives.md."""
     seals: dict[int, str] = {}
+    archive = ArchiveFile(path)
     try:
-        archive = ArchiveFile(path)
         for record in archive.records():
+            _check_record(record)
             if record["record"] == "seal":
                 seals[record["seq"]] = record["digest"]
+        _check_types(archive.header["content_types"])
     except ArchiveError as exc:
         raise ArchiveError(f"refused, nothing imported: {exc}") from None
+    except _MALFORMED as exc:
+        raise _refused(path, exc) from None
     damaged = archive.trailer_problems()
     if damaged:
         raise ArchiveError(f"refused, nothing imported: {damaged[0].detail}")
-    if isinstance(bind, Engine):
-        with bind.connect() as connection:
-            return _import(connection, archive, seals, batch_size)
-    return _import(bind, archive, seals, batch_size)
+    try:
+        if isinstance(bind, Engine):
+            with bind.connect() as connection:
+                return _import(connection, archive, seals, batch_size)
+        return _import(bind, archive, seals, batch_size)
+    except (*_MALFORMED, sa.exc.DataError, sa.exc.IntegrityError) as exc:
+        # a value the database refuses (rolled back with the rest)
+        raise _refused(path, exc) from None
+
+
+#: What reading a record that no archive holds raises.
+_MALFORMED = (ValueError, KeyError, TypeError, AttributeError, IndexError, OverflowError)
+
+
+def _refused(path: str | Path, exc: BaseException) -> ArchiveError:
+    reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:300]
+    return ArchiveError(
+        f"refused, nothing imported: {str(path)!r} holds a record no archive has "
+        f"({type(exc).__name__}: {reason})"
+    )
+
+
+def _check_record(record: dict[str, Any]) -> None:
+    """A record's fields as an export writes them; a ValueError or TypeError naming the first
+    that is not."""
+    kind = record["record"]
+    if kind == "entry":
+        ULID.from_str(record["id"])
+        values = entry_values(record)
+        if values["timestamp"].tzinfo is None:
+            raise ValueError(f"entry {record['id']}: timestamp without a UTC offset")
+        for name in _TEXTS:
+            if values[name] is not None and not isinstance(values[name], str):
+                raise TypeError(f"entry {record['id']}: {name} is not text")
+        if values["transaction_id"] is not None:
+            ULID.from_str(values["transaction_id"])
+        content_type = values["content_type"]
+        if content_type is not None and (
+            not isinstance(content_type, int) or isinstance(content_type, bool)
+        ):
+            raise TypeError(f"entry {record['id']}: content_type is not an integer")
+        _optional_int(record, "seal")
+    elif kind == "seal":
+        for name in ("seq", "entries"):
+            if not isinstance(record[name], int) or isinstance(record[name], bool):
+                raise TypeError(f"seal {record['seq']!r}: {name} is not an integer")
+        if not 1 <= record["seq"] <= _INT_MAX or not 0 <= record["entries"] <= _INT_MAX:
+            raise ValueError(f"seal {record['seq']}: seq or entries out of range")
+        if dt.datetime.fromisoformat(record["sealed_at"]).tzinfo is None:
+            raise ValueError(f"seal {record['seq']}: sealed_at without a UTC offset")
+        members = record["members"]
+        if members is not None and not all(
+            isinstance(m, list) and len(m) == 2 and all(isinstance(v, str) for v in m)
+            for m in members
+        ):
+            raise TypeError(f"seal {record['seq']}: members are not [entry id, digest] pairs")
+        if not all(isinstance(v, str) for v in record["pruned"]):
+            raise TypeError(f"seal {record['seq']}: pruned is not a list of entry ids")
+
+
+def _check_types(archived: Any) -> None:
+    if not isinstance(archived, list) or not all(
+        isinstance(item, dict)
+        and isinstance(item.get("id"), int)
+        and isinstance(item.get("name"), str)
+        for item in archived
+    ):
+        raise TypeError("the header's content_types are not a list of {id, name}")
+
+
+def _optional_int(record: dict[str, Any], name: str) -> None:
+    value = record.get(name)
+    if value is not None and (not isinstance(value, int) or not 1 <= value <= _INT_MAX):
+        raise ValueError(f"entry {record['id']}: {name} is not a seal number")
+
+
+_INT_MAX = 2**31 - 1  # the seal tables' integer columns
+_TEXTS = (
+    "tenant_id",
+    "user_id",
+    "action_type",
+    "ip_address",
+    "user_agent",
+    "object_id",
+    "transaction_id",
+    "renamed_to",
+)
 
 
 def _import(

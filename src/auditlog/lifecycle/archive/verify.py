@@ -55,8 +55,15 @@ class ArchiveFile:
                 f"this auditlog reads versions {', '.join(map(str, READS))}"
             )
         self.header = first
-        before = dt.datetime.fromisoformat(first["before"])
-        self.before_ms = int(before.timestamp() * 1000)
+        try:
+            before = dt.datetime.fromisoformat(first["before"])
+            if before.tzinfo is None:
+                raise ValueError("no UTC offset")
+            self.before_ms = int(before.timestamp() * 1000)
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            raise ArchiveError(
+                f"{str(self.reader.path)!r}: the header's before is not a time ({exc})"
+            ) from None
         yield from records
 
     def outside(self, entry_id: str) -> bool:
