@@ -574,10 +574,34 @@ def test_export_import_and_verify_archive_name_bad_arguments(
         (["verify", "--archive", __file__], 1, "is not an auditlog archive"),
         (["verify", "--archive", __file__, "--head", "7"], 2, "--head"),
         (["import", str(tmp_path / "missing.jsonl"), "--database-url", url], 2, "no archive"),
+        (["export", "--database-url", url, "--before", "9999-12-31T23:59:59-05:00"], 2,
+         "--before 9999-12-31T23:59:59.999000+00:00 is in the future"),
+        (["prune", "--database-url", url, "--before", "9999-12-31T23:59:59-05:00"], 2,
+         "is in the future"),
+        (["prune", "--database-url", url, "--before", "2020-01-01", "--tenant="], 2,
+         "--tenant: must not be empty"),
+        (["seal", "--database-url", url, "--late", str(10**15)], 2, "--late: must be a number"),
+        (["verify", "--database-url", url, "--late", str(10**15)], 2, "--late: must be"),
+        (["verify", "--archive", __file__, "--database-url", "sqlite://"], 2,
+         "--database-url does not apply to --archive"),
     ]  # fmt: skip
     for arguments, status, message in cases:
         done = run(*arguments)
         assert (done.returncode, message in done.stderr) == (status, True), (arguments, done)
+
+
+def test_prune_and_export_before_the_earliest_time_remove_and_write_nothing(
+    engine: Engine, tmp_path: Path
+) -> None:
+    seed_history(engine)
+    url = url_of(engine)
+    for before in ("0001-01-01T00:00:00+05:00", "1900-01-01"):
+        archive = tmp_path / "empty.jsonl"
+        done = run("export", "--database-url", url, "--before", before, "--output", str(archive))
+        assert done.returncode == 0 and "exported 0 entries" in done.stderr, done
+        pruned = run("prune", "--database-url", url, "--before", before)
+        assert pruned.returncode == 0 and pruned.stdout.startswith("pruned 0 entries"), pruned
+    assert len(auditlog_entries(engine)) == 7
 
 
 def test_verify_archive_names_an_edit_and_import_refuses_it(engine: Engine, tmp_path: Path) -> None:

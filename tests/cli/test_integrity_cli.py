@@ -74,7 +74,7 @@ def test_a_malformed_head_is_a_usage_error(engine: Engine) -> None:
     assert bad_batch.returncode == 2 and "--batch" in bad_batch.stderr
     bad_late = run("seal", "--database-url", url_of(engine), "--late", "-5")
     assert bad_late.returncode == 2
-    assert "--late: must be a number of minutes of 0 or more, not -5" in bad_late.stderr
+    assert "--late: must be a number of minutes from 0 to 5,270,400, not -5" in bad_late.stderr
 
 
 def test_late_sets_how_old_an_unsealed_entry_may_be_for_seal_and_verify(

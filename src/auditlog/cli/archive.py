@@ -9,13 +9,14 @@ when the archive is intact, 1 otherwise, 2 for bad arguments. See docs/archives.
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..lifecycle.archive import ArchiveError, import_archive, verify_archive
-from .database import CommandError, first_line, open_database
+from .database import DATABASE_URL_ENV, CommandError, first_line, open_database
 from .integrity import check_head, late_minutes, print_report
 
 __all__ = ["add_import_parser", "import_command", "verify_archive_command"]
@@ -57,6 +58,12 @@ def verify_archive_command(args: argparse.Namespace) -> int:
     """``auditlog verify --archive FILE``: 0 when intact, 1 otherwise."""
     if getattr(args, "tenant_id", None) is not None:
         raise CommandError("--tenant-id does not apply to --archive", 2)
+    if args.database_url not in (None, os.environ.get(DATABASE_URL_ENV) or None):
+        raise CommandError(
+            "--database-url does not apply to --archive (the archive is verified from the "
+            "file alone; verify without --archive checks a database)",
+            2,
+        )
     check_head(args.head)
     archive = _archive(args.archive)
     try:

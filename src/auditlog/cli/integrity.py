@@ -48,9 +48,14 @@ def seal_command(args: argparse.Namespace) -> int:
 
 def late_minutes(minutes: int) -> dt.timedelta:
     """``--late`` as a duration; a status-2 error naming it when negative."""
-    if minutes < 0:
-        raise CommandError(f"--late: must be a number of minutes of 0 or more, not {minutes}", 2)
+    if not 0 <= minutes <= _LATE_MAX:
+        raise CommandError(
+            f"--late: must be a number of minutes from 0 to {_LATE_MAX:,}, not {minutes}", 2
+        )
     return dt.timedelta(minutes=minutes)
+
+
+_LATE_MAX = 10 * 366 * 24 * 60  # ten years: no transaction runs longer
 
 
 def check_head(head: str | None) -> None:

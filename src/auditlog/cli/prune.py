@@ -80,6 +80,8 @@ def prune_command(args: argparse.Namespace) -> int:
         cutoff(args.before, what="--before")
     except ValueError as exc:
         raise CommandError(str(exc), 2) from None
+    if args.tenant is not None and not args.tenant:
+        raise CommandError("--tenant: must not be empty", 2)
     engine = open_database(args.database_url)
     terminal = sys.stderr.isatty()
 

@@ -218,7 +218,9 @@ def _verify(
         report.head = format_head(newest.seq, newest.digest)
     if published is not None:
         _check_head(published, seals, problems)
-    horizon = newest.sealed_at - late if newest is not None else None
+    horizon = None
+    if newest is not None and late < _utc(newest.sealed_at) - _EARLIEST:
+        horizon = _utc(newest.sealed_at) - late  # (a longer late: no entry is late)
     for entry_id, timestamp in _unsealed(connection, tenant_id):
         report.unsealed.append(entry_id)
         if horizon is not None and timestamp is not None and _utc(timestamp) < horizon:
@@ -399,6 +401,9 @@ def _check_head(published: tuple[int, str], seals: dict[int, Any], problems: lis
                 seal=seq,
             )
         )
+
+
+_EARLIEST = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
 
 
 def _utc(moment: dt.datetime) -> dt.datetime:

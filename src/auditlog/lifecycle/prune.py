@@ -34,6 +34,7 @@ from ..integrity.seal import create_integrity_tables
 from ..integrity.tables import seal_entry_table as _member
 from ..integrity.tables import seal_table as _seal
 from ..models import audit_log_table as _log
+from ..models import utc_bound
 from .tables import prune_entry_table, prune_table
 
 __all__ = [
@@ -92,8 +93,7 @@ def cutoff(before: Any, *, what: str = "before") -> dt.datetime:
     lies in the future."""
     if not isinstance(before, dt.datetime):
         raise ValueError(f"{what} must be a datetime, not {type(before).__name__}")
-    moment = before.replace(tzinfo=dt.timezone.utc) if before.tzinfo is None else before
-    moment = moment.astimezone(dt.timezone.utc)
+    moment = utc_bound(before)  # beyond the years 1-9999 in UTC: the nearest time there is
     moment = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
     if moment > dt.datetime.now(dt.timezone.utc):
         raise ValueError(f"{what} {moment.isoformat()} is in the future")

@@ -251,7 +251,10 @@ def _verify_archive(
     report.seals = seals
     if newest is not None:
         report.head = f"{newest['seq']}:{newest['digest']}"
-        horizon = dt.datetime.fromisoformat(newest["sealed_at"]) - late
+        try:
+            horizon = dt.datetime.fromisoformat(newest["sealed_at"]) - late
+        except OverflowError:  # later than anything: no entry is late
+            horizon = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
     for entry_id, moment in unsealed:
         report.unsealed.append(entry_id)
         if newest is not None and moment < horizon:
