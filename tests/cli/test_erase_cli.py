@@ -84,6 +84,11 @@ def test_erase_an_object_by_model_name_or_id(
             ["--content-type", "no.such.Model", "--object-id", "1"],
             "content_type: no audited model is named 'no.such.Model'",
         ),
+        (
+            ["--content-type", "999999", "--object-id", "1"],
+            "content_type: no audited model has the id 999999",
+        ),
+        (["--content-type", "9" * 5000, "--object-id", "1"], "no audited model has the id 999"),
     ],
 )
 def test_bad_arguments_are_named_and_nothing_is_erased(

@@ -150,6 +150,11 @@ def test_erase_names_what_is_wrong_with_its_arguments(engine: Engine) -> None:
         auditlog.erase(engine, object_id=1)
     with pytest.raises(ValueError, match=r"no audited model is named 'nowhere\.Model'"):
         auditlog.erase(engine, content_type="nowhere.Model", object_id=1)
+    for unknown in (999_999, 10**30, 0, -1):
+        with pytest.raises(ValueError, match=f"no audited model has the id {unknown}$"):
+            auditlog.erase(engine, content_type=unknown, object_id=1)
+    with engine.connect() as conn:  # nothing recorded as erased
+        assert conn.execute(sa.select(sa.func.count()).select_from(erasure_table)).scalar() == 0
 
 
 def test_erase_creates_its_table_on_a_database_made_before_it(

@@ -64,7 +64,13 @@ def _subject(args: argparse.Namespace) -> tuple[str, dict[str, object]]:
         return f"actor {args.user_id!r}", {"user_id": args.user_id}
     if not args.content_type or args.object_id is None:
         raise CommandError("an object is named by both --content-type and --object-id", 2)
-    model: object = int(args.content_type) if args.content_type.isdecimal() else args.content_type
+    model: object = args.content_type
+    if args.content_type.isdecimal():
+        if len(args.content_type) > 10:
+            raise CommandError(
+                f"--content-type: no audited model has the id {args.content_type[:20]}...", 2
+            )
+        model = int(args.content_type)
     return (
         f"object {args.object_id!r} of {args.content_type}",
         {"content_type": model, "object_id": args.object_id},

@@ -98,7 +98,14 @@ def erase(
 
 def _content_type_id(connection: Connection, content_type: int | str | type) -> int:
     if isinstance(content_type, int) and not isinstance(content_type, bool):
-        return content_type
+        found = None
+        if 1 <= content_type <= 2**31 - 1:  # the column's range
+            found = connection.execute(
+                sa.select(content_type_table.c.id).where(content_type_table.c.id == content_type)
+            ).scalar_one_or_none()
+        if found is None:
+            raise ValueError(f"erase(): content_type: no audited model has the id {content_type}")
+        return int(found)
     name = (
         f"{content_type.__module__}.{content_type.__qualname__}"
         if isinstance(content_type, type)
