@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 import auditlog
-from auditlog import AuditLog
+from auditlog import AuditLog, ContentType
 from auditlog.integrity import maintenance, seal_entry_table, seal_table
 
 from ..helpers import entries
@@ -36,24 +36,43 @@ def _write(maker: sessionmaker[Session], n: int) -> None:
             session.add(Tag(id=i, label=f"tag {i}"))
 
 
-@pytest.mark.parametrize("table", [LOG, seal_table, seal_entry_table], ids=lambda t: t.name)
+@pytest.mark.parametrize(
+    "table", [LOG, ContentType.__table__, seal_table, seal_entry_table], ids=lambda t: t.name
+)
 @pytest.mark.parametrize("operation", ["update", "delete"])
 def test_updates_and_deletes_of_the_audit_tables_are_refused(
     protected: Engine, Session_: sessionmaker[Session], table: sa.Table, operation: str
 ) -> None:
     _write(Session_, 2)  # audited writes still insert
     auditlog.seal(protected)  # and so does sealing
-    statement = (
-        sa.update(table).values(
-            {table.primary_key.columns[0].name: table.c[table.primary_key.columns[0].name]}
-        )
-        if operation == "update"
-        else sa.delete(table)
-    )
+    key = table.primary_key.columns[0].name
+    values = {key: table.c[key]} if table is not ContentType.__table__ else {"name": "moved"}
+    statement = sa.update(table).values(values) if operation == "update" else sa.delete(table)
     with pytest.raises(sa.exc.DBAPIError, match="append-only"), protected.begin() as conn:
         conn.execute(statement)
     assert len(entries(protected)) == 2
     assert auditlog.verify(protected).intact
+
+
+def test_model_names_cannot_be_swapped_but_a_model_made_twice_at_once_still_is(
+    protected: Engine, Session_: sessionmaker[Session]
+) -> None:
+    """Entries name their model by its content type id: renaming one would make them another
+    model's. The first-use insert that meets a row made meanwhile by another connection (on
+    MariaDB an update that changes nothing) still passes."""
+    from types import SimpleNamespace
+
+    from auditlog.capture.content_types import _insert_ignoring_duplicates
+
+    _write(Session_, 1)
+    table = ContentType.__table__
+    with pytest.raises(sa.exc.DBAPIError, match="append-only"), protected.begin() as conn:
+        conn.execute(sa.update(table).values(name="elsewhere.Tag"))
+    with protected.begin() as conn:
+        made = conn.execute(sa.select(table.c.name, table.c.table_name)).one()
+        plan = SimpleNamespace(content_type_name=made.name, table_name=made.table_name)
+        _insert_ignoring_duplicates(conn, plan)  # type: ignore[arg-type]
+        assert conn.execute(sa.select(table.c.name, table.c.table_name)).all() == [made]
 
 
 def test_truncate_is_refused_on_postgresql(

@@ -1,6 +1,7 @@
 """Guards: the database itself refuses UPDATE and DELETE on the audit tables.
 
-:func:`protect` installs triggers on ``audit_log`` and the integrity tables (seals, erasures) that
+:func:`protect` installs triggers on ``audit_log``, ``audit_content_type`` (the entries name their
+model by its id there) and the integrity and lifecycle tables (seals, erasures, prunes) that
 refuse every UPDATE and DELETE (and, on PostgreSQL, TRUNCATE), whoever runs it: an application
 bug, a console session, a migration gone wrong. auditlog's own maintenance (erasure, retention)
 passes through :func:`maintenance`, which lifts the guard for its transaction only:
@@ -44,6 +45,7 @@ __all__ = [
 #: The tables the guard covers, by name.
 GUARDED = (
     "audit_log",
+    "audit_content_type",  # the entries name their model by its id: names may not move
     "audit_seal",
     "audit_seal_entry",
     "audit_erasure",
@@ -110,7 +112,8 @@ def _statements(connection: Connection) -> list[str]:
                 statements.append(
                     f"CREATE TRIGGER {_trigger(table, operation)} BEFORE {operation} ON "
                     f"{preparer.format_table(table)} FOR EACH ROW BEGIN "
-                    "IF @auditlog_maintenance IS NULL OR @auditlog_maintenance <> 1 THEN "
+                    "IF (@auditlog_maintenance IS NULL OR @auditlog_maintenance <> 1)"
+                    f"{_changes(table, operation)} THEN "
                     f"SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '{_message(table, operation)}'; "
                     "END IF; END"
                 )
@@ -121,6 +124,16 @@ def _statements(connection: Connection) -> list[str]:
             f"protect(): no guard for {dialect}: PostgreSQL, MariaDB, MySQL and SQLite have one"
         )
     return statements
+
+
+def _changes(table: sa.Table, operation: str) -> str:
+    """MariaDB and MySQL: the content types' first-use insert, ``INSERT ... ON DUPLICATE KEY
+    UPDATE name = name``, fires the UPDATE trigger when another connection made the row first;
+    such an update changes nothing and passes."""
+    if table.name != "audit_content_type" or operation != "UPDATE":
+        return ""
+    same = " AND ".join(f"NEW.{c.name} <=> OLD.{c.name}" for c in table.columns)
+    return f" AND NOT ({same})"
 
 
 def _sqlite_triggers(connection: Connection) -> list[str]:
