@@ -643,3 +643,31 @@ def test_a_malformed_record_is_refused_with_its_reason_and_nothing_imported(
         import_archive(target, malformed)
     assert named in str(refused.value)
     assert all(count in (-1, 0) for count in _counts(target))
+
+
+def test_entries_outside_the_headers_selection_are_named(
+    engine: Engine, Session_: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """The header says whose entries and up to when: an archive whose header was rewritten (or
+    whose entries were added from elsewhere) does not pass for the selection it names."""
+    write(Session_)
+    auditlog.seal(engine)
+    archive = tmp_path / "globex.jsonl"
+    export_archive(engine, archive, tenant_id="globex")
+    records = _lines(archive)
+    ids = [r["id"] for r in records if r["record"] == "entry"]
+    assert len(ids) == 2 and verify_archive(archive).intact
+
+    records[0]["tenant_id"] = "acme"
+    _rewrite(archive, records)
+    problems = verify_archive(archive).problems
+    assert [(p.kind, p.entry_id) for p in problems] == [("archive_changed", i) for i in ids]
+    assert "is not of the archive's tenant 'acme'" in problems[0].detail
+
+    records[0]["tenant_id"] = "globex"
+    first = dt.datetime.fromtimestamp(ULID.from_str(ids[1]).milliseconds / 1000, dt.timezone.utc)
+    records[0]["before"] = first.isoformat()
+    _rewrite(archive, records)
+    problems = verify_archive(archive).problems
+    assert [(p.kind, p.entry_id) for p in problems] == [("archive_changed", ids[1])]
+    assert "is not older than the archive's before" in problems[0].detail

@@ -73,6 +73,18 @@ class ArchiveFile:
         millis: int = ULID.from_str(entry_id).milliseconds
         return millis >= self.before_ms
 
+    def stray(self, record: dict[str, Any]) -> str | None:
+        """Why an entry record lies outside the archive's selection (its header's ``before``
+        and ``tenant_id``), or None."""
+        entry_id, tenant = record["id"], self.header.get("tenant_id")
+        if ULID.from_str(entry_id).milliseconds >= self.before_ms:
+            return (
+                f"entry {entry_id} is not older than the archive's before ({self.header['before']})"
+            )
+        if tenant is not None and record.get("tenant_id") != tenant:
+            return f"entry {entry_id} is not of the archive's tenant {tenant!r}"
+        return None
+
     def trailer_problems(self) -> list[Problem]:
         from ...integrity.verify import Problem
 
@@ -155,6 +167,9 @@ def _verify_archive(
                 )
                 continue
             last_id = record["id"]
+            stray = archive.stray(record)
+            if stray:
+                problems.append(Problem("archive_changed", stray, entry_id=record["id"]))
             values = entry_values(record)
             if record.get("seal") is None:
                 unsealed.append((record["id"], values["timestamp"]))
