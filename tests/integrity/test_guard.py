@@ -63,16 +63,19 @@ def test_model_names_cannot_be_swapped_but_a_model_made_twice_at_once_still_is(
     from types import SimpleNamespace
 
     from auditlog.capture.content_types import _insert_ignoring_duplicates
+    from auditlog.registry import model_name
 
     _write(Session_, 1)
     table = ContentType.__table__
     with pytest.raises(sa.exc.DBAPIError, match="append-only"), protected.begin() as conn:
         conn.execute(sa.update(table).values(name="elsewhere.Tag"))
+    names = sa.select(table.c.id, table.c.name, table.c.table_name).order_by(table.c.id)
     with protected.begin() as conn:
-        made = conn.execute(sa.select(table.c.name, table.c.table_name)).one()
-        plan = SimpleNamespace(content_type_name=made.name, table_name=made.table_name)
+        before = conn.execute(names).all()
+        tag = next(row for row in before if row.name == model_name(Tag))
+        plan = SimpleNamespace(content_type_name=tag.name, table_name=tag.table_name)
         _insert_ignoring_duplicates(conn, plan)  # type: ignore[arg-type]
-        assert conn.execute(sa.select(table.c.name, table.c.table_name)).all() == [made]
+        assert conn.execute(names).all() == before
 
 
 def test_truncate_is_refused_on_postgresql(

@@ -36,10 +36,16 @@ __all__ = [
     "FIELDS",
     "GENESIS",
     "PERSONAL",
+    "Cells",
+    "canonical_json",
+    "cell",
+    "cells_digest",
     "digest_bytes",
     "entries_digest",
     "entries_hash",
+    "entry_cells",
     "entry_digest",
+    "erased_cells_digest",
     "erased_entry_digest",
     "erasure_record",
     "field_digest",
@@ -89,12 +95,27 @@ _NAMES = {name: name.encode() + b"\x00" for name in FIELDS}
 _json = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
 
 
+def _fast_json() -> Callable[[Any], str]:
+    """``_json`` without the encoder object it makes on every call: the standard library's C
+    encoder, made once (the same output: it is what ``_json`` runs). The values come from the
+    database's JSON, so they never refer to themselves (no circular check)."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - CPython builds have it
+        return _json
+    encode = make(None, _json, json.encoder.encode_basestring, None, ":", ",", True, False, True)
+    join = "".join
+    return lambda value: join(encode(value, 0))
+
+
+canonical_json = _fast_json()
+
+
 def _text(value: Any) -> bytes:
     return str(value).encode("utf-8", "surrogatepass")
 
 
 def _document(value: Any) -> bytes:
-    return _json(value).encode("utf-8", "surrogatepass")
+    return canonical_json(value).encode("utf-8", "surrogatepass")
 
 
 def _time(value: dt.datetime) -> bytes:
@@ -144,31 +165,46 @@ def field_digest(key: bytes, name: str, value: Any) -> bytes:
     return hashlib.sha256(key + _NAMES[name] + _canonical(name, value)).digest()
 
 
-_PLAN_OTHERS = tuple((name, _ENCODERS[name]) for name in _OTHERS)
-_PLAN_PERSONAL = tuple((name, _NAMES[name], _ENCODERS[name]) for name in PERSONAL)
+#: An entry as digest input: each field's canonical bytes (None for null), in FIELDS order.
+Cells = tuple[bytes | None, ...]
+_AT = {name: i for i, name in enumerate(FIELDS)}
+_OTHERS_AT = tuple(_AT[name] for name in _OTHERS)
+_PERSONAL_AT = tuple((_AT[name], _NAMES[name]) for name in PERSONAL)
+_ENCODING = tuple(_ENCODERS[name] for name in FIELDS)
+
+
+def entry_cells(row: Mapping[str, Any] | Any) -> Cells:
+    """An entry's values (a row or mapping, by field name) as their canonical bytes."""
+    return tuple(
+        None if (value := row[name]) is None else encode(value)
+        for name, encode in zip(FIELDS, _ENCODING, strict=True)
+    )
+
+
+def cell(cells: Cells, name: str) -> bytes | None:
+    """One field's canonical bytes."""
+    return cells[_AT[name]]
 
 
 def entry_digest(key: bytes, row: Mapping[str, Any] | Any) -> str:
-    """The digest (hex) of one entry as stored, from its key and its row (what
+    """The digest (hex) of one entry as stored, from its key and its row."""
+    return cells_digest(key, entry_cells(row))
+
+
+def cells_digest(key: bytes, cells: Cells) -> str:
+    """The digest (hex) of one entry from its key and its :func:`entry_cells` (what
     :func:`field_key`, :func:`field_digest` and :func:`_canonical` give, unrolled: this runs
     once per entry)."""
     sha256 = hashlib.sha256
     parts = [_ENTRY]
-    for name, encode in _PLAN_OTHERS:
-        value = row[name]
-        if value is None:
-            parts.append(_NULL)
-        else:
-            raw = encode(value)
-            parts.append(len(raw).to_bytes(4, "big") + raw)
-    for name, label, encode in _PLAN_PERSONAL:
-        value = row[name]
+    for at in _OTHERS_AT:
+        raw = cells[at]
+        parts.append(_NULL if raw is None else len(raw).to_bytes(4, "big") + raw)
+    for at, label in _PERSONAL_AT:
+        raw = cells[at]
         own = sha256(_FIELD_KEY + key + label).digest()[:16]
-        if value is None:
-            parts.append(sha256(own + label + _NULL).digest())
-        else:
-            raw = encode(value)
-            parts.append(sha256(own + label + len(raw).to_bytes(4, "big") + raw).digest())
+        value = _NULL if raw is None else len(raw).to_bytes(4, "big") + raw
+        parts.append(sha256(own + label + value).digest())
     return sha256(b"".join(parts)).hexdigest()
 
 
@@ -177,13 +213,23 @@ def erased_entry_digest(
 ) -> str:
     """The digest (hex) of an entry some of whose personal fields were erased: ``keys`` are the
     field keys kept (hex), ``digests`` the erased fields' digests (hex)."""
+    return erased_cells_digest(entry_cells(row), keys, digests)
+
+
+def erased_cells_digest(cells: Cells, keys: Mapping[str, str], digests: Mapping[str, str]) -> str:
+    """:func:`erased_entry_digest` from the entry's :func:`entry_cells`."""
     parts = [_ENTRY]
-    parts.extend(_canonical(name, row[name]) for name in _OTHERS)
+    for at in _OTHERS_AT:
+        raw = cells[at]
+        parts.append(_NULL if raw is None else len(raw).to_bytes(4, "big") + raw)
     for name in PERSONAL:
         if name in digests:
             parts.append(bytes.fromhex(digests[name]))
         else:
-            parts.append(field_digest(bytes.fromhex(keys[name]), name, row[name]))
+            raw = cells[_AT[name]]
+            value = _NULL if raw is None else len(raw).to_bytes(4, "big") + raw
+            label = _NAMES[name]
+            parts.append(hashlib.sha256(bytes.fromhex(keys[name]) + label + value).digest())
     return hashlib.sha256(b"".join(parts)).hexdigest()
 
 

@@ -31,9 +31,10 @@ from sqlalchemy.engine import Connection, Engine
 
 from ..capture.writer import can_copy, copy_rows
 from ..models import audit_log_table as _log
-from ..models import metadata, ulid_hex
+from ..models import metadata
 from ..ulids import ulid_floor
-from .digest import GENESIS, entries_digest, entry_digest, row_columns, seal_digest
+from .digest import GENESIS, cell, cells_digest, entries_digest, seal_digest
+from .rows import cell_columns, read_cells
 from .tables import erasure_table
 from .tables import seal_entry_table as _member
 from .tables import seal_table as _seal
@@ -151,7 +152,7 @@ def _write_seal(
     last = connection.execute(last_query).first()
     seq, previous = (last.seq + 1, last.digest) if last is not None else (1, GENESIS)
     unsealed = (
-        sa.select(*row_columns(_log))
+        sa.select(*cell_columns(connection))
         .select_from(_log.outerjoin(_member, _member.c.entry_id == _log.c.id))
         .where(_member.c.entry_id.is_(None))
         .order_by(_log.c.id)
@@ -162,16 +163,16 @@ def _write_seal(
     elif last is not None:  # older entries in no seal were inserted: verify names them
         floor = _aware(last.sealed_at) - late
         unsealed = unsealed.where(_log.c.id >= ulid_floor(floor), _log.c.timestamp >= floor)
-    rows = connection.execute(unsealed).mappings()
     members: list[dict[str, Any]] = []
-    for row in rows:
+    for cells, _ in read_cells(connection, unsealed):
+        assert cells is not None  # every row is an entry's
         key = secrets.token_bytes(16)
         members.append(
             {
-                "entry_id": row["id"],
+                "entry_id": cell(cells, "id").decode(),  # type: ignore[union-attr]  # hex
                 "seal_seq": seq,
                 "entry_key": key.hex(),
-                "digest": entry_digest(key, row),
+                "digest": cells_digest(key, cells),
             }
         )
     if not members:
@@ -206,10 +207,7 @@ def _insert_members(connection: Connection, members: list[dict[str, Any]]) -> No
             connection,
             _member,
             _MEMBER_COLUMNS,
-            (
-                [ulid_hex(m["entry_id"]), *(m[name] for name in _MEMBER_COLUMNS[1:])]
-                for m in members
-            ),
+            ([m[name] for name in _MEMBER_COLUMNS] for m in members),
         )
         return
     connection.execute(sa.insert(_member), members)

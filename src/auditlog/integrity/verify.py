@@ -23,6 +23,7 @@ sealed digests, so a tenant proves its own entries without reading anyone else's
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import groupby
@@ -35,19 +36,21 @@ from ulid import ULID
 from ..lifecycle.tables import prune_entry_table as _pruned
 from ..lifecycle.tables import prune_table as _prune
 from ..models import audit_log_table as _log
+from ..ulids import ulid_text
 from .digest import (
-    FIELDS,
     GENESIS,
+    Cells,
+    cell,
+    cells_digest,
     digest_bytes,
     entries_digest,
     entries_hash,
-    entry_digest,
-    erased_entry_digest,
+    erased_cells_digest,
     erasure_record,
     from_hex,
-    row_columns,
     seal_digest,
 )
+from .rows import cell_columns, read_cells
 from .seal import LATE, format_head
 from .tables import seal_entry_table as _member
 from .tables import seal_table as _seal
@@ -236,7 +239,7 @@ def _verify(
 
 
 def _check_entry(
-    member: Any, entry: Any, seq: int, tenant_id: str | None, report: VerifyReport
+    member: Any, entry: Cells | None, seq: int, tenant_id: str | None, report: VerifyReport
 ) -> None:
     problems = report.problems
     if entry is None:
@@ -250,18 +253,18 @@ def _check_entry(
                 )
             )
         return
-    if tenant_id is not None and entry["tenant_id"] != tenant_id:
+    if tenant_id is not None and cell(entry, "tenant_id") != tenant_id.encode():
         return  # another tenant's: counted by its sealed digest
     key = from_hex(member.entry_key, 16)
     erasure = erasure_record(member.erased) if member.entry_key is None else None
     if key is not None:
-        intact = entry_digest(key, entry) == member.digest
+        intact = cells_digest(key, entry) == member.digest
     elif erasure is not None:  # erased in part: kept field keys and erased field digests
         keys, erased = erasure
         if erased:
             report.erased.append((member.entry_id, tuple(sorted(erased))))
-        intact = erased_entry_digest(entry, keys, erased) == member.digest
-        intact = intact and all(entry[name] in (None, "") for name in erased)
+        intact = erased_cells_digest(entry, keys, erased) == member.digest
+        intact = intact and all(cell(entry, name) in (None, b"") for name in erased)
     else:  # its key, or what an erasure kept, was edited: nothing proves the entry now
         problems.append(
             Problem(
@@ -323,44 +326,59 @@ class _Pruning:
             return False
 
 
-def _members(
-    connection: Connection, pruning: _Pruning
-) -> Iterator[tuple[_Member, dict[str, Any] | None]]:
-    """Every member by seal and id, with its entry's row (None when it is gone), streamed."""
-    columns = row_columns(_log, "e_")
+def _members(connection: Connection, pruning: _Pruning) -> Iterator[tuple[_Member, Cells | None]]:
+    """Every member by seal and id, with its entry's cells (None when it is gone), streamed."""
     joined = _member.outerjoin(_log, _log.c.id == _member.c.entry_id)
     pruned: Any = sa.null()
     if pruning.recorded:
         joined = joined.outerjoin(_pruned, _pruned.c.entry_id == _member.c.entry_id)
         pruned = _pruned.c.prune_id
     query = (
-        sa.select(_member, pruned.label("pruned_by"), *columns)
+        sa.select(
+            *cell_columns(connection),
+            *(_member.c[name] for name in _MEMBER_COLUMNS),
+            pruned.label("pruned_by"),
+        )
         .select_from(joined)
         .order_by(_member.c.seal_seq, _member.c.entry_id)
     )
-    for row in _stream(connection, query):
-        entry = {name: row[f"e_{name}"] for name in FIELDS} if row["e_id"] is not None else None
-        yield _Member(row), entry
+    for cells, rest in read_cells(connection, query, stream=True):
+        yield _Member(*rest), cells
 
 
-@dataclass(frozen=True, slots=True)
+_MEMBER_COLUMNS = ("seal_seq", "entry_id", "entry_key", "digest", "erased")
+
+
 class _Member:
-    seal_seq: int
-    entry_id: str
-    entry_key: str | None
-    digest: str
-    erased: str | None
-    pruned: bool
+    """A seal's record of one entry."""
 
-    def __init__(self, row: Any) -> None:
-        for name in ("seal_seq", "entry_id", "entry_key", "digest", "erased"):
-            object.__setattr__(self, name, row[name])
-        object.__setattr__(self, "pruned", row["pruned_by"] is not None)
+    __slots__ = ("digest", "entry_id", "entry_key", "erased", "pruned", "seal_seq")
+
+    def __init__(
+        self,
+        seal_seq: int,
+        entry_id: Any,
+        entry_key: str | None,
+        digest: str,
+        erased: str | None,
+        pruned_by: Any = None,
+    ) -> None:
+        self.seal_seq, self.entry_id = seal_seq, _ulid_text(entry_id)
+        self.entry_key, self.digest, self.erased = entry_key, digest, erased
+        self.pruned = pruned_by is not None
 
 
-def _stream(connection: Connection, query: sa.Select[Any]) -> Iterator[Any]:
-    result = connection.execution_options(yield_per=5_000).execute(query)
-    yield from result.mappings()
+def _ulid_text(value: Any) -> str:
+    """A member's entry id as its ULID text, as read by the driver (uuid text) or typed."""
+    if isinstance(value, str) and len(value) == 26:
+        return value
+    if isinstance(value, uuid.UUID):
+        return ulid_text(value.bytes)
+    text = str(value).replace("-", "")
+    try:
+        return str(ULID.from_hex(text))
+    except ValueError:  # not a ULID: written by something else
+        return str(value)
 
 
 def _has_seal_tables(connection: Connection) -> bool:

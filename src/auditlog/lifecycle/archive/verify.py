@@ -17,6 +17,7 @@ from ...integrity.digest import (
     digest_bytes,
     entries_digest,
     entries_hash,
+    entry_cells,
     seal_digest,
 )
 from .reader import ArchiveReader
@@ -175,7 +176,7 @@ def _verify_archive(
                 unsealed.append((record["id"], values["timestamp"]))
                 continue
             member = _Member(record)
-            _check_entry(member, values, member.seal_seq, None, report)
+            _check_entry(member, entry_cells(values), member.seal_seq, None, report)
             held = claimed.get(member.seal_seq)
             if held is None:
                 held = claimed[member.seal_seq] = [0, hashlib.sha256(), entries_hash()]
