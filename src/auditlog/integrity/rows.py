@@ -24,6 +24,7 @@ from .digest import FIELDS, Cells, canonical_json, entry_cells, row_columns
 
 __all__ = ["cell_columns", "driver_reads", "read_cells"]
 
+_PAGE = 5_000
 _JSON = frozenset({"before_state", "after_state", "changed_fields", "extra"})
 _scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # C scanner
 
@@ -77,20 +78,31 @@ def read_cells(
 def _driver_cells(
     connection: Connection, query: sa.Select[Any], stream: bool
 ) -> Iterator[tuple[Any, tuple[Any, ...]]]:
-    from ..lifecycle.archive.pages import processed
+    from ..lifecycle.archive.pages import prefetched, processed
 
     compiled = query.compile(connection)
     params = processed(compiled, compiled.construct_params())
     dbapi: Any = connection.connection.dbapi_connection
-    cursor = dbapi.cursor("auditlog_cells", binary=True) if stream else dbapi.cursor(binary=True)
     width = len(FIELDS)
-    with cursor:
-        if stream:
-            cursor.itersize = 5_000
-        cursor.execute(str(compiled), params)
-        while rows := cursor.fetchmany(5_000):
-            for row in rows:
-                yield (_cells(row) if row[0] is not None else None), row[width:]
+    if not stream:
+        with dbapi.cursor(binary=True) as cursor:
+            cursor.execute(str(compiled), params)
+            rows = cursor.fetchall()
+        for row in rows:
+            yield (_cells(row) if row[0] is not None else None), row[width:]
+        return
+
+    def pages() -> Iterator[list[Any]]:
+        with dbapi.cursor("auditlog_cells", binary=True) as cursor:
+            cursor.execute(str(compiled), params)
+            while rows := cursor.fetchmany(_PAGE):
+                yield rows
+
+    # the next page is fetched by a thread of its own while this one hashes the current one:
+    # the server's work on it overlaps ours
+    for rows in prefetched(pages()):
+        for row in rows:
+            yield (_cells(row) if row[0] is not None else None), row[width:]
 
 
 def _cells(row: Any) -> Cells:

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -33,7 +33,7 @@ from ..capture.writer import can_copy, copy_rows
 from ..models import audit_log_table as _log
 from ..models import metadata
 from ..ulids import ulid_floor
-from .digest import GENESIS, cell, cells_digest, entries_digest, seal_digest
+from .digest import GENESIS, cell, cells_digest, entries_hash, seal_digest
 from .rows import cell_columns, read_cells
 from .tables import erasure_table
 from .tables import seal_entry_table as _member
@@ -163,35 +163,34 @@ def _write_seal(
     elif last is not None:  # older entries in no seal were inserted: verify names them
         floor = _aware(last.sealed_at) - late
         unsealed = unsealed.where(_log.c.id >= ulid_floor(floor), _log.c.timestamp >= floor)
-    members: list[dict[str, Any]] = []
-    for cells, _ in read_cells(connection, unsealed):
-        assert cells is not None  # every row is an entry's
-        key = secrets.token_bytes(16)
-        members.append(
-            {
-                "entry_id": cell(cells, "id").decode(),  # type: ignore[union-attr]  # hex
-                "seal_seq": seq,
-                "entry_key": key.hex(),
-                "digest": cells_digest(key, cells),
-            }
-        )
-    if not members:
+    entries = [cells for cells, _ in read_cells(connection, unsealed) if cells is not None]
+    if not entries:
         return None
+    hashed = entries_hash()
+
+    def members() -> Iterator[tuple[str, int, str, str]]:
+        """Each entry's membership, its key drawn and its digest made as the rows are sent."""
+        for cells in entries:
+            key = secrets.token_bytes(16)
+            digest = cells_digest(key, cells)
+            hashed.update(bytes.fromhex(digest))
+            yield cell(cells, "id").decode(), seq, key.hex(), digest  # type: ignore[union-attr]
+
+    _insert_members(connection, members())
     sealed_at = dt.datetime.now(dt.timezone.utc)
-    entries_hex = entries_digest(m["digest"] for m in members)
-    digest = seal_digest(seq, sealed_at, len(members), entries_hex, previous)
-    _insert_members(connection, members)
+    entries_hex = hashed.hexdigest()
+    digest = seal_digest(seq, sealed_at, len(entries), entries_hex, previous)
     connection.execute(
         sa.insert(_seal).values(
             seq=seq,
             sealed_at=sealed_at,
-            entries=len(members),
+            entries=len(entries),
             entries_digest=entries_hex,
             previous=previous,
             digest=digest,
         )
     )
-    return len(members), format_head(seq, digest), members[-1]["entry_id"]
+    return len(entries), format_head(seq, digest), cell(entries[-1], "id").decode()  # type: ignore[union-attr]
 
 
 def _aware(moment: dt.datetime) -> dt.datetime:
@@ -199,15 +198,13 @@ def _aware(moment: dt.datetime) -> dt.datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.timezone.utc)
 
 
-def _insert_members(connection: Connection, members: list[dict[str, Any]]) -> None:
-    """The members of a seal: one COPY stream where the connection takes one, else an
+def _insert_members(connection: Connection, members: Iterator[tuple[str, int, str, str]]) -> None:
+    """The members of a seal (values in ``_MEMBER_COLUMNS`` order): one COPY stream where the
+    connection takes one (the server inserts while the next digests are made), else an
     executemany."""
     if can_copy(connection):
-        copy_rows(
-            connection,
-            _member,
-            _MEMBER_COLUMNS,
-            ([m[name] for name in _MEMBER_COLUMNS] for m in members),
-        )
+        copy_rows(connection, _member, _MEMBER_COLUMNS, members)
         return
-    connection.execute(sa.insert(_member), members)
+    connection.execute(
+        sa.insert(_member), [dict(zip(_MEMBER_COLUMNS, m, strict=True)) for m in members]
+    )
