@@ -5,16 +5,19 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 
+import pytest
 from ulid import ULID
 
 from auditlog.integrity.digest import (
     FIELDS,
     PERSONAL,
+    VERSIONS,
     _canonical,
     entry_digest,
     erased_entry_digest,
     field_digest,
     field_key,
+    field_keys,
 )
 
 ID = ULID()
@@ -33,17 +36,28 @@ ROW = {
 KEY = bytes(range(16))
 
 
-def test_the_entry_digest_is_built_from_the_field_digests() -> None:
-    parts = [b"auditlog-entry-v1\x00"]
+@pytest.mark.parametrize("version", VERSIONS)
+def test_the_entry_digest_is_built_from_the_field_digests(version: int) -> None:
+    keys = field_keys(KEY, version)
+    parts = [f"auditlog-entry-v{version}\x00".encode()]
     parts += [_canonical(name, ROW[name]) for name in FIELDS if name not in PERSONAL]
-    parts += [field_digest(field_key(KEY, name), name, ROW[name]) for name in PERSONAL]
-    assert entry_digest(KEY, ROW) == hashlib.sha256(b"".join(parts)).hexdigest()
+    parts += [field_digest(keys[name], name, ROW[name], version) for name in PERSONAL]
+    assert entry_digest(KEY, ROW, version) == hashlib.sha256(b"".join(parts)).hexdigest()
+    assert [field_key(KEY, name, version) for name in PERSONAL] == list(keys.values())
 
 
-def test_a_field_key_gives_neither_the_entry_key_nor_another_field_key() -> None:
-    keys = {name: field_key(KEY, name) for name in PERSONAL}
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_field_key_gives_neither_the_entry_key_nor_another_field_key(version: int) -> None:
+    keys = field_keys(KEY, version)
     assert len(set(keys.values())) == len(PERSONAL) and KEY not in keys.values()
     assert all(len(key) == 16 for key in keys.values())
+
+
+def test_version_2_gives_a_null_field_one_digest_and_any_other_value_a_keyed_one() -> None:
+    null = {field_digest(key, "extra", None, 2) for key in (KEY, bytes(16))}
+    assert len(null) == 1  # a null holds nothing to hide
+    assert field_digest(KEY, "extra", {}, 2) != field_digest(bytes(16), "extra", {}, 2)
+    assert entry_digest(KEY, ROW, 2) != entry_digest(KEY, ROW, 1)
 
 
 def test_each_stored_form_of_a_value_gives_the_same_digest() -> None:
@@ -66,8 +80,8 @@ def test_any_other_value_or_key_gives_another_digest() -> None:
     assert entry_digest(KEY, {**ROW, "user_id": None, "ip_address": "ada"}) != expected
 
 
-#: An entry and its digest under version 1 of the canonical form, computed once: seals written
-#: by any release verify only while this holds.
+#: An entry and its digests under each version of the canonical form, computed once: seals
+#: written by any release verify only while these hold.
 KNOWN = {
     **ROW,
     "id": "01JDQ4Y5WQ8Y5M0V3XG3B0T9C7",
@@ -76,11 +90,21 @@ KNOWN = {
     "tenant_id": "acme",
     "user_agent": "",
 }
-KNOWN_DIGEST = "ecad1b281f366ebdfd094822b270986016973ec52c42c2141edf6bd0b2567206"
 
 
-def test_the_canonical_form_of_version_1_does_not_change() -> None:
-    assert entry_digest(KEY, KNOWN) == KNOWN_DIGEST
-    keys = {name: field_key(KEY, name).hex() for name in PERSONAL if name != "user_id"}
-    erased = {"user_id": field_digest(field_key(KEY, "user_id"), "user_id", "ada").hex()}
-    assert erased_entry_digest({**KNOWN, "user_id": None}, keys, erased) == KNOWN_DIGEST
+KNOWN_DIGESTS = {
+    1: "ecad1b281f366ebdfd094822b270986016973ec52c42c2141edf6bd0b2567206",
+    2: "5b3429afb10bd47719b132d3aa73ecfe785d2f673ec05d514413fc5c50ec0464",
+}
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_the_canonical_forms_do_not_change(version: int) -> None:
+    assert entry_digest(KEY, KNOWN, version) == KNOWN_DIGESTS[version]
+    keys = {name: k.hex() for name, k in field_keys(KEY, version).items() if name != "user_id"}
+    own = field_key(KEY, "user_id", version)
+    erased = {"user_id": field_digest(own, "user_id", "ada", version).hex()}
+    assert (
+        erased_entry_digest({**KNOWN, "user_id": None}, keys, erased, version)
+        == (KNOWN_DIGESTS[version])
+    )

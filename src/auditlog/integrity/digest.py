@@ -36,6 +36,8 @@ __all__ = [
     "FIELDS",
     "GENESIS",
     "PERSONAL",
+    "VERSION",
+    "VERSIONS",
     "Cells",
     "canonical_json",
     "cell",
@@ -50,9 +52,11 @@ __all__ = [
     "erasure_record",
     "field_digest",
     "field_key",
+    "field_keys",
     "from_hex",
     "row_columns",
     "seal_digest",
+    "seal_version",
 ]
 
 #: The fields of an entry a digest covers, in order (version 1: every column of ``audit_log``).
@@ -87,9 +91,17 @@ PERSONAL: tuple[str, ...] = (
 _OTHERS = tuple(name for name in FIELDS if name not in PERSONAL)
 #: The ``previous`` of the first seal.
 GENESIS = "0" * 64
+#: The version of the digests a new seal is made under; every version a seal may be under.
+VERSION = 2
+VERSIONS = (2, 1)
 _NULL = b"\xff\xff\xff\xff"
 _ENTRY = b"auditlog-entry-v1\x00"
+_ENTRY_V2 = b"auditlog-entry-v2\x00"
 _FIELD_KEY = b"auditlog-field-key-v1\x00"
+_FIELD_KEYS_V2 = b"auditlog-field-keys-v2\x00"
+_KEYS_V2 = 16 * len(PERSONAL)
+#: Version 2: the digest of a null personal field (no key: a null holds nothing to hide).
+_NULL_PART = hashlib.sha256(b"auditlog-null-field-v2").digest()
 _ENTRIES = b"auditlog-entries-v1\x00"
 _NAMES = {name: name.encode() + b"\x00" for name in FIELDS}
 _json = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
@@ -154,14 +166,27 @@ def _canonical(name: str, value: Any) -> bytes:
     return len(raw).to_bytes(4, "big") + raw
 
 
-def field_key(key: bytes, name: str) -> bytes:
+def field_key(key: bytes, name: str, version: int = 1) -> bytes:
     """The key of one personal field, from the entry's key (one-way: a field's key never gives
     the entry's, nor another field's)."""
-    return hashlib.sha256(_FIELD_KEY + key + _NAMES[name]).digest()[:16]
+    if version == 1:
+        return hashlib.sha256(_FIELD_KEY + key + _NAMES[name]).digest()[:16]
+    return field_keys(key, version)[name]
 
 
-def field_digest(key: bytes, name: str, value: Any) -> bytes:
-    """The digest of one personal field's stored value, under that field's key."""
+def field_keys(key: bytes, version: int = VERSION) -> dict[str, bytes]:
+    """The keys of every personal field, from the entry's key."""
+    if version == 1:
+        return {name: field_key(key, name, 1) for name in PERSONAL}
+    stream = hashlib.shake_256(_FIELD_KEYS_V2 + key).digest(16 * len(PERSONAL))
+    return {name: stream[16 * i : 16 * i + 16] for i, name in enumerate(PERSONAL)}
+
+
+def field_digest(key: bytes, name: str, value: Any, version: int = 1) -> bytes:
+    """The digest of one personal field's stored value, under that field's key (version 2: null
+    has one digest, whatever the key: a null holds nothing to hide)."""
+    if value is None and version != 1:
+        return _NULL_PART
     return hashlib.sha256(key + _NAMES[name] + _canonical(name, value)).digest()
 
 
@@ -170,6 +195,7 @@ Cells = tuple[bytes | None, ...]
 _AT = {name: i for i, name in enumerate(FIELDS)}
 _OTHERS_AT = tuple(_AT[name] for name in _OTHERS)
 _PERSONAL_AT = tuple((_AT[name], _NAMES[name]) for name in PERSONAL)
+_PERSONAL_V2 = tuple((at, label, 16 * i) for i, (at, label) in enumerate(_PERSONAL_AT))
 _ENCODING = tuple(_ENCODERS[name] for name in FIELDS)
 
 
@@ -186,50 +212,72 @@ def cell(cells: Cells, name: str) -> bytes | None:
     return cells[_AT[name]]
 
 
-def entry_digest(key: bytes, row: Mapping[str, Any] | Any) -> str:
+def entry_digest(key: bytes, row: Mapping[str, Any] | Any, version: int = VERSION) -> str:
     """The digest (hex) of one entry as stored, from its key and its row."""
-    return cells_digest(key, entry_cells(row))
+    return cells_digest(key, entry_cells(row), version)
 
 
-def cells_digest(key: bytes, cells: Cells) -> str:
+def cells_digest(key: bytes, cells: Cells, version: int = VERSION) -> str:
     """The digest (hex) of one entry from its key and its :func:`entry_cells` (what
-    :func:`field_key`, :func:`field_digest` and :func:`_canonical` give, unrolled: this runs
+    :func:`field_keys`, :func:`field_digest` and :func:`_canonical` give, unrolled: this runs
     once per entry)."""
     sha256 = hashlib.sha256
-    parts = [_ENTRY]
+    if version == 1:
+        parts = [_ENTRY]
+        for at in _OTHERS_AT:
+            raw = cells[at]
+            parts.append(_NULL if raw is None else len(raw).to_bytes(4, "big") + raw)
+        for at, label in _PERSONAL_AT:
+            raw = cells[at]
+            own = sha256(_FIELD_KEY + key + label).digest()[:16]
+            value = _NULL if raw is None else len(raw).to_bytes(4, "big") + raw
+            parts.append(sha256(own + label + value).digest())
+        return sha256(b"".join(parts)).hexdigest()
+    parts = [_ENTRY_V2]
     for at in _OTHERS_AT:
         raw = cells[at]
         parts.append(_NULL if raw is None else len(raw).to_bytes(4, "big") + raw)
-    for at, label in _PERSONAL_AT:
+    keys = hashlib.shake_256(_FIELD_KEYS_V2 + key).digest(_KEYS_V2)
+    for at, label, start in _PERSONAL_V2:
         raw = cells[at]
-        own = sha256(_FIELD_KEY + key + label).digest()[:16]
-        value = _NULL if raw is None else len(raw).to_bytes(4, "big") + raw
-        parts.append(sha256(own + label + value).digest())
+        if raw is None:
+            parts.append(_NULL_PART)
+        else:
+            own = keys[start : start + 16]
+            parts.append(sha256(own + label + len(raw).to_bytes(4, "big") + raw).digest())
     return sha256(b"".join(parts)).hexdigest()
 
 
 def erased_entry_digest(
-    row: Mapping[str, Any] | Any, keys: Mapping[str, str], digests: Mapping[str, str]
+    row: Mapping[str, Any] | Any,
+    keys: Mapping[str, str],
+    digests: Mapping[str, str],
+    version: int = VERSION,
 ) -> str:
     """The digest (hex) of an entry some of whose personal fields were erased: ``keys`` are the
     field keys kept (hex), ``digests`` the erased fields' digests (hex)."""
-    return erased_cells_digest(entry_cells(row), keys, digests)
+    return erased_cells_digest(entry_cells(row), keys, digests, version)
 
 
-def erased_cells_digest(cells: Cells, keys: Mapping[str, str], digests: Mapping[str, str]) -> str:
+def erased_cells_digest(
+    cells: Cells, keys: Mapping[str, str], digests: Mapping[str, str], version: int = VERSION
+) -> str:
     """:func:`erased_entry_digest` from the entry's :func:`entry_cells`."""
-    parts = [_ENTRY]
+    parts = [_ENTRY if version == 1 else _ENTRY_V2]
     for at in _OTHERS_AT:
         raw = cells[at]
         parts.append(_NULL if raw is None else len(raw).to_bytes(4, "big") + raw)
     for name in PERSONAL:
         if name in digests:
             parts.append(bytes.fromhex(digests[name]))
-        else:
-            raw = cells[_AT[name]]
-            value = _NULL if raw is None else len(raw).to_bytes(4, "big") + raw
-            label = _NAMES[name]
-            parts.append(hashlib.sha256(bytes.fromhex(keys[name]) + label + value).digest())
+            continue
+        raw = cells[_AT[name]]
+        if raw is None and version != 1:
+            parts.append(_NULL_PART)
+            continue
+        value = _NULL if raw is None else len(raw).to_bytes(4, "big") + raw
+        label = _NAMES[name]
+        parts.append(hashlib.sha256(bytes.fromhex(keys[name]) + label + value).digest())
     return hashlib.sha256(b"".join(parts)).hexdigest()
 
 
@@ -287,12 +335,18 @@ def erasure_record(text: Any) -> tuple[dict[str, str], dict[str, str]] | None:
 
 
 def seal_digest(
-    seq: int, sealed_at: dt.datetime, entries: int, entries_hex: str, previous: str
+    seq: int,
+    sealed_at: dt.datetime,
+    entries: int,
+    entries_hex: str,
+    previous: str,
+    version: int = VERSION,
 ) -> str:
-    """The digest (hex) of a seal, which fixes every seal before it through ``previous``."""
+    """The digest (hex) of a seal, which fixes every seal before it through ``previous``; its
+    version (how its entries' digests are made) is part of it."""
     body = "\x00".join(
         (
-            "auditlog-seal-v1",
+            f"auditlog-seal-v{version}",
             str(seq),
             _time(sealed_at).decode(),
             str(entries),
@@ -301,6 +355,17 @@ def seal_digest(
         )
     )
     return hashlib.sha256(body.encode()).hexdigest()
+
+
+def seal_version(
+    seq: int, sealed_at: dt.datetime, entries: int, entries_hex: str, previous: str, digest: str
+) -> int | None:
+    """The version a seal was made under: the one whose seal digest its fields give; None when
+    none does (the seal was changed)."""
+    for version in VERSIONS:
+        if seal_digest(seq, sealed_at, entries, entries_hex, previous, version) == digest:
+            return version
+    return None
 
 
 def row_columns(table: Any, prefix: str = "") -> list[Any]:

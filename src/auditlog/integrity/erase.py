@@ -31,12 +31,13 @@ from ..exceptions import AuditLogError
 from ..models import audit_log_table as _log
 from ..models import content_type_table
 from .digest import (
-    PERSONAL,
-    entry_digest,
-    erased_entry_digest,
+    VERSIONS,
+    cells_digest,
+    entry_cells,
+    erased_cells_digest,
     erasure_record,
     field_digest,
-    field_key,
+    field_keys,
     from_hex,
     row_columns,
 )
@@ -189,22 +190,27 @@ def _keep_proof(connection: Connection, row: Any, fields: tuple[str, ...]) -> No
     erasure = erasure_record(row["erased"]) if row["entry_key"] is None else None
     keys: dict[str, str] = {}
     digests: dict[str, str] = {}
+    cells = entry_cells(row)
+    version = None  # the version of the digests it was sealed under: the one that matches
     if key is not None:
-        intact = entry_digest(key, row) == row["digest"]
-        keys = {name: field_key(key, name).hex() for name in PERSONAL}
+        version = next((v for v in VERSIONS if cells_digest(key, cells, v) == row["digest"]), None)
+        if version is not None:
+            keys = {name: k.hex() for name, k in field_keys(key, version).items()}
     elif erasure is not None:
         keys, digests = dict(erasure[0]), dict(erasure[1])
-        intact = erased_entry_digest(row, keys, digests) == row["digest"]
-    else:  # its seal's record of it was changed
-        intact = False
-    if not intact:
+        version = next(
+            (v for v in VERSIONS if erased_cells_digest(cells, keys, digests, v) == row["digest"]),
+            None,
+        )
+    if version is None:  # not as sealed, or its seal's record of it was changed
         raise ErasureError(
             f"erase(): entry {ULID.from_hex(_hex(row['id']))} is not as sealed; nothing was "
             "erased (run auditlog verify)"
         )
     for name in fields:
         if name in keys:
-            digests[name] = field_digest(bytes.fromhex(keys.pop(name)), name, row[name]).hex()
+            field = bytes.fromhex(keys.pop(name))
+            digests[name] = field_digest(field, name, row[name], version).hex()
     connection.execute(
         sa.update(seal_entry_table)
         .where(seal_entry_table.c.entry_id == row["m_id"])

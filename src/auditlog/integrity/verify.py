@@ -39,6 +39,7 @@ from ..models import audit_log_table as _log
 from ..ulids import ulid_text
 from .digest import (
     GENESIS,
+    VERSIONS,
     Cells,
     cell,
     cells_digest,
@@ -48,7 +49,7 @@ from .digest import (
     erased_cells_digest,
     erasure_record,
     from_hex,
-    seal_digest,
+    seal_version,
 )
 from .rows import cell_columns, read_cells
 from .seal import LATE, format_head
@@ -170,6 +171,10 @@ def _verify(
         return report
     seals = {row.seq: row for row in connection.execute(sa.select(_seal).order_by(_seal.c.seq))}
     held: dict[int, tuple[int, str]] = {}  # seal -> (members, digest of their digests)
+    versions = {  # how each seal's entries were digested (None: the seal was changed)
+        seq: seal_version(seq, r.sealed_at, r.entries, r.entries_digest, r.previous, r.digest)
+        for seq, r in seals.items()
+    }
     pruning = _Pruning(connection)
     for seq, members in groupby(_members(connection, pruning), key=lambda pair: pair[0].seal_seq):
         count, hashed = 0, entries_hash()
@@ -179,7 +184,7 @@ def _verify(
             if entry is None and pruning.covers(member):
                 report.pruned += 1
                 continue
-            _check_entry(member, entry, seq, tenant_id, report)
+            _check_entry(member, entry, seq, tenant_id, report, versions.get(seq))
         report.sealed += count
         held[seq] = (count, hashed.hexdigest())
     expected_seq, previous = 1, GENESIS
@@ -199,8 +204,7 @@ def _verify(
                     seal=seq,
                 )
             )
-        recomputed = seal_digest(seq, row.sealed_at, row.entries, row.entries_digest, row.previous)
-        if recomputed != row.digest:
+        if versions[seq] is None:
             problems.append(Problem("seal_changed", f"seal {seq} was changed", seal=seq))
         count, digest = held.pop(seq, (0, entries_digest(())))
         if count != row.entries or digest != row.entries_digest:
@@ -239,8 +243,16 @@ def _verify(
 
 
 def _check_entry(
-    member: Any, entry: Cells | None, seq: int, tenant_id: str | None, report: VerifyReport
+    member: Any,
+    entry: Cells | None,
+    seq: int,
+    tenant_id: str | None,
+    report: VerifyReport,
+    version: int | None = None,
 ) -> None:
+    """Check one member's entry against its sealed digest, under its seal's ``version`` first
+    (when known), then the others: the digest is fixed by the seal's entries digest and the
+    chain, so a match under any version proves the entry."""
     problems = report.problems
     if entry is None:
         if tenant_id is None:
@@ -257,13 +269,18 @@ def _check_entry(
         return  # another tenant's: counted by its sealed digest
     key = from_hex(member.entry_key, 16)
     erasure = erasure_record(member.erased) if member.entry_key is None else None
+    order = _ORDERS[version]
     if key is not None:
-        intact = cells_digest(key, entry) == member.digest
+        intact = False
+        for v in order:  # the seal's version first: the others only when it does not match
+            if cells_digest(key, entry, v) == member.digest:
+                intact = True
+                break
     elif erasure is not None:  # erased in part: kept field keys and erased field digests
         keys, erased = erasure
         if erased:
             report.erased.append((member.entry_id, tuple(sorted(erased))))
-        intact = erased_cells_digest(entry, keys, erased) == member.digest
+        intact = any(erased_cells_digest(entry, keys, erased, v) == member.digest for v in order)
         intact = intact and all(cell(entry, name) in (None, b"") for name in erased)
     else:  # its key, or what an erasure kept, was edited: nothing proves the entry now
         problems.append(
@@ -285,6 +302,13 @@ def _check_entry(
                 seal=seq,
             )
         )
+
+
+#: The versions to try, the seal's own first.
+_ORDERS: dict[int | None, tuple[int, ...]] = {
+    None: VERSIONS,
+    **{v: (v, *(w for w in VERSIONS if w != v)) for v in VERSIONS},
+}
 
 
 def missing_seals(first: int, following: int) -> Problem:
@@ -350,9 +374,9 @@ _MEMBER_COLUMNS = ("seal_seq", "entry_id", "entry_key", "digest", "erased")
 
 
 class _Member:
-    """A seal's record of one entry."""
+    """A seal's record of one entry (its id made text only when asked for: rarely)."""
 
-    __slots__ = ("digest", "entry_id", "entry_key", "erased", "pruned", "seal_seq")
+    __slots__ = ("_id", "digest", "entry_key", "erased", "pruned", "seal_seq")
 
     def __init__(
         self,
@@ -363,9 +387,13 @@ class _Member:
         erased: str | None,
         pruned_by: Any = None,
     ) -> None:
-        self.seal_seq, self.entry_id = seal_seq, _ulid_text(entry_id)
+        self.seal_seq, self._id = seal_seq, entry_id
         self.entry_key, self.digest, self.erased = entry_key, digest, erased
         self.pruned = pruned_by is not None
+
+    @property
+    def entry_id(self) -> str:
+        return _ulid_text(self._id)
 
 
 def _ulid_text(value: Any) -> str:

@@ -18,7 +18,7 @@ from ...integrity.digest import (
     entries_digest,
     entries_hash,
     entry_cells,
-    seal_digest,
+    seal_version,
 )
 from .reader import ArchiveReader
 from .records import NAME, READS, ArchiveError
@@ -211,12 +211,15 @@ def _verify_archive(
                     )
                 )
             sealed_at = dt.datetime.fromisoformat(record["sealed_at"])
-            if (
-                seal_digest(
-                    seq, sealed_at, record["entries"], record["entries_digest"], record["previous"]
-                )
-                != record["digest"]
-            ):
+            version = seal_version(
+                seq,
+                sealed_at,
+                record["entries"],
+                record["entries_digest"],
+                record["previous"],
+                record["digest"],
+            )
+            if version is None:
                 problems.append(Problem("seal_changed", f"seal {seq} was changed", seal=seq))
             members = record["members"]
             if members is None:  # every member is an archived entry (version 2)
