@@ -452,3 +452,29 @@ def test_entries_committing_out_of_order_while_sealing_are_each_sealed_once(
     assert len(logged) == WRITERS * TRANSACTIONS
     assert report.sealed == len(logged) and sorted(members(engine)) == sorted(logged)
     assert report.seals > 1
+
+
+def test_two_sealers_at_once_seal_each_entry_once(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    """Each run reads its next seal's entries ahead (on PostgreSQL) while writing the current
+    one; another sealer may take them meanwhile. Neither skips nor repeats an entry."""
+    write_tags(Session_, 60)
+    errors: list[BaseException] = []
+
+    def sealer() -> None:
+        try:
+            for _ in range(5):
+                auditlog.seal(engine, batch=3)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sealer) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    report = auditlog.verify(engine)
+    assert report.problems == [] and report.unsealed == [] and report.sealed == 60
+    assert sorted(members(engine)) == sorted(e.id for e in entries(engine))

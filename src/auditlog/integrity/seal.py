@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -33,8 +35,8 @@ from ..capture.writer import can_copy, copy_rows
 from ..models import audit_log_table as _log
 from ..models import metadata
 from ..ulids import ulid_floor
-from .digest import GENESIS, cell, cells_digest, entries_hash, seal_digest
-from .rows import cell_columns, read_cells
+from .digest import GENESIS, Cells, cell, cells_digest, entries_hash, seal_digest
+from .rows import cell_columns, driver_reads, read_cells
 from .tables import erasure_table
 from .tables import seal_entry_table as _member
 from .tables import seal_table as _seal
@@ -78,7 +80,7 @@ def seal(bind: Engine | Connection, *, batch: int = BATCH, late: dt.timedelta = 
         raise ValueError(f"seal(): late must be a timedelta of 0 or more, not {late!r}")
     if isinstance(bind, Engine):
         with bind.connect() as connection:
-            return _seal_all(connection, batch, late)
+            return _seal_all(connection, batch, late, bind)
     if bind.in_transaction():
         raise ValueError(
             "seal(): the connection is inside a transaction; sealing commits its own, so give "
@@ -94,23 +96,94 @@ def create_integrity_tables(connection: Connection) -> None:
         metadata.create_all(connection, tables=[_seal, _member, erasure_table], checkfirst=True)
 
 
-def _seal_all(connection: Connection, batch: int, late: dt.timedelta) -> SealResult:
+def _seal_all(
+    connection: Connection, batch: int, late: dt.timedelta, engine: Engine | None = None
+) -> SealResult:
     create_integrity_tables(connection)
     seals = entries = 0
     head: str | None = None
     after: str | None = None  # the last entry sealed by this run: its next seal starts there
-    while True:
-        made = _seal_once(connection, batch, after, late)
-        if made is None:
-            break
-        count, head, after = made
-        seals += 1
-        entries += count
-        if count < batch:
-            break
+    ahead = _ReadAhead(engine, batch) if engine is not None and driver_reads(connection) else None
+    try:
+        while True:
+            made = _seal_once(connection, batch, after, late, ahead)
+            if made is None:
+                break
+            count, head, after = made
+            seals += 1
+            entries += count
+            if count < batch:
+                break
+    finally:
+        if ahead is not None:
+            ahead.close()
     if head is None:
         head = current_head(connection)
     return SealResult(seals, entries, head)
+
+
+class _ReadAhead:
+    """The next seal's entries, read on a connection of its own by a thread while this run
+    writes the current seal: the server's work on the query overlaps the hashing.
+
+    Reading ahead is as safe as reading at the start of the next seal: entries committed
+    meanwhile with smaller ids are the next run's (as they would be anyway), and entries that
+    another sealer took meanwhile make the seal's insert fail and be made again from a fresh
+    read (:func:`_seal_once`)."""
+
+    def __init__(self, engine: Engine, batch: int) -> None:
+        self.engine, self.batch = engine, batch
+        self.after: str | None = None
+        self.thread: threading.Thread | None = None
+        self.entries: list[Cells] | None = None
+        self.connection: Connection | None = None
+
+    def start(self, after: str) -> None:
+        self.wait()
+        self.after, self.entries = after, None
+        self.thread = threading.Thread(target=self._read, name="auditlog-seal", daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        try:
+            if self.connection is None:
+                self.connection = self.engine.connect()
+            with self.connection.begin():
+                query = _unsealed(self.connection, self.batch).where(_log.c.id > self.after)
+                self.entries = _entries(self.connection, query)
+        except Exception:  # the seal reads them itself (and meets the error, if it lasts)
+            self.entries = None
+
+    def wait(self) -> None:
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+
+    def take(self, after: str | None) -> list[Cells] | None:
+        """The entries read after ``after``, or None (not read ahead, or after another id)."""
+        self.wait()
+        entries, self.entries = self.entries, None
+        return entries if after is not None and after == self.after else None
+
+    def close(self) -> None:
+        self.wait()
+        if self.connection is not None:
+            self.connection.close()
+
+
+def _unsealed(connection: Connection, batch: int) -> sa.Select[Any]:
+    """The first ``batch`` entries in no seal, in id order, as digest input."""
+    return (
+        sa.select(*cell_columns(connection))
+        .select_from(_log.outerjoin(_member, _member.c.entry_id == _log.c.id))
+        .where(_member.c.entry_id.is_(None))
+        .order_by(_log.c.id)
+        .limit(batch)
+    )
+
+
+def _entries(connection: Connection, query: sa.Select[Any]) -> list[Cells]:
+    return [cells for cells, _ in read_cells(connection, query) if cells is not None]
 
 
 def current_head(connection: Connection) -> str | None:
@@ -125,22 +198,64 @@ def current_head(connection: Connection) -> str | None:
 
 
 def _seal_once(
-    connection: Connection, batch: int, after: str | None, late: dt.timedelta
+    connection: Connection,
+    batch: int,
+    after: str | None,
+    late: dt.timedelta,
+    ahead: _ReadAhead | None = None,
 ) -> tuple[int, str, str] | None:
     """One seal in its own transaction: (entries sealed, new head, last entry id), or None if
     none was due."""
     for attempt in range(_RETRIES):
         try:
             with connection.begin():
-                return _write_seal(connection, batch, after, late)
-        except sa.exc.IntegrityError:  # another sealer took this seal number or these entries
+                _take_write_lock(connection)
+                return _write_seal(connection, batch, after, late, ahead)
+        except (sa.exc.IntegrityError, sa.exc.OperationalError) as exc:
+            # another sealer took this seal number or these entries (or, on MariaDB, both
+            # inserted the first seal into the same empty gap: a deadlock, rolled back)
+            if isinstance(exc, sa.exc.OperationalError) and not _deadlock(exc):
+                raise
+            if ahead is not None:
+                ahead.take(None)  # read again, not ahead
             if attempt == _RETRIES - 1:
                 raise
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def _take_write_lock(connection: Connection) -> None:
+    """Make two sealers take turns before either chooses its entries and number.
+
+    PostgreSQL: a transaction-level advisory lock (the newest seal's row lock alone lets a
+    sealer that waited on it read the seal before the one it waited for, and lose the race).
+    SQLite: the database's write lock (``BEGIN IMMEDIATE``; the driver begins its transactions
+    lazily, at the first write; where the application's engine begins them itself, its own kind
+    of transaction is used). MariaDB and MySQL: the newest seal's row lock, taken next."""
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        connection.execute(sa.select(sa.func.pg_advisory_xact_lock(_LOCK_KEY)))
+    elif dialect == "sqlite":
+        dbapi: Any = connection.connection.dbapi_connection
+        if not getattr(dbapi, "in_transaction", True):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+#: The advisory lock sealers take on PostgreSQL (a fixed number: "auditlog" in ASCII).
+_LOCK_KEY = int.from_bytes(b"auditlog", "big") >> 1
+
+
+def _deadlock(exc: sa.exc.OperationalError) -> bool:
+    """MariaDB's and MySQL's deadlock and lock wait timeout: the transaction was rolled back."""
+    code = getattr(exc.orig, "args", (None,))[0]
+    return code in (1213, 1205)
+
+
 def _write_seal(
-    connection: Connection, batch: int, after: str | None, late: dt.timedelta
+    connection: Connection,
+    batch: int,
+    after: str | None,
+    late: dt.timedelta,
+    ahead: _ReadAhead | None = None,
 ) -> tuple[int, str, str] | None:
     last_query = (
         sa.select(_seal.c.seq, _seal.c.digest, _seal.c.sealed_at)
@@ -151,21 +266,19 @@ def _write_seal(
         last_query = last_query.with_for_update()
     last = connection.execute(last_query).first()
     seq, previous = (last.seq + 1, last.digest) if last is not None else (1, GENESIS)
-    unsealed = (
-        sa.select(*cell_columns(connection))
-        .select_from(_log.outerjoin(_member, _member.c.entry_id == _log.c.id))
-        .where(_member.c.entry_id.is_(None))
-        .order_by(_log.c.id)
-        .limit(batch)
-    )
-    if after is not None:  # later batches of one run (earlier ids left now: the next run's)
-        unsealed = unsealed.where(_log.c.id > after)
-    elif last is not None:  # older entries in no seal were inserted: verify names them
-        floor = _aware(last.sealed_at) - late
-        unsealed = unsealed.where(_log.c.id >= ulid_floor(floor), _log.c.timestamp >= floor)
-    entries = [cells for cells, _ in read_cells(connection, unsealed) if cells is not None]
+    entries = ahead.take(after) if ahead is not None else None
+    if entries is None:
+        unsealed = _unsealed(connection, batch)
+        if after is not None:  # later batches of one run (earlier ids left now: the next run's)
+            unsealed = unsealed.where(_log.c.id > after)
+        elif last is not None:  # older entries in no seal were inserted: verify names them
+            floor = _aware(last.sealed_at) - late
+            unsealed = unsealed.where(_log.c.id >= ulid_floor(floor), _log.c.timestamp >= floor)
+        entries = _entries(connection, unsealed)
     if not entries:
         return None
+    if ahead is not None and len(entries) == batch:  # more may follow: read them meanwhile
+        ahead.start(cell(entries[-1], "id").decode())  # type: ignore[union-attr]
     hashed = entries_hash()
 
     def members() -> Iterator[tuple[str, int, str, str]]:
