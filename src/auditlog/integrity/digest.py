@@ -11,17 +11,25 @@ the entry stays provable: the erased field's digest is kept and the entry's key 
 other fields keep their own keys, and nothing stored lets anyone test a guess of the erased
 value.
 
-The canonical forms (version 1): text as UTF-8, integers in decimal, the time as UTC ISO 8601
-with microseconds, JSON documents with sorted keys and no spaces (standard library encoder, so
-the form never depends on optional packages); each value is preceded by its length, null by a
+The canonical forms: text as UTF-8, integers in decimal, the time as UTC ISO 8601 with
+microseconds, JSON documents with sorted keys and no spaces (standard library encoder, so the
+form never depends on optional packages); each value is preceded by its length, null by a
 length no value has.
 
-A seal's digest covers its number, its time, its entry count, the digest of its entries (their
-digests in id order) and the previous seal's digest.
+Versions (:data:`VERSIONS`): in version 1, each field key is a SHA-256 of the entry's key and the
+field's name, and every personal field has a keyed digest; in version 2 (:data:`VERSION`, what
+new seals use), the eight field keys are one SHAKE-256 of the entry's key cut in sixteen-byte
+pieces, and a null personal field has one fixed digest. Both give one digest per entry from the
+same canonical values.
+
+A seal's digest covers its version, its number, its time, its entry count, the digest of its
+entries (their digests in id order) and the previous seal's digest; :func:`seal_version` finds
+a stored seal's version by the one its digest matches.
 """
 
 from __future__ import annotations
 
+import binascii
 import datetime as dt
 import hashlib
 import json
@@ -42,6 +50,7 @@ __all__ = [
     "canonical_json",
     "cell",
     "cells_digest",
+    "cells_digest_bytes",
     "digest_bytes",
     "entries_digest",
     "entries_hash",
@@ -218,9 +227,13 @@ def entry_digest(key: bytes, row: Mapping[str, Any] | Any, version: int = VERSIO
 
 
 def cells_digest(key: bytes, cells: Cells, version: int = VERSION) -> str:
-    """The digest (hex) of one entry from its key and its :func:`entry_cells` (what
-    :func:`field_keys`, :func:`field_digest` and :func:`_canonical` give, unrolled: this runs
-    once per entry)."""
+    """The digest (hex) of one entry from its key and its :func:`entry_cells`."""
+    return cells_digest_bytes(key, cells, version).hex()
+
+
+def cells_digest_bytes(key: bytes, cells: Cells, version: int = VERSION) -> bytes:
+    """:func:`cells_digest` as bytes (what :func:`field_keys`, :func:`field_digest` and
+    :func:`_canonical` give, unrolled: this runs once per entry)."""
     sha256 = hashlib.sha256
     if version == 1:
         parts = [_ENTRY]
@@ -232,7 +245,7 @@ def cells_digest(key: bytes, cells: Cells, version: int = VERSION) -> str:
             own = sha256(_FIELD_KEY + key + label).digest()[:16]
             value = _NULL if raw is None else len(raw).to_bytes(4, "big") + raw
             parts.append(sha256(own + label + value).digest())
-        return sha256(b"".join(parts)).hexdigest()
+        return sha256(b"".join(parts)).digest()
     parts = [_ENTRY_V2]
     for at in _OTHERS_AT:
         raw = cells[at]
@@ -245,7 +258,7 @@ def cells_digest(key: bytes, cells: Cells, version: int = VERSION) -> str:
         else:
             own = keys[start : start + 16]
             parts.append(sha256(own + label + len(raw).to_bytes(4, "big") + raw).digest())
-    return sha256(b"".join(parts)).hexdigest()
+    return sha256(b"".join(parts)).digest()
 
 
 def erased_entry_digest(
@@ -303,21 +316,21 @@ def digest_bytes(text: Any) -> bytes:
 
 
 def from_hex(text: Any, size: int) -> bytes | None:
-    """``text`` as ``size`` bytes when it is ``2 * size`` hex digits, else None."""
-    if not isinstance(text, str) or len(text) != 2 * size:
+    """``text`` (str, or its ASCII bytes) as ``size`` bytes when it is ``2 * size`` hex
+    digits, else None."""
+    if not isinstance(text, (str, bytes)) or len(text) != 2 * size:
         return None
     try:
-        raw = bytes.fromhex(text)
-    except ValueError:
+        return binascii.unhexlify(text)
+    except ValueError:  # binascii.Error, or not ASCII
         return None
-    return raw if len(raw) == size else None  # fromhex skips spaces
 
 
 def erasure_record(text: Any) -> tuple[dict[str, str], dict[str, str]] | None:
     """What an erasure kept of a sealed entry (field keys, erased fields' digests), or None
     when the record is not one an erasure writes."""
     try:
-        held = json.loads(text) if isinstance(text, str) else None
+        held = json.loads(text) if isinstance(text, (str, bytes)) else None
     except ValueError:
         return None
     if not isinstance(held, dict):

@@ -3,7 +3,8 @@ verifying.
 
 On PostgreSQL through psycopg, the rows are read by the driver itself, each value in the form
 closest to its canonical bytes: the ids as their 16 bytes, the time as UTC ISO 8601 text made
-by the server, the JSON documents as text (decoded here, then written in canonical form). That
+by the server, text as its UTF-8 bytes, the JSON documents as text (decoded here, then
+written in canonical form). That
 skips SQLAlchemy's typed rows and psycopg's JSON and UUID objects, about half of the time a seal
 took. Elsewhere, SQLAlchemy's rows are turned into cells.
 """
@@ -62,7 +63,8 @@ def read_cells(
 ) -> Iterator[tuple[Cells, tuple[Any, ...]]]:
     """Run ``query``, whose first columns are :func:`cell_columns`, and yield each row as the
     entry's cells (None when its entry columns are all null: an outer join found no entry) and
-    the row's other values. ``stream``: read a page at a time (a server-side cursor on
+    the row's other values (text among them as UTF-8 bytes where the driver reads them, as str
+    elsewhere). ``stream``: read a page at a time (a server-side cursor on
     PostgreSQL)."""
     width = len(FIELDS)
     if not driver_reads(connection):
@@ -85,7 +87,7 @@ def _driver_cells(
     dbapi: Any = connection.connection.dbapi_connection
     width = len(FIELDS)
     if not stream:
-        with dbapi.cursor(binary=True) as cursor:
+        with _raw_text(dbapi.cursor(binary=True)) as cursor:
             cursor.execute(str(compiled), params)
             rows = cursor.fetchall()
         for row in rows:
@@ -93,7 +95,7 @@ def _driver_cells(
         return
 
     def pages() -> Iterator[list[Any]]:
-        with dbapi.cursor("auditlog_cells", binary=True) as cursor:
+        with _raw_text(dbapi.cursor("auditlog_cells", binary=True)) as cursor:
             cursor.execute(str(compiled), params)
             while rows := cursor.fetchmany(_PAGE):
                 yield rows
@@ -105,6 +107,16 @@ def _driver_cells(
             yield (_cells(row) if row[0] is not None else None), row[width:]
 
 
+def _raw_text(cursor: Any) -> Any:
+    """``cursor`` reading text as its UTF-8 bytes, the form a digest takes (no str made, then
+    encoded again)."""
+    from psycopg.types.string import ByteaBinaryLoader
+
+    for name in ("text", "varchar", "bpchar"):
+        cursor.adapters.register_loader(name, ByteaBinaryLoader)
+    return cursor
+
+
 def _cells(row: Any) -> Cells:
     """A driver row's first columns (:func:`cell_columns` on PostgreSQL) as cells."""
     (
@@ -113,29 +125,26 @@ def _cells(row: Any) -> Cells:
     ) = row[:15]  # fmt: skip
     return (
         entry_id.hex().encode(),
-        _text(tenant_id),
-        _text(user_id),
-        _text(action_type),
-        timestamp.encode(),
-        _text(ip_address),
-        _text(user_agent),
-        _text(object_id),
+        tenant_id,
+        user_id,
+        action_type,
+        timestamp,
+        ip_address,
+        user_agent,
+        object_id,
         None if content_type is None else str(content_type).encode(),
         _document(before_state),
         _document(after_state),
         _document(changed_fields),
         None if transaction_id is None else transaction_id.hex().encode(),
         _document(extra),
-        _text(renamed_to),
+        renamed_to,
     )
 
 
-def _text(value: str | None) -> bytes | None:
-    return None if value is None else value.encode("utf-8", "surrogatepass")
-
-
-def _document(text: str | None) -> bytes | None:
-    if text is None:
+def _document(raw: bytes | None) -> bytes | None:
+    """A JSON document's text (UTF-8) in canonical form."""
+    if raw is None:
         return None
-    value = _load(text)
+    value = _load(raw.decode())
     return None if value is None else canonical_json(value).encode("utf-8", "surrogatepass")

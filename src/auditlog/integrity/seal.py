@@ -35,7 +35,7 @@ from ..capture.writer import can_copy, copy_rows
 from ..models import audit_log_table as _log
 from ..models import metadata
 from ..ulids import ulid_floor
-from .digest import GENESIS, Cells, cell, cells_digest, entries_hash, seal_digest
+from .digest import GENESIS, Cells, cell, cells_digest_bytes, entries_hash, seal_digest
 from .rows import cell_columns, driver_reads, read_cells
 from .tables import erasure_table
 from .tables import seal_entry_table as _member
@@ -283,11 +283,12 @@ def _write_seal(
 
     def members() -> Iterator[tuple[str, int, str, str]]:
         """Each entry's membership, its key drawn and its digest made as the rows are sent."""
-        for cells in entries:
-            key = secrets.token_bytes(16)
-            digest = cells_digest(key, cells)
-            hashed.update(bytes.fromhex(digest))
-            yield cell(cells, "id").decode(), seq, key.hex(), digest  # type: ignore[union-attr]
+        keys = secrets.token_bytes(16 * len(entries))  # one draw for all
+        for i, cells in enumerate(entries):
+            key = keys[16 * i : 16 * i + 16]
+            digest = cells_digest_bytes(key, cells)
+            hashed.update(digest)
+            yield cells[0].decode(), seq, key.hex(), digest.hex()  # type: ignore[union-attr]
 
     _insert_members(connection, members())
     sealed_at = dt.datetime.now(dt.timezone.utc)

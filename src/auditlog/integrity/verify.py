@@ -42,7 +42,7 @@ from .digest import (
     VERSIONS,
     Cells,
     cell,
-    cells_digest,
+    cells_digest_bytes,
     digest_bytes,
     entries_digest,
     entries_hash,
@@ -270,17 +270,19 @@ def _check_entry(
     key = from_hex(member.entry_key, 16)
     erasure = erasure_record(member.erased) if member.entry_key is None else None
     order = _ORDERS[version]
+    sealed = from_hex(member.digest, 32)
     if key is not None:
         intact = False
         for v in order:  # the seal's version first: the others only when it does not match
-            if cells_digest(key, entry, v) == member.digest:
+            if cells_digest_bytes(key, entry, v) == sealed:
                 intact = True
                 break
     elif erasure is not None:  # erased in part: kept field keys and erased field digests
         keys, erased = erasure
         if erased:
             report.erased.append((member.entry_id, tuple(sorted(erased))))
-        intact = any(erased_cells_digest(entry, keys, erased, v) == member.digest for v in order)
+        digest = sealed.hex() if sealed is not None else None
+        intact = any(erased_cells_digest(entry, keys, erased, v) == digest for v in order)
         intact = intact and all(cell(entry, name) in (None, b"") for name in erased)
     else:  # its key, or what an erasure kept, was edited: nothing proves the entry now
         problems.append(
