@@ -478,3 +478,24 @@ def test_two_sealers_at_once_seal_each_entry_once(
     report = auditlog.verify(engine)
     assert report.problems == [] and report.unsealed == [] and report.sealed == 60
     assert sorted(members(engine)) == sorted(e.id for e in entries(engine))
+
+
+def test_a_pool_of_one_connection_seals_reading_in_line(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    """Reading the next seal's entries ahead takes a second connection: never from a pool that
+    has none to spare (it would wait for the pool's timeout at every seal)."""
+    from auditlog.integrity.seal import _spare_connection
+
+    write_tags(Session_, 5)
+    small = sa.create_engine(engine.url, pool_size=1, max_overflow=0, pool_timeout=30)
+    try:
+        with small.connect():
+            assert not _spare_connection(small)
+        with engine.connect():
+            assert _spare_connection(engine)
+        result = auditlog.seal(small, batch=2)
+        assert (result.seals, result.entries) == (3, 5)
+        assert auditlog.verify(small).intact
+    finally:
+        small.dispose()

@@ -30,6 +30,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import QueuePool
 
 from ..capture.writer import can_copy, copy_rows
 from ..models import audit_log_table as _log
@@ -103,7 +104,9 @@ def _seal_all(
     seals = entries = 0
     head: str | None = None
     after: str | None = None  # the last entry sealed by this run: its next seal starts there
-    ahead = _ReadAhead(engine, batch) if engine is not None and driver_reads(connection) else None
+    ahead = None
+    if engine is not None and driver_reads(connection) and _spare_connection(engine):
+        ahead = _ReadAhead(engine, batch)
     try:
         while True:
             made = _seal_once(connection, batch, after, late, ahead)
@@ -122,6 +125,16 @@ def _seal_all(
     return SealResult(seals, entries, head)
 
 
+def _spare_connection(engine: Engine) -> bool:
+    """Whether the engine's pool can give a second connection without waiting for one (a pool
+    of one connection, say, could not: the run reads in line then)."""
+    pool = engine.pool
+    if not isinstance(pool, QueuePool):
+        return True
+    most = getattr(pool, "_max_overflow", -1)  # -1: no limit
+    return most < 0 or pool.checkedout() < pool.size() + most
+
+
 class _ReadAhead:
     """The next seal's entries, read on a connection of its own by a thread while this run
     writes the current seal: the server's work on the query overlaps the hashing.
@@ -137,8 +150,11 @@ class _ReadAhead:
         self.thread: threading.Thread | None = None
         self.entries: list[Cells] | None = None
         self.connection: Connection | None = None
+        self.failed = False
 
     def start(self, after: str) -> None:
+        if self.failed:  # once the second connection failed, the run reads in line
+            return
         self.wait()
         self.after, self.entries = after, None
         self.thread = threading.Thread(target=self._read, name="auditlog-seal", daemon=True)
@@ -152,7 +168,7 @@ class _ReadAhead:
                 query = _unsealed(self.connection, self.batch).where(_log.c.id > self.after)
                 self.entries = _entries(self.connection, query)
         except Exception:  # the seal reads them itself (and meets the error, if it lasts)
-            self.entries = None
+            self.entries, self.failed = None, True
 
     def wait(self) -> None:
         if self.thread is not None:
