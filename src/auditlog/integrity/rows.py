@@ -4,9 +4,9 @@ verifying.
 On PostgreSQL through psycopg, the rows are read by the driver itself, each value in the form
 closest to its canonical bytes: the ids as their 16 bytes, the time as UTC ISO 8601 text made
 by the server, text as its UTF-8 bytes, the JSON documents as text (decoded here, then
-written in canonical form). That
-skips SQLAlchemy's typed rows and psycopg's JSON and UUID objects, about half of the time a seal
-took. Elsewhere, SQLAlchemy's rows are turned into cells.
+written in canonical form). That skips SQLAlchemy's typed rows and psycopg's JSON and UUID
+objects, about half of the time a seal took. Elsewhere, SQLAlchemy's rows are turned into
+cells.
 """
 
 from __future__ import annotations
@@ -31,7 +31,12 @@ _scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type] 
 
 
 def _load(text: str) -> Any:
-    return _scan(text, 0)[0]
+    """A JSON document as ``json.loads`` reads it (jsonb's text never starts with a space: the
+    scanner alone; any other text through ``json.loads``)."""
+    try:
+        return _scan(text, 0)[0]
+    except StopIteration:
+        return json.loads(text)
 
 
 def driver_reads(connection: Connection) -> bool:
