@@ -23,7 +23,7 @@ from ..capture.writer import can_copy
 from ..models import audit_log_table as _log
 from .digest import FIELDS, Cells, canonical_json, entry_cells, row_columns
 
-__all__ = ["cell_columns", "driver_reads", "read_cells"]
+__all__ = ["cell_columns", "driver_reads", "postgresql_columns", "read_cells"]
 
 _PAGE = 5_000
 _JSON = frozenset({"before_state", "after_state", "changed_fields", "extra"})
@@ -49,6 +49,13 @@ def cell_columns(connection: Connection, prefix: str = "e_") -> list[Any]:
     in the form :func:`read_cells` takes them."""
     if not driver_reads(connection):
         return row_columns(_log, prefix)
+    return postgresql_columns(prefix)
+
+
+def postgresql_columns(prefix: str = "") -> list[Any]:
+    """Every column of ``audit_log`` as close to its text as PostgreSQL gives it, labelled
+    ``prefix + name``, in FIELDS order: the ids as their 16 bytes, the time as UTC ISO 8601
+    text, the JSON documents as text."""
     columns: list[Any] = []
     for name in FIELDS:
         column: Any = _log.c[name]

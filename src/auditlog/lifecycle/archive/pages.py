@@ -13,6 +13,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from ...integrity.digest import FIELDS
+from ...integrity.rows import postgresql_columns
 from ...integrity.tables import seal_entry_table as _member
 from ...models import audit_log_table as _log
 from ...ulids import ulid_texts
@@ -30,16 +31,16 @@ def _entry_columns(sealed: bool, postgresql: bool) -> list[Any]:
     """Every column as close to its text as the database gives it: ids as bytes (PostgreSQL)
     or hex, JSON columns as text; on PostgreSQL the time as ISO 8601 UTC text too."""
     columns: list[Any] = []
-    for name in FIELDS:
-        column: Any = _log.c[name]
-        if name in ("id", "transaction_id"):
-            column = sa.func.uuid_send(column) if postgresql else sa.type_coerce(column, sa.String)
-        elif name == "timestamp" and postgresql:
-            utc = sa.func.timezone("UTC", column)
-            column = sa.func.to_char(utc, 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')
-        elif name in _JSON:
-            column = sa.cast(column, sa.Text) if postgresql else sa.type_coerce(column, sa.Text)
-        columns.append(column.label(name))
+    if postgresql:
+        columns = postgresql_columns()
+    else:
+        for name in FIELDS:
+            column: Any = _log.c[name]
+            if name in ("id", "transaction_id"):
+                column = sa.type_coerce(column, sa.String)
+            elif name in _JSON:
+                column = sa.type_coerce(column, sa.Text)
+            columns.append(column.label(name))
     names = ("seal_seq", "entry_key", "digest", "erased")
     if sealed:
         columns += [_member.c[name] for name in names]
