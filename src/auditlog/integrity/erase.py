@@ -28,8 +28,9 @@ from sqlalchemy.engine import Connection, Engine
 from ulid import ULID
 
 from ..exceptions import AuditLogError
+from ..models import MAX_ID, content_type_table
 from ..models import audit_log_table as _log
-from ..models import content_type_table
+from ..registry import model_name
 from .digest import (
     VERSIONS,
     cells_digest,
@@ -98,25 +99,18 @@ def erase(
 
 
 def _content_type_id(connection: Connection, content_type: int | str | type) -> int:
+    """The id of the audited model named by its content type id, its class or its name; a
+    ValueError naming it when the database has no such model."""
+    table = content_type_table
     if isinstance(content_type, int) and not isinstance(content_type, bool):
-        found = None
-        if 1 <= content_type <= 2**31 - 1:  # the column's range
-            found = connection.execute(
-                sa.select(content_type_table.c.id).where(content_type_table.c.id == content_type)
-            ).scalar_one_or_none()
-        if found is None:
-            raise ValueError(f"erase(): content_type: no audited model has the id {content_type}")
-        return int(found)
-    name = (
-        f"{content_type.__module__}.{content_type.__qualname__}"
-        if isinstance(content_type, type)
-        else str(content_type)
-    )
-    found = connection.execute(
-        sa.select(content_type_table.c.id).where(content_type_table.c.name == name)
-    ).scalar_one_or_none()
+        where = table.c.id == content_type if 1 <= content_type <= MAX_ID else sa.false()
+        missing = f"has the id {content_type}"
+    else:
+        name = model_name(content_type) if isinstance(content_type, type) else str(content_type)
+        where, missing = table.c.name == name, f"is named {name!r}"
+    found = connection.execute(sa.select(table.c.id).where(where)).scalar_one_or_none()
     if found is None:
-        raise ValueError(f"erase(): content_type: no audited model is named {name!r}")
+        raise ValueError(f"erase(): content_type: no audited model {missing}")
     return int(found)
 
 
