@@ -66,6 +66,7 @@ __all__ = [
     "row_columns",
     "seal_digest",
     "seal_version",
+    "sealed_version",
 ]
 
 #: The fields of an entry a digest covers, in order (version 1: every column of ``audit_log``).
@@ -292,6 +293,36 @@ def erased_cells_digest(
         label = _NAMES[name]
         parts.append(hashlib.sha256(bytes.fromhex(keys[name]) + label + value).digest())
     return hashlib.sha256(b"".join(parts)).hexdigest()
+
+
+#: The versions to try, a given one first.
+_ORDERS: dict[int | None, tuple[int, ...]] = {
+    None: VERSIONS,
+    **{v: (v, *(w for w in VERSIONS if w != v)) for v in VERSIONS},
+}
+
+
+def sealed_version(
+    cells: Cells,
+    sealed: bytes | None,
+    *,
+    key: bytes | None = None,
+    erasure: tuple[Mapping[str, str], Mapping[str, str]] | None = None,
+    first: int | None = None,
+) -> int | None:
+    """The version under which an entry's cells give its ``sealed`` digest, from its key or
+    what an erasure kept of it (field keys, erased fields' digests), ``first`` tried first;
+    None when none does. (The digest is fixed by its seal and the chain: a match under any
+    version proves the entry.)"""
+    if sealed is None or (key is None and erasure is None):
+        return None
+    for version in _ORDERS[first]:
+        if key is not None:
+            if cells_digest_bytes(key, cells, version) == sealed:
+                return version
+        elif erasure is not None and erased_cells_digest(cells, *erasure, version) == sealed.hex():
+            return version
+    return None
 
 
 def entries_hash() -> hashlib._Hash:

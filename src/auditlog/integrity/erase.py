@@ -32,15 +32,13 @@ from ..models import MAX_ID, content_type_table
 from ..models import audit_log_table as _log
 from ..registry import model_name
 from .digest import (
-    VERSIONS,
-    cells_digest,
     entry_cells,
-    erased_cells_digest,
     erasure_record,
     field_digest,
     field_keys,
     from_hex,
     row_columns,
+    sealed_version,
 )
 from .guard import maintenance
 from .seal import create_integrity_tables
@@ -182,25 +180,20 @@ def _keep_proof(connection: Connection, row: Any, fields: tuple[str, ...]) -> No
     fields' keys, drop its key."""
     key = from_hex(row["entry_key"], 16)
     erasure = erasure_record(row["erased"]) if row["entry_key"] is None else None
-    keys: dict[str, str] = {}
-    digests: dict[str, str] = {}
-    cells = entry_cells(row)
-    version = None  # the version of the digests it was sealed under: the one that matches
-    if key is not None:
-        version = next((v for v in VERSIONS if cells_digest(key, cells, v) == row["digest"]), None)
-        if version is not None:
-            keys = {name: k.hex() for name, k in field_keys(key, version).items()}
-    elif erasure is not None:
-        keys, digests = dict(erasure[0]), dict(erasure[1])
-        version = next(
-            (v for v in VERSIONS if erased_cells_digest(cells, keys, digests, v) == row["digest"]),
-            None,
-        )
+    sealed = from_hex(row["digest"], 32)
+    # the version of the digests it was sealed under: the one that matches
+    version = sealed_version(entry_cells(row), sealed, key=key, erasure=erasure)
     if version is None:  # not as sealed, or its seal's record of it was changed
         raise ErasureError(
             f"erase(): entry {ULID.from_hex(_hex(row['id']))} is not as sealed; nothing was "
             "erased (run auditlog verify)"
         )
+    if key is not None:
+        keys = {name: k.hex() for name, k in field_keys(key, version).items()}
+        digests: dict[str, str] = {}
+    else:
+        assert erasure is not None
+        keys, digests = dict(erasure[0]), dict(erasure[1])
     for name in fields:
         if name in keys:
             field = bytes.fromhex(keys.pop(name))

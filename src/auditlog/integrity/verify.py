@@ -39,17 +39,15 @@ from ..models import audit_log_table as _log
 from ..ulids import ulid_text
 from .digest import (
     GENESIS,
-    VERSIONS,
     Cells,
     cell,
-    cells_digest_bytes,
     digest_bytes,
     entries_digest,
     entries_hash,
-    erased_cells_digest,
     erasure_record,
     from_hex,
     seal_version,
+    sealed_version,
 )
 from .rows import cell_columns, read_cells
 from .seal import LATE, format_head
@@ -269,20 +267,14 @@ def _check_entry(
         return  # another tenant's: counted by its sealed digest
     key = from_hex(member.entry_key, 16)
     erasure = erasure_record(member.erased) if member.entry_key is None else None
-    order = _ORDERS[version]
     sealed = from_hex(member.digest, 32)
     if key is not None:
-        intact = False
-        for v in order:  # the seal's version first: the others only when it does not match
-            if cells_digest_bytes(key, entry, v) == sealed:
-                intact = True
-                break
+        intact = sealed_version(entry, sealed, key=key, first=version) is not None
     elif erasure is not None:  # erased in part: kept field keys and erased field digests
-        keys, erased = erasure
+        erased = erasure[1]
         if erased:
             report.erased.append((member.entry_id, tuple(sorted(erased))))
-        digest = sealed.hex() if sealed is not None else None
-        intact = any(erased_cells_digest(entry, keys, erased, v) == digest for v in order)
+        intact = sealed_version(entry, sealed, erasure=erasure, first=version) is not None
         intact = intact and all(cell(entry, name) in (None, b"") for name in erased)
     else:  # its key, or what an erasure kept, was edited: nothing proves the entry now
         problems.append(
@@ -304,13 +296,6 @@ def _check_entry(
                 seal=seq,
             )
         )
-
-
-#: The versions to try, the seal's own first.
-_ORDERS: dict[int | None, tuple[int, ...]] = {
-    None: VERSIONS,
-    **{v: (v, *(w for w in VERSIONS if w != v)) for v in VERSIONS},
-}
 
 
 def missing_seals(first: int, following: int) -> Problem:
