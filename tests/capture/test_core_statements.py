@@ -102,3 +102,52 @@ def test_joined_inheritance_tables_are_left_to_the_warning(
             session.bulk_save_objects([Truck(payload_kg=1)])
     finally:
         auditlog.warn_unaudited_writes(engine, enabled=False)
+
+
+def _core_update_is_audited(engine: Engine, Session_: sessionmaker[Session], key: int) -> None:
+    table = Customer.__table__
+    with Session_.begin() as session:
+        session.execute(sa.update(table).where(table.c.id == key).values(name="by core"))
+    (update,) = entries(engine, action_type="update", object_id=str(key))
+    assert update.after_state is not None and update.after_state["name"] == "by core"
+
+
+def test_a_flush_left_with_nothing_to_write_leaves_later_statements_audited(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    with Session_.begin() as session:
+        session.add(Customer(id=1, name="kept"))
+
+    def drop_drafts(session: Session, flush_context: object, instances: object) -> None:
+        for obj in list(session.new):
+            session.expunge(obj)  # the flush then has nothing to write and ends at once
+
+    sa.event.listen(Session_, "before_flush", drop_drafts)  # after auditlog's own
+    try:
+        with Session_() as session:
+            session.add(Customer(id=2, name="draft"))
+            session.flush()
+            session.commit()
+    finally:
+        sa.event.remove(Session_, "before_flush", drop_drafts)
+    _core_update_is_audited(engine, Session_, 1)
+
+
+def test_a_failing_before_flush_listener_leaves_later_statements_audited(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    with Session_.begin() as session:
+        session.add(Customer(id=1, name="kept"))
+
+    def refuse(session: Session, flush_context: object, instances: object) -> None:
+        raise ValueError("refused by the application")
+
+    sa.event.listen(Session_, "before_flush", refuse)  # after auditlog's own
+    try:
+        with Session_() as session:  # closed, never rolled back
+            session.add(Customer(id=2, name="refused"))
+            with pytest.raises(ValueError, match="refused"):
+                session.flush()
+    finally:
+        sa.event.remove(Session_, "before_flush", refuse)
+    _core_update_is_audited(engine, Session_, 1)

@@ -10,7 +10,9 @@
   work overlaps the server's); the few whose values the database set during the flush are read
   back in one query per model and written after the others. An error fails the flush, so no
   change is committed unaudited.
-- ``after_flush_postexec`` / ``after_soft_rollback`` end the span in which writes count as audited.
+- ``after_flush_postexec`` / ``after_soft_rollback`` end the span in which writes count as audited
+  (a flush that ends without either, having nothing to write or failing early, ends it anyway:
+  :mod:`.span`).
 
 Per-flush state lives in the flush context, never in module globals; see
 https://docs.sqlalchemy.org/en/20/orm/session_events.html for the order of these events.
@@ -35,7 +37,7 @@ from .deletes import DeleteCheck, check_deletes
 from .entries import Change, write_changes
 from .ids import ulid_stream
 from .rows import Values, before_values, identity_of, load_columns, missing_before
-from .span import begin_audited_write, end_audited_write
+from .span import begin_flush, end_flush
 
 __all__ = [
     "SNAPSHOTS",
@@ -48,7 +50,6 @@ __all__ = [
 #: Where ``before_flush`` keeps its snapshots: present exactly in the flushes auditlog sees.
 SNAPSHOTS = "auditlog.snapshots"
 _DONE = "auditlog.done"
-_SPAN = "auditlog.span"
 _GONE = "auditlog.gone"
 
 
@@ -58,7 +59,7 @@ def before_flush(session: Session, flush_context: UOWTransaction, instances: Any
         return  # enabled on several targets: run once
     snapshots: dict[InstanceState[Any], Values] = {}
     flush_context.attributes[SNAPSHOTS] = snapshots
-    flush_context.attributes[_SPAN] = begin_audited_write()
+    begin_flush(session)
     to_load: dict[Plan, list[tuple[InstanceState[Any], set[str]]]] = {}
     doomed: dict[Plan, list[InstanceState[Any]]] = {}
 
@@ -155,14 +156,12 @@ def _in_write_order(
 
 def after_flush_postexec(session: Session, flush_context: UOWTransaction) -> None:
     """The flush's own writes are over."""
-    token = flush_context.attributes.pop(_SPAN, None)
-    if token is not None:
-        end_audited_write(token)
+    end_flush(session)
 
 
 def after_soft_rollback(session: Session, previous_transaction: Any) -> None:
     """A failed flush ends here, without after_flush_postexec: its writes are over too."""
-    end_audited_write()
+    end_flush(session)
 
 
 def _reread(audited: list[tuple[InstanceState[Any], bool, Plan]]) -> dict[Plan, frozenset[str]]:
