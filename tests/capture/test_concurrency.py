@@ -17,7 +17,7 @@ from auditlog.capture import content_types
 from auditlog.registry import plan_for
 
 from ..helpers import entries
-from ..models import Customer
+from ..models import Customer, Membership
 
 THREADS = 8
 TRANSACTIONS = 120
@@ -203,6 +203,48 @@ def test_content_type_from_a_rolled_back_transaction_is_not_cached(engine: Engin
         names = sorted(conn.scalars(sa.select(Customer.__table__.c.name)))
     assert sorted(e.after_state["name"] for e in entries(engine) if e.after_state) == names
     assert "after the outer rollback" in names
+
+
+def test_content_type_of_a_failed_commit_is_not_cached(engine: Engine, backend: str) -> None:
+    """The commit event comes before the COMMIT: an id created in a transaction whose COMMIT
+    then fails (here a deferred constraint) must not stay cached for later entries."""
+    if backend == "mariadb":
+        pytest.skip("MariaDB checks every constraint at once: its COMMIT does not fail this way")
+    auditlog.register(Customer)
+    auditlog.register(Membership)
+    maker = sessionmaker(engine)
+    auditlog.enable(maker)
+    with engine.begin() as conn:
+        conn.execute(sa.delete(auditlog.AuditLog.__table__))
+        conn.execute(sa.delete(auditlog.ContentType.__table__))
+        conn.exec_driver_sql(
+            "CREATE TABLE commit_check (id INTEGER PRIMARY KEY, parent INTEGER "
+            "REFERENCES commit_check (id) DEFERRABLE INITIALLY DEFERRED)"
+        )
+    content_types.clear_cache()
+    try:
+        with maker() as session:
+            session.add(Customer(name="never committed"))  # Customer's content type is new
+            session.execute(sa.text("INSERT INTO commit_check (id, parent) VALUES (1, 2)"))
+            with pytest.raises(sa.exc.IntegrityError):
+                session.commit()  # the deferred foreign key fails the COMMIT itself
+            session.rollback()
+        with maker.begin() as other:  # may take the id the lost row had
+            other.add(Membership(org="o", member=1, role="r"))
+        with maker.begin() as later:  # a stale id: a foreign key error, or the wrong model
+            later.add(Customer(name="later"))
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE commit_check")
+    names = {(e.after_state or {}).get("name"): e.content_type for e in entries(engine)}
+    with engine.connect() as conn:
+        customer_type = conn.scalar(
+            sa.select(auditlog.ContentType.id).where(
+                auditlog.ContentType.name == plan_for(sa.inspect(Customer)).content_type_name  # type: ignore[union-attr]
+            )
+        )
+    assert set(names) == {None, "later"}  # the membership's state has no name
+    assert names["later"] == customer_type
 
 
 def test_ids_left_in_a_pooled_connection_by_an_earlier_transaction_are_ignored(

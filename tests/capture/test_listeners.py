@@ -196,7 +196,7 @@ def test_disable_detaches_everything_enable_and_capture_attached(engine: Engine)
         session.execute(sa.insert(Customer.__table__).values(name="core"))
         session.commit()
     assert len(entries(engine)) == 2
-    assert len(_attached(engine, maker)) == 6 + 4 + 3 + 2
+    assert len(_attached(engine, maker)) == 6 + 4 + 4 + 2
     auditlog.disable(maker)
     assert _attached(engine, maker) == []
     with maker() as session:

@@ -7,7 +7,9 @@ commits, the id is kept in ``connection.info`` only; the engine's ``commit`` eve
 moves it to the per-engine cache, and a rollback (of the transaction or of any savepoint) drops it.
 Releasing a savepoint, or a session ``commit()`` inside an outer transaction it joined, is not a
 database commit and promotes nothing, so a rolled-back transaction never leaves a cached id without
-a row. On an engine whose events are not watched, ids are simply looked up once per transaction.
+a row. The ``commit`` event comes before the COMMIT itself: a COMMIT that then fails (a deferred
+constraint, a serialization failure, a lost connection) reaches ``handle_error``, which takes the
+ids it promoted back out of the cache. On an engine whose events are not watched, ids are simply looked up once per transaction.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from weakref import WeakKeyDictionary
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, ExceptionContext
 from sqlalchemy.orm import Session
 
 from ..models import content_type_table
@@ -30,6 +32,8 @@ __all__ = ["ENGINE_EVENTS", "clear_cache", "content_type_id", "known_id", "unwat
 _table = content_type_table
 _committed: WeakKeyDictionary[Engine, dict[str, int]] = WeakKeyDictionary()
 _PENDING = "auditlog.pending_content_types"
+#: the ids the connection's last ``commit`` event promoted, until that COMMIT is known to be done
+_PROMOTED = "auditlog.promoted_content_types"
 
 
 def _insert_ignoring_duplicates(connection: Connection, plan: Plan) -> None:
@@ -78,6 +82,9 @@ def _pending(connection: Connection) -> dict[str, int]:
     held = connection.info.get(_PENDING)
     if held is not None and transaction is not None and held[0]() is transaction:
         return held[1]  # type: ignore[no-any-return]
+    # A new transaction on this connection: the COMMIT before it went through (a failed one
+    # would have reached handle_error), so what it promoted stays.
+    connection.info.pop(_PROMOTED, None)
     fresh: dict[str, int] = {}
     if transaction is not None:
         connection.info[_PENDING] = (weakref.ref(transaction), fresh)
@@ -118,15 +125,38 @@ def content_type_id(session: Session, connection: Connection, plan: Plan) -> int
 
 
 def _on_commit(connection: Connection) -> None:
-    """The database transaction commits: its ids are now safe to share across connections."""
+    """The database transaction is about to commit: its ids are now safe to share across
+    connections (taken back by :func:`_on_error` if the COMMIT fails)."""
     held = connection.info.pop(_PENDING, None)
     if held is not None and held[0]() is connection.get_transaction() and held[1]:
         _committed.setdefault(connection.engine, {}).update(held[1])
+        connection.info[_PROMOTED] = (connection.engine, held[1])
+
+
+def _demote(connection: Connection) -> None:
+    """The COMMIT that promoted ids did not happen: forget them (their rows are gone)."""
+    held = connection.info.pop(_PROMOTED, None)
+    if held is None:
+        return
+    engine, ids = held
+    cache = _committed.get(engine)
+    if cache is not None:
+        for name, found in ids.items():
+            if cache.get(name) == found:
+                del cache[name]
+
+
+def _on_error(context: ExceptionContext) -> None:
+    """A failure outside any statement (a COMMIT among them): what the last ``commit`` event
+    promoted on this connection may not be committed."""
+    if context.statement is None and context.connection is not None:
+        _demote(context.connection)
 
 
 def _on_rollback(connection: Connection) -> None:
     """Rows inserted in the transaction are gone: resolve again next time."""
     connection.info.pop(_PENDING, None)
+    _demote(connection)  # a rollback right after the commit event: that COMMIT did not happen
 
 
 def _on_rollback_savepoint(connection: Connection, name: Any, context: Any) -> None:
@@ -142,6 +172,7 @@ ENGINE_EVENTS = EngineListeners(
     ("commit", _on_commit, {}),
     ("rollback", _on_rollback, {}),
     ("rollback_savepoint", _on_rollback_savepoint, {}),
+    ("handle_error", _on_error, {}),
 )
 _TABLE_EVENTS = ("after_create", "after_drop")
 

@@ -92,8 +92,10 @@ def _on_release_savepoint(connection: Connection, name: str, context: Any) -> No
 
 
 #: The engine events of the refusal, attached to an engine the first time a failure is recorded.
+#: Its commit listener goes before every other one: a refused COMMIT is never taken for a real
+#: one (the content type cache promotes its ids on ``commit``).
 ENGINE_EVENTS = EngineListeners(
-    ("commit", _on_commit, {}),
+    ("commit", _on_commit, {"insert": True}),
     ("rollback", _on_rollback, {}),
     ("rollback_savepoint", _on_rollback_savepoint, {}),
     ("release_savepoint", _on_release_savepoint, {}),
