@@ -151,3 +151,41 @@ def test_a_failing_before_flush_listener_leaves_later_statements_audited(
     finally:
         sa.event.remove(Session_, "before_flush", refuse)
     _core_update_is_audited(engine, Session_, 1)
+
+
+def test_multi_row_values_and_insert_from_select_are_captured(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    table = Customer.__table__
+    with Session_.begin() as session:
+        session.execute(sa.insert(table).values([{"name": "a"}, {"name": "b"}]))
+        session.execute(sa.insert(table).values([{"id": 10, "name": "c"}, {"id": 11, "name": "d"}]))
+        session.execute(
+            sa.insert(table).from_select(
+                ["name"], sa.select(table.c.name).where(table.c.name.in_(["c", "d"]))
+            )
+        )
+    with engine.connect() as conn:
+        stored = {row.id: row.name for row in conn.execute(sa.select(table.c.id, table.c.name))}
+    assert len(stored) == 6
+    created = entries(engine, action_type="create")
+    assert {int(e.object_id): e.after_state["name"] for e in created if e.after_state} == stored
+
+
+def test_an_insert_returning_what_the_application_asked_for(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    table = Customer.__table__
+    with Session_.begin() as session:  # keys given: the statement runs as written
+        returned = session.execute(
+            sa.insert(table).values([{"id": 5, "name": "e"}]).returning(table.c.name)
+        ).all()
+    assert [tuple(row) for row in returned] == [("e",)]
+    assert [e.object_id for e in entries(engine, action_type="create")] == ["5"]
+    with Session_() as session:  # keys left to the database: refused before it runs
+        statement = sa.insert(table).values(name="f").returning(table.c.name)
+        with pytest.raises(auditlog.CaptureError, match=r"insert\(customer\) has a RETURNING"):
+            session.execute(statement)
+        session.rollback()
+    with engine.connect() as conn:
+        assert conn.scalar(sa.select(sa.func.count()).select_from(table)) == 1

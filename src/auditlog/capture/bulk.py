@@ -56,6 +56,8 @@ class BulkStatement:
     values: Sequence[Mapping[str, Any]] = ()
     upsert: bool = False
     conflict_target: tuple[str, ...] = ()
+    #: INSERT: a ``RETURNING`` of the primary key was added, its rows are the inserted keys
+    returned: bool = False
 
 
 def insert_statement(

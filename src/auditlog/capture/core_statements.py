@@ -22,7 +22,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Delete, Insert, Update
 
-from ..registry import is_secondary, table_family
+from ..exceptions import CaptureError
+from ..registry import Family, is_secondary, table_family
 from .bulk import BulkStatement, insert_statement, read_before, write_after
 from .engines import EngineListeners
 from .refusal import refused_on_error
@@ -81,10 +82,7 @@ def _describe(
     keys = [plan.identity({plan.attribute_key(k): v for k, v in p.items()}) for p in sets]
     known = [k for k in keys if k is not None]
     if action == "insert":
-        given = known if len(known) == len(keys) and sets != [{}] else None
-        if given is None:
-            elem = elem.return_defaults(*(plan.mapper.columns[k] for k in plan.pk_keys))
-        return insert_statement(rows, elem, sets, label=label, keys=given), elem
+        return _describe_insert(rows, elem, sets, label)
     if multi and len(known) == len(keys):
         return BulkStatement(rows, action, label, keys=known), elem
     return (
@@ -98,6 +96,35 @@ def _describe(
         ),
         elem,
     )
+
+
+def _describe_insert(
+    rows: Family, elem: Any, sets: list[dict[str, Any]], label: str
+) -> tuple[BulkStatement, Any]:
+    """An INSERT's :class:`BulkStatement`, and the statement to run: as given when its values
+    give every primary key; else made to return the keys it inserts (``return_defaults()`` for
+    one row or an executemany, so that ``inserted_primary_key`` still works; ``RETURNING`` for
+    ``.values([...])`` of several rows and ``INSERT ... FROM SELECT``, which return_defaults
+    does not cover)."""
+    plan = rows.keys
+    stmt = insert_statement(rows, elem, sets, label=label)
+    from_select = getattr(elem, "select", None) is not None
+    keys = [plan.identity(dict(values)) for values in stmt.values]
+    if stmt.values and not from_select and all(key is not None for key in keys):
+        stmt.keys = [key for key in keys if key is not None]
+        return stmt, elem
+    if getattr(elem, "_returning", ()):
+        raise CaptureError(
+            f"{label} has a RETURNING of its own and leaves the primary key "
+            f"({', '.join(plan.pk_keys)}) to the database, so the rows it inserts cannot be "
+            "told apart: give the keys in its values, or use the ORM form "
+            f"session.execute(insert({plan.mapper.class_.__name__}).returning(...))"
+        )
+    pk = [plan.mapper.columns[key] for key in plan.pk_keys]
+    if from_select or len(getattr(elem, "_multi_values", None) or ()) > 0:
+        stmt.returned = True
+        return stmt, elem.returning(*pk)
+    return stmt, elem.return_defaults(*pk)
 
 
 def _flush_writes_secondary(elem: Any, execution_options: Any) -> bool:
@@ -143,7 +170,8 @@ def after_execute(
         return
     inserted: list[tuple[Any, ...]] = []
     if stmt.action == "insert" and stmt.keys is None:
-        inserted = [tuple(row) for row in result.inserted_primary_key_rows or ()]
+        rows = result if stmt.returned else result.inserted_primary_key_rows or ()
+        inserted = [tuple(row) for row in rows]
     with audited_write(), refused_on_error(conn):
         write_after(session, stmt, before, rowcount=result.rowcount, inserted=inserted)
 
