@@ -135,6 +135,28 @@ async def test_async_sessionmaker_target_with_context(engine: Engine, async_url:
         await async_engine.dispose()
 
 
+async def test_an_async_sessionmaker_keeps_the_sync_session_class_of_its_class(
+    engine: Engine, async_url: str
+) -> None:
+    class RoutingSession(Session):
+        """An application's own sync session (a get_bind router, say)."""
+
+    class AppAsyncSession(AsyncSession):
+        sync_session_class = RoutingSession
+
+    async_engine = create_async_engine(async_url)
+    try:
+        maker = async_sessionmaker(async_engine, class_=AppAsyncSession)
+        auditlog.enable(maker)
+        async with maker() as session:
+            assert isinstance(session.sync_session, RoutingSession)
+            session.add(Customer(name="routed"))
+            await session.commit()
+        assert [e.after_state and e.after_state["name"] for e in entries(engine)] == ["routed"]
+    finally:
+        await async_engine.dispose()
+
+
 async def test_async_session_instance_target(engine: Engine, async_url: str) -> None:
     async_engine = create_async_engine(async_url)
     try:

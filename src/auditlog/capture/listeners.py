@@ -87,7 +87,7 @@ def _listen_target(target: Any, *, create: bool) -> Any:
     if isinstance(target, async_sessionmaker):
         # Listening on its sync class (Session by default) would audit every session: give the
         # maker a private subclass to listen on instead.
-        current = target.kw.get("sync_session_class", AsyncSession.sync_session_class)
+        current = target.kw.get("sync_session_class") or target.class_.sync_session_class
         if getattr(current, "_auditlog_private", False) or not create:
             return current
         private = type(current.__name__, (current,), {"_auditlog_private": True})
