@@ -64,6 +64,15 @@ def test_ip_addresses_are_normalised(given: str, stored: str) -> None:
         assert current_context().ip_address == stored
 
 
+def test_an_address_longer_than_any_is_refused_before_it_is_cached() -> None:
+    from auditlog.context import _ip_text_of, ip_text
+
+    before = _ip_text_of.cache_info().currsize
+    with pytest.raises(ContextError, match="ip_address: 100009 characters"):
+        ip_text("fe80::1%" + "z" * 100_001)  # Python itself accepts a zone of any length
+    assert _ip_text_of.cache_info().currsize == before
+
+
 def test_control_characters_are_dropped_from_the_user_agent() -> None:
     with audit_context(user_agent="curl\x00/8\r\n"):
         assert current_context().user_agent == "curl/8"

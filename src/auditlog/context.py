@@ -89,10 +89,19 @@ def ip_text(value: Any) -> str:
     """A validated address as canonical text: no IPv6 zone, IPv4-mapped IPv6 as plain IPv4.
 
     The form entries store and queries compare against; raises :class:`ContextError`. Text is
-    parsed once per distinct address (a server sees the same clients again and again)."""
+    parsed once per distinct address (a server sees the same clients again and again); text
+    longer than any address (with its zone) is refused before it reaches that cache."""
     if isinstance(value, str):
+        if len(value) > _IP_MAX_LENGTH:
+            raise ContextError(
+                f"ip_address: {len(value)} characters, no address takes more than {_IP_MAX_LENGTH}"
+            )
         return _ip_text_of(value)
     return _parse_ip(value)
+
+
+#: an IPv6 address is at most 45 characters; with a zone (an interface name) and blanks, 100
+_IP_MAX_LENGTH = 100
 
 
 @functools.lru_cache(maxsize=4096)

@@ -10,8 +10,11 @@ it, and :func:`auditlog.update_context` called anywhere in the request reaches e
     app.add_middleware(
         AuditContextMiddleware,
         trusted_proxies=["10.0.0.0/8"],
-        get_tenant_id=lambda scope: dict(scope["headers"]).get(b"x-tenant", b"").decode() or None,
+        get_tenant_id=lambda scope: scope["state"].get("tenant_id"),  # set by your auth
     )
+
+``get_user_id`` and ``get_tenant_id`` must return what the application has verified (a
+session, a token's claims): a header the client sends as such would let it act as anyone.
 
 (Path parameters are not known yet when a middleware runs: give a tenant found by routing with
 :func:`auditlog.update_context` in a dependency.) A value no entry can hold (an id longer than

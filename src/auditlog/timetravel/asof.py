@@ -141,9 +141,10 @@ def unknown_if_pruned(session: Session, at: At, tenant: str | None) -> None:
 
     cutoff = pruned_before(session.connection(), tenant)
     if cutoff is not None:
+        shown = at.isoformat() if isinstance(at, dt.datetime) else at  # a datetime or an entry id
         raise InvalidQueryError(
             "at",
-            f"the object has no entry up to {at!r}, and the entries before "
+            f"the object has no entry up to {shown}, and the entries before "
             f"{cutoff.isoformat()} were pruned: its state then is unknown",
         )
 
