@@ -166,3 +166,18 @@ def test_the_state_is_read_with_one_statement(
     finally:
         sa.event.remove(engine, "before_cursor_execute", keep)
     assert len(statements) == 1
+
+
+def test_a_state_that_is_not_a_json_object_is_shown_as_the_history_shows_it(
+    engine: Engine, Session_: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+) -> None:
+    auditlog.register(Customer)
+    with Session_.begin() as session:
+        session.add(Customer(id=1, name="ada"))
+    log = auditlog.AuditLog.__table__
+    with engine.begin() as conn:  # what a trigger or a migration might have written
+        conn.execute(sa.update(log).values(after_state=["not", "an", "object"]))
+    with Session_() as session:
+        state = auditlog.state_as_of(session, Customer, 1, now())
+    assert state == {"value": ["not", "an", "object"]}
+    assert "not a JSON object" in caplog.text

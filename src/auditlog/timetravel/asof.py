@@ -10,6 +10,7 @@ keys: its renaming entry is filed under the key it had and names the one it took
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,8 @@ from ..models import ULID_PATTERN, content_type_table, ulid_hex, utc_bound
 from ..models import audit_log_table as _t
 from ..registry import model_name
 from ..serialize import MASKED, decode_state, object_id_of
+
+_log = logging.getLogger("auditlog.timetravel")
 
 __all__ = [
     "ENTRY_ID",
@@ -130,7 +133,11 @@ def state_of(entry: Row[Any] | None, object_id: str) -> dict[str, Any] | None:
         return None
     if entry.renamed_to is not None and entry.renamed_to != object_id:
         return None  # the object left this key
-    state: dict[str, Any] | None = entry.after_state
+    state: Any = entry.after_state
+    if state is not None and not isinstance(state, dict):
+        # a row auditlog did not write (a trigger's, a migration's): shown as the history shows it
+        _log.warning("audit_log row %r holds a state that is not a JSON object", entry.id)
+        return {"value": state}
     return state
 
 
