@@ -12,6 +12,9 @@ indexes serve (see docs/query.md for the plans).
 
 from __future__ import annotations
 
+import json
+import logging
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,7 +30,16 @@ from .schemas import ENTRY_COLUMNS, AuditLogEntry, CursorPage, HistoryPage
 
 __all__ = ["cursor_page", "numbered_page"]
 
+_log = logging.getLogger("auditlog.query")
 _COLUMNS = [*(_t.c[name] for name in ENTRY_COLUMNS), content_type_table.c.name.label("model")]
+#: The JSON columns of an entry. Where the database hands JSON back as text (SQLite, MariaDB),
+#: they are read as text and decoded row by row, so that one row holding text that is not JSON
+#: (written by something else) is left out of its page instead of failing the page.
+_JSON = frozenset({"before_state", "after_state", "changed_fields", "extra"}) & set(ENTRY_COLUMNS)
+_AS_TEXT = [
+    sa.type_coerce(column, sa.Text()).label(column.name) if column.name in _JSON else column
+    for column in _COLUMNS
+]
 _WITH_MODEL = _t.outerjoin(content_type_table, _t.c.content_type == content_type_table.c.id)
 _NEWEST_FIRST = (_t.c.timestamp.desc(), _t.c.id.desc())
 _OLDEST_FIRST = (_t.c.timestamp.asc(), _t.c.id.asc())
@@ -56,14 +68,39 @@ def _fetch(
     66). The first page reads its rows directly, which is a millisecond faster there.
     """
     keys = keys.order_by(*order).limit(limit).offset(offset or None)
-    if deep and _dialect(session) in {"mysql", "mariadb"}:
+    dialect = _dialect(session)
+    columns = _COLUMNS if dialect == "postgresql" else _AS_TEXT  # jsonb: decoded by the driver
+    if deep and dialect in {"mysql", "mariadb"}:
         found = keys.subquery("page_keys")
-        stmt = sa.select(*_COLUMNS).select_from(_WITH_MODEL.join(found, _t.c.id == found.c.id))
+        stmt = sa.select(*columns).select_from(_WITH_MODEL.join(found, _t.c.id == found.c.id))
         stmt = stmt.order_by(*order)
     else:
-        stmt = keys.with_only_columns(*_COLUMNS).select_from(_WITH_MODEL)
-    entries = (AuditLogEntry.from_row(row) for row in session.execute(stmt).mappings())
+        stmt = keys.with_only_columns(*columns).select_from(_WITH_MODEL)
+    rows: Iterable[Mapping[Any, Any] | None] = session.execute(stmt).mappings()
+    if columns is _AS_TEXT:
+        rows = (_json_decoded(row) for row in rows if row is not None)
+    entries = (AuditLogEntry.from_row(row) for row in rows if row is not None)
     return [entry for entry in entries if entry is not None]
+
+
+def _json_decoded(row: Mapping[Any, Any]) -> dict[Any, Any] | None:
+    """``row`` with its JSON columns decoded from text; None (with a warning) when one of them
+    is not JSON."""
+    data = dict(row)
+    for name in _JSON:
+        text = data[name]
+        if isinstance(text, (str, bytes)):
+            try:
+                data[name] = json.loads(text)
+            except ValueError as exc:
+                _log.warning(
+                    "audit_log row %r cannot be read and is left out: %s is not JSON (%s)",
+                    data.get("id"),
+                    name,
+                    exc,
+                )
+                return None
+    return data
 
 
 def numbered_page(session: Session, q: HistoryQuery) -> HistoryPage:
