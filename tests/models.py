@@ -324,3 +324,16 @@ class Ticket(Base):
 
     id: Mapped[int] = mapped_column(sa.Identity(start=100), primary_key=True)
     title: Mapped[str] = mapped_column(sa.String(50))
+
+
+class Draft(Base):
+    """Server defaults fetched eagerly without RETURNING: SQLAlchemy gives a new object its
+    identity key during the flush, with a SELECT of the defaults."""
+
+    __tablename__ = "draft"
+    __table_args__ = {"implicit_returning": False}
+    __mapper_args__ = {"eager_defaults": True}
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    title: Mapped[str] = mapped_column(sa.String(50))
+    status: Mapped[str] = mapped_column(sa.String(20), server_default="draft")

@@ -16,7 +16,7 @@ from auditlog import AuditLog, ContentType
 from auditlog.capture import content_types
 
 from ..helpers import actions, entries
-from ..models import Customer, Loan, Membership, Tag, Truck, Vehicle
+from ..models import Customer, Draft, Loan, Membership, Tag, Truck, Vehicle
 
 
 @pytest.fixture(autouse=True)
@@ -498,3 +498,18 @@ def test_a_delete_records_the_row_as_stored_not_unflushed_changes(
         "delete",
         {"id": 1, "label": "stored"},
     )
+
+
+def test_a_new_object_given_its_key_during_the_flush_is_still_a_create(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    auditlog.register(Draft)
+    with Session_.begin() as session:
+        session.add_all([Draft(id=1, title="a"), Draft(id=2, title="b")])
+    with Session_.begin() as session:
+        session.get_one(Draft, 1).title = "a2"
+    log = [(e.action_type, e.object_id) for e in entries(engine)]
+    assert log == [("create", "1"), ("create", "2"), ("update", "1")]
+    first = entries(engine)[0]
+    assert first.before_state is None
+    assert first.after_state == {"id": 1, "title": "a", "status": "draft"}

@@ -117,12 +117,17 @@ def after_flush(session: Session, flush_context: UOWTransaction) -> None:
                 audited.append((state, isdelete, plan))
     if not audited:
         return
-    audited = _in_write_order(audited)
+    # The objects this flush inserts: still the session's new ones until the flush is over. Not
+    # "no identity key yet": with eager_defaults and no RETURNING, SQLAlchemy gives a new object
+    # its key while it fetches the server's values, before this event.
+    new = {instance_state(obj) for obj in session.new}
+    audited = _in_write_order(audited, new)
     deletes: DeleteCheck | None = flush_context.attributes.get(_GONE)
     changes = _FlushChanges(
         audited,
+        new,
         flush_context.attributes.get(SNAPSHOTS) or {},
-        _reread(audited),
+        _reread(audited, new),
         deletes.gone() if deletes is not None else set(),
     )
     # one time and one id sequence for the whole flush, read-back changes included
@@ -133,25 +138,25 @@ def after_flush(session: Session, flush_context: UOWTransaction) -> None:
 
 
 def _in_write_order(
-    audited: list[tuple[InstanceState[Any], bool, Plan]],
+    audited: list[tuple[InstanceState[Any], bool, Plan]], new: set[InstanceState[Any]]
 ) -> list[tuple[InstanceState[Any], bool, Plan]]:
     """The flush's objects in a stable order (the unit of work holds them in sets): new objects
     in the order they were added, as SQLAlchemy inserts them; then the others model by model,
     by primary key. Entry ids follow this order."""
     if len(audited) < 2:
         return audited
-    new = [item for item in audited if item[0].key is None]
-    new.sort(key=lambda item: item[0].insert_order or 0)
+    inserted = [item for item in audited if item[0] in new]
+    inserted.sort(key=lambda item: item[0].insert_order or 0)
     models: dict[Any, list[tuple[InstanceState[Any], bool, Plan]]] = {}
     for item in audited:
-        if item[0].key is not None:
+        if item[0] not in new:
             models.setdefault(item[0].mapper, []).append(item)
     for items in models.values():
         # primary keys Python cannot compare stay as the unit of work gave them
         with contextlib.suppress(TypeError):
             items.sort(key=lambda item: item[0].key[1])  # type: ignore[index]
-        new.extend(items)
-    return new
+        inserted.extend(items)
+    return inserted
 
 
 def after_flush_postexec(session: Session, flush_context: UOWTransaction) -> None:
@@ -164,13 +169,15 @@ def after_soft_rollback(session: Session, previous_transaction: Any) -> None:
     end_flush(session)
 
 
-def _reread(audited: list[tuple[InstanceState[Any], bool, Plan]]) -> dict[Plan, frozenset[str]]:
+def _reread(
+    audited: list[tuple[InstanceState[Any], bool, Plan]], new: set[InstanceState[Any]]
+) -> dict[Plan, frozenset[str]]:
     """Values to read back from the rows rather than the objects: those of Python ``onupdate``
     callables when a flush updates several objects of a model (SQLAlchemy's batched UPDATE
     gives every object of the batch the first row's value)."""
     updates: dict[Plan, int] = {}
     for state, isdelete, plan in audited:
-        if plan.called_onupdate and not isdelete and state.key is not None:
+        if plan.called_onupdate and not isdelete and state not in new:
             updates[plan] = updates.get(plan, 0) + 1
     return {plan: plan.called_onupdate for plan, count in updates.items() if count > 1}
 
@@ -196,11 +203,13 @@ class _FlushChanges:
     def __init__(
         self,
         audited: list[tuple[InstanceState[Any], bool, Plan]],
+        new: set[InstanceState[Any]],
         snapshots: dict[InstanceState[Any], Values],
         reread: dict[Plan, frozenset[str]],
         gone: set[InstanceState[Any]],
     ) -> None:
         self.audited = audited
+        self.new = new
         self.snapshots = snapshots
         self.reread = reread
         self.gone = gone
@@ -217,7 +226,9 @@ class _FlushChanges:
                 before = _before(state, snapshot, plan)
                 yield Change(plan, "delete", identity_of(state), before, None)
                 continue
-            change, stale = _change_of(state, plan, snapshot, self.reread.get(plan))
+            change, stale = _change_of(
+                state, plan, snapshot, self.reread.get(plan), is_new=state in self.new
+            )
             if stale is None:
                 yield change
             else:
@@ -251,13 +262,18 @@ def _before(state: InstanceState[Any], snapshot: Values | None, plan: Plan) -> V
 
 
 def _change_of(
-    state: InstanceState[Any], plan: Plan, snapshot: Values | None, reread: frozenset[str] | None
+    state: InstanceState[Any],
+    plan: Plan,
+    snapshot: Values | None,
+    reread: frozenset[str] | None,
+    *,
+    is_new: bool,
 ) -> tuple[Change, _Stale | None]:
     """The create or update of one object, and what of it must be read back (None when nothing):
     what the database set during the flush, and the ``reread`` values of an update."""
     current = state.dict
     after: Values
-    reload: set[str] = set(reread) if reread and state.key is not None else set()
+    reload: set[str] = set(reread) if reread and not is_new else set()
     unloaded: set[str] = set()
     if plan.keys.issubset(current):  # the usual case: every recorded value is held
         after = {key: current[key] for key in plan.keys}
@@ -271,11 +287,11 @@ def _change_of(
                 reload.add(key)
             elif snapshot is not None and key in snapshot:
                 after[key] = snapshot[key]
-            elif state.key is not None:
+            elif not is_new:
                 unloaded.add(key)
             else:
                 after[key] = None  # a new object's attribute that was never set
-    if state.key is None:
+    if is_new:
         for key, _ in plan.collections:
             after[key] = current.get(key)
         change = Change(plan, "create", identity_of(state), None, after)
