@@ -337,3 +337,20 @@ class Draft(Base):
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     title: Mapped[str] = mapped_column(sa.String(50))
     status: Mapped[str] = mapped_column(sa.String(20), server_default="draft")
+
+
+class Crew(Base):
+    """A delete-orphan collection."""
+
+    __tablename__ = "crew"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sailors: Mapped[list[Sailor]] = relationship(cascade="all, delete-orphan")
+
+
+class Sailor(Base):
+    __tablename__ = "sailor"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    crew_id: Mapped[int | None] = mapped_column(sa.ForeignKey("crew.id"))
+    logbook: Mapped[str | None] = mapped_column(sa.Text, deferred=True)

@@ -16,7 +16,7 @@ from auditlog import AuditLog, ContentType
 from auditlog.capture import content_types
 
 from ..helpers import actions, entries
-from ..models import Customer, Draft, Loan, Membership, Tag, Truck, Vehicle
+from ..models import Crew, Customer, Draft, Loan, Membership, Sailor, Tag, Truck, Vehicle
 
 
 @pytest.fixture(autouse=True)
@@ -513,3 +513,16 @@ def test_a_new_object_given_its_key_during_the_flush_is_still_a_create(
     first = entries(engine)[0]
     assert first.before_state is None
     assert first.after_state == {"id": 1, "title": "a", "status": "draft"}
+
+
+def test_an_orphan_deleted_by_its_collection_has_its_whole_before_state(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    auditlog.register(Sailor)
+    with Session_.begin() as session:
+        session.add(Crew(id=1, sailors=[Sailor(id=7, logbook="day one")]))
+    with Session_.begin() as session:
+        crew = session.get_one(Crew, 1)
+        crew.sailors.remove(crew.sailors[0])  # its deferred logbook never loaded
+    (deleted,) = entries(engine, action_type="delete")
+    assert deleted.before_state == {"id": 7, "crew_id": 1, "logbook": "day one"}

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -78,6 +79,10 @@ def before_flush(session: Session, flush_context: UOWTransaction, instances: Any
         plan = plan_for(state.mapper)
         if plan is not None and state.key is not None:
             keep(state, plan)
+        for orphan in _orphans(state):  # removed from a delete-orphan collection: deleted
+            orphan_plan = plan_for(orphan.mapper)
+            if orphan_plan is not None and orphan not in snapshots:
+                doom(orphan, orphan_plan)
     for obj in session.deleted:
         state = instance_state(obj)
         if state.key is None:
@@ -102,6 +107,26 @@ def before_flush(session: Session, flush_context: UOWTransaction, instances: Any
     # A row another transaction already deleted is not deleted by this flush, and gets no entry.
     if doomed:
         flush_context.attributes[_GONE] = check_deletes(session, doomed)
+
+
+#: each mapper's delete-orphan relationships
+_ORPHANING: weakref.WeakKeyDictionary[Any, tuple[str, ...]] = weakref.WeakKeyDictionary()
+
+
+def _orphans(state: InstanceState[Any]) -> Iterator[InstanceState[Any]]:
+    """The persistent objects removed from ``state``'s delete-orphan collections that belong
+    to no other parent: the flush deletes them, though they are in neither ``session.dirty``
+    nor ``session.deleted`` before it."""
+    keys = _ORPHANING.get(state.mapper)
+    if keys is None:
+        keys = _ORPHANING[state.mapper] = tuple(
+            r.key for r in state.mapper.relationships if r.cascade.delete_orphan
+        )
+    for key in keys:
+        for child in state.attrs[key].history.deleted or ():
+            child_state = instance_state(child)
+            if child_state.key is not None and child_state.mapper._is_orphan(child_state):
+                yield child_state
 
 
 def after_flush(session: Session, flush_context: UOWTransaction) -> None:
