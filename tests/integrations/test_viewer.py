@@ -165,6 +165,14 @@ def test_a_long_history_reads_on_step_by_step(page: Any, site: str, engine: Engi
     page.locator("table.states").wait_for()
     assert "customer 2" in page.locator("table.states").inner_text()
     assert page.problems == []
+    # an address with only an id no entry has: a bounded search, not the tenant's whole history
+    reads: list[str] = []
+    page.on("request", lambda request: reads.append(request.url))
+    unknown = "01" + "Z" * 24
+    page.goto(f"{site}/history/view/#/entry?id={unknown}")
+    expect(page.get_by_text(f"No entry {unknown} is here.")).to_be_visible()
+    searched = [url for url in reads if "/history/?" in url and "cursor" in url]
+    assert 0 < len(searched) < 10  # the tenant's 1,000 entries and more would take 11 pages
 
 
 def test_a_refused_token_is_said_and_another_tenant_sees_only_its_own(page: Any, site: str) -> None:

@@ -125,14 +125,20 @@ async function findEntry(params) {
     filters.since = new Date(moment).toISOString();
     filters.until = new Date(moment + 1).toISOString();
   }
+  // The viewer's own links narrow the search to the entry's millisecond and transaction, or to
+  // one object's history; a link with none of them (typed or crafted) reads at most FIND_PAGES
+  // pages, never the tenant's whole history.
+  const narrowed = Boolean(params.transaction_id || params.object_id || filters.since);
   let page = await api(LIST, { ...filters, page_size: 100 });
-  for (;;) {
+  for (let read = 1; ; read++) {
     const entry = page.results.find((each) => each.id === params.id);
     if (entry) return entry;
-    if (!page.next_cursor) return null;
+    if (!page.next_cursor || (!narrowed && read >= FIND_PAGES)) return null;
     page = await api(LIST, { ...filters, page_size: 100, cursor: page.next_cursor });
   }
 }
+
+const FIND_PAGES = 10;
 
 // --- views ------------------------------------------------------------------------------------
 
