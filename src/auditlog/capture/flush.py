@@ -63,6 +63,7 @@ def before_flush(session: Session, flush_context: UOWTransaction, instances: Any
     begin_flush(session)
     to_load: dict[Plan, list[tuple[InstanceState[Any], set[str]]]] = {}
     doomed: dict[Plan, list[InstanceState[Any]]] = {}
+    dooming: set[InstanceState[Any]] = set()
 
     def keep(state: InstanceState[Any], plan: Plan) -> None:
         before = snapshots[state] = before_values(state)
@@ -71,6 +72,9 @@ def before_flush(session: Session, flush_context: UOWTransaction, instances: Any
             to_load.setdefault(plan, []).append((state, missing))
 
     def doom(state: InstanceState[Any], plan: Plan) -> None:
+        if state in dooming:
+            return
+        dooming.add(state)
         keep(state, plan)
         doomed.setdefault(plan, []).append(state)
 
@@ -81,7 +85,7 @@ def before_flush(session: Session, flush_context: UOWTransaction, instances: Any
             keep(state, plan)
         for orphan in _orphans(state):  # removed from a delete-orphan collection: deleted
             orphan_plan = plan_for(orphan.mapper)
-            if orphan_plan is not None and orphan not in snapshots:
+            if orphan_plan is not None:
                 doom(orphan, orphan_plan)
     for obj in session.deleted:
         state = instance_state(obj)
@@ -95,7 +99,7 @@ def before_flush(session: Session, flush_context: UOWTransaction, instances: Any
         # objects the delete cascades to (not when passive_deletes leaves them to the database)
         for _, mapper, child, _ in state.mapper.cascade_iterator("delete", state):
             child_plan = plan_for(mapper)
-            if child_plan is not None and child.key is not None and child not in snapshots:
+            if child_plan is not None and child.key is not None:
                 doom(child, child_plan)
     for plan, pending in to_load.items():
         keys = set().union(*(missing for _, missing in pending))
