@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from decimal import Decimal
 from typing import Any
 
@@ -169,8 +170,13 @@ def test_the_state_is_read_with_one_statement(
 
 
 def test_a_state_that_is_not_a_json_object_is_shown_as_the_history_shows_it(
-    engine: Engine, Session_: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+    engine: Engine,
+    Session_: sessionmaker[Session],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # logging.config.fileConfig (alembic in the migration tests) disables existing loggers
+    monkeypatch.setattr(logging.getLogger("auditlog.timetravel"), "disabled", False)
     auditlog.register(Customer)
     with Session_.begin() as session:
         session.add(Customer(id=1, name="ada"))
