@@ -9,7 +9,8 @@ Releasing a savepoint, or a session ``commit()`` inside an outer transaction it 
 database commit and promotes nothing, so a rolled-back transaction never leaves a cached id without
 a row. The ``commit`` event comes before the COMMIT itself: a COMMIT that then fails (a deferred
 constraint, a serialization failure, a lost connection) reaches ``handle_error``, which takes the
-ids it promoted back out of the cache. On an engine whose events are not watched, ids are simply looked up once per transaction.
+ids it promoted back out of the cache. On an engine whose events are not watched, ids are simply
+looked up once per transaction.
 """
 
 from __future__ import annotations

@@ -79,10 +79,10 @@ def _describe(
         "insert" if isinstance(elem, Insert) else "update" if isinstance(elem, Update) else "delete"
     )
     label = f"{action}({plan.table_name})"
-    keys = [plan.identity({plan.attribute_key(k): v for k, v in p.items()}) for p in sets]
-    known = [k for k in keys if k is not None]
     if action == "insert":
         return _describe_insert(rows, elem, sets, label)
+    keys = [plan.identity({plan.attribute_key(k): v for k, v in p.items()}) for p in sets]
+    known = [k for k in keys if k is not None]
     if multi and len(known) == len(keys):
         return BulkStatement(rows, action, label, keys=known), elem
     return (
@@ -121,7 +121,7 @@ def _describe_insert(
             f"session.execute(insert({plan.mapper.class_.__name__}).returning(...))"
         )
     pk = [plan.mapper.columns[key] for key in plan.pk_keys]
-    if from_select or len(getattr(elem, "_multi_values", None) or ()) > 0:
+    if from_select or bool(getattr(elem, "_multi_values", None)):
         stmt.returned = True
         return stmt, elem.returning(*pk)
     return stmt, elem.return_defaults(*pk)
