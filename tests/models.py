@@ -230,6 +230,18 @@ class TypeZoo(Base):
     doc: Mapped[Any] = mapped_column(sa.JSON, nullable=True)
 
 
+class Reading(Base):
+    """A number of any scale (``Numeric()``), whose text the database keeps as given (PostgreSQL),
+    rounds to its default scale (MariaDB) or keeps as a float (SQLite)."""
+
+    __tablename__ = "reading"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    value: Mapped[Decimal | None] = mapped_column(sa.Numeric())
+    doc: Mapped[Any] = mapped_column(sa.JSON, nullable=True)
+    label: Mapped[str] = mapped_column(sa.String(20), default="")
+
+
 class Document(Base):
     """JSON changed in place, tracked by SQLAlchemy's mutable extension."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ import auditlog
 from auditlog.serialize import decode_state, restored, storable
 
 from ..helpers import entries
-from ..models import Document, Note, Priority, Stage, Task
+from ..models import Document, Note, Priority, Reading, Stage, Task
 
 #: Text PostgreSQL's jsonb refuses, inside a value its json column accepts.
 AWKWARD: dict[str, Any] = {
@@ -180,3 +181,37 @@ def test_a_batched_update_records_each_rows_own_onupdate_value(
     assert {int(e.object_id): e.after_state["tick"] for e in updates if e.after_state} == {
         i: row["tick"] for i, row in stored.items()
     }
+
+
+def test_a_value_equal_to_the_loaded_one_is_not_an_update(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    """SQLAlchemy's UPDATE leaves out an assigned value its column's type compares equal to the
+    loaded one (``Decimal("1.0")`` over ``1.00``), so the row keeps what it had: no entry, and
+    an entry for another column keeps the stored value in its after-state."""
+    auditlog.register(Reading)
+    with Session_.begin() as session:
+        session.add(Reading(id=1, value=Decimal("1.00"), doc={"a": 1}))
+    with Session_.begin() as session:
+        reading = session.get_one(Reading, 1)
+        reading.value = Decimal("1.0")  # equal, and different as text
+        reading.doc = {"a": 1.0}
+    assert [e.action_type for e in entries(engine)] == ["create"]
+    with Session_.begin() as session:
+        reading = session.get_one(Reading, 1)
+        reading.value = Decimal("1.0")
+        reading.doc = {"a": 1.0}
+        reading.label = "new"
+    _, update = entries(engine)
+    assert update.changed_fields == ["label"]
+    assert update.before_state is not None and update.after_state is not None
+    assert update.after_state["value"] == update.before_state["value"]
+    assert type(update.after_state["doc"]["a"]) is int
+    with Session_() as session:
+        stored = session.get_one(Reading, 1)
+        assert auditlog.decode_state(Reading, update.after_state) == {
+            "id": 1,
+            "value": stored.value,
+            "doc": {"a": 1},
+            "label": "new",
+        }

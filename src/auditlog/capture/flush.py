@@ -32,6 +32,7 @@ from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.orm.base import NO_VALUE
 from sqlalchemy.orm.state import InstanceState
 from sqlalchemy.orm.unitofwork import UOWTransaction
+from sqlalchemy.sql import ClauseElement
 
 from ..registry import Plan, cascades_deletes, plan_for
 from .deletes import DeleteCheck, check_deletes
@@ -290,6 +291,29 @@ def _before(state: InstanceState[Any], snapshot: Values | None, plan: Plan) -> V
     return {key: None if (value := get(key)) is NO_VALUE else value for key in plan.keys}
 
 
+def _keep_unwritten(
+    state: InstanceState[Any],
+    plan: Plan,
+    committed: dict[str, Any],
+    before: Values,
+    after: Values,
+) -> None:
+    """An assigned value the column's type compares equal to the loaded one (``Decimal("1.0")``
+    over ``1.00``, ``{"a": 1.0}`` over ``{"a": 1}``) is not written by the flush's UPDATE: the
+    row keeps its value, and so does the after-state."""
+    manager = state.manager
+    for key in plan.keys.intersection(committed):
+        old = committed[key]
+        new = after.get(key, NO_VALUE)
+        if old is NO_VALUE or new is NO_VALUE or new is old:
+            continue
+        if isinstance(new, ClauseElement) or hasattr(new, "__clause_element__"):
+            continue  # a SQL expression: written, and read back
+        # the comparison SQLAlchemy's UPDATE makes (it has already made it, without failing)
+        if manager[key].impl.is_equal(new, old) is True:
+            after[key] = before[key]
+
+
 def _change_of(
     state: InstanceState[Any],
     plan: Plan,
@@ -331,6 +355,7 @@ def _change_of(
             if key in committed:
                 before[key] = committed[key]
                 after[key] = current.get(key)
+        _keep_unwritten(state, plan, committed, before, after)
         change = Change(plan, "update", identity_of(state), before, after)
         if not plan.pk_set.isdisjoint(committed):  # the update may change the primary key
             now = tuple(current.get(k, v) for k, v in zip(plan.pk_keys, change.pk, strict=True))
