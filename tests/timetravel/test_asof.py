@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 import auditlog
 from auditlog import MASKED, InvalidQueryError
 
-from ..helpers import entries
+from ..helpers import entries, store_text
 from ..models import Customer, Ledger, Loan, Membership, Parrot, Pet, Truck, Vehicle
 
 
@@ -187,3 +187,25 @@ def test_a_state_that_is_not_a_json_object_is_shown_as_the_history_shows_it(
         state = auditlog.state_as_of(session, Customer, 1, now())
     assert state == {"value": ["not", "an", "object"]}
     assert "not a JSON object" in caplog.text
+
+
+def test_a_state_that_is_not_json_is_shown_as_stored(
+    engine: Engine,
+    Session_: sessionmaker[Session],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if engine.dialect.name == "postgresql":
+        pytest.skip("jsonb refuses text that is not JSON when it is written")
+    monkeypatch.setattr(logging.getLogger("auditlog.timetravel"), "disabled", False)
+    auditlog.register(Customer)
+    with Session_.begin() as session:
+        session.add(Customer(id=1, name="ada"))
+    (create,) = entries(engine)
+    store_text(engine, create.id, "after_state", "{not json")
+    with Session_() as session, caplog.at_level("WARNING", logger="auditlog.timetravel"):
+        assert auditlog.state_as_of(session, Customer, 1, now()) == {"value": "{not json"}
+        snapshot = auditlog.object_as_of(session, Customer, 1, now())
+    assert snapshot is not None and snapshot.entry_id == create.id
+    assert "name" in snapshot.unset
+    assert f"{create.id!r} holds an after_state that is not JSON" in caplog.text

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 import auditlog
 from auditlog import RevertConflict, RevertError
 
-from ..helpers import entries
+from ..helpers import entries, store_text
 from ..models import Customer, Ledger, Loan, Membership, Parrot, Pet
 
 
@@ -210,3 +210,22 @@ def test_a_collection_change_is_reverted_from_the_ids_it_recorded(
     with Session_() as session:
         orphans = session.scalars(sa.select(Loan).where(Loan.customer_id.is_(None))).all()
         assert [loan.amount for loan in orphans] == [Decimal("2")]
+
+
+def test_an_entry_whose_json_is_not_json_is_refused_naming_it(
+    engine: Engine, Session_: sessionmaker[Session], history: list[str]
+) -> None:
+    """Reverting reads the entry and every later one of its object: text that is not JSON in
+    any of them (SQLite and MariaDB keep JSON as text) is refused, and nothing changes."""
+    if engine.dialect.name == "postgresql":
+        pytest.skip("jsonb refuses text that is not JSON when it is written")
+    _, raised, renamed = history
+    store_text(engine, renamed, "changed_fields", '["owner"')
+    with Session_() as session:
+        with pytest.raises(RevertError, match=rf"entry {renamed}: its changed_fields is not JSON"):
+            auditlog.revert(session, raised)  # a later entry cannot be read
+        with pytest.raises(RevertError, match=rf"entry {renamed}: its changed_fields is not JSON"):
+            auditlog.revert(session, renamed)
+        assert not session.dirty and not session.new and not session.deleted
+    with engine.connect() as conn:
+        assert conn.scalar(sa.select(sa.func.count()).select_from(auditlog.AuditLog)) == 3

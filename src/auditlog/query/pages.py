@@ -12,7 +12,6 @@ indexes serve (see docs/query.md for the plans).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from ..documents import Unreadable, readable
 from ..models import AuditLog, content_type_table
 from ..models import audit_log_table as _t
 from .counts import Count, count_entries
@@ -31,14 +31,13 @@ from .schemas import ENTRY_COLUMNS, AuditLogEntry, CursorPage, HistoryPage
 __all__ = ["cursor_page", "numbered_page"]
 
 _log = logging.getLogger("auditlog.query")
-_COLUMNS = [*(_t.c[name] for name in ENTRY_COLUMNS), content_type_table.c.name.label("model")]
-#: The JSON columns of an entry. Where the database hands JSON back as text (SQLite, MariaDB),
-#: they are read as text and decoded row by row, so that one row holding text that is not JSON
-#: (written by something else) is left out of its page instead of failing the page.
+#: The JSON columns of an entry are parsed row by row, so that one row holding text that is not
+#: JSON (written by something else, where the database keeps JSON as text) is left out of its
+#: page instead of failing the page.
 _JSON = frozenset({"before_state", "after_state", "changed_fields", "extra"}) & set(ENTRY_COLUMNS)
-_AS_TEXT = [
-    sa.type_coerce(column, sa.Text()).label(column.name) if column.name in _JSON else column
-    for column in _COLUMNS
+_COLUMNS = [
+    *(readable(_t.c[name]) if name in _JSON else _t.c[name] for name in ENTRY_COLUMNS),
+    content_type_table.c.name.label("model"),
 ]
 _WITH_MODEL = _t.outerjoin(content_type_table, _t.c.content_type == content_type_table.c.id)
 _NEWEST_FIRST = (_t.c.timestamp.desc(), _t.c.id.desc())
@@ -69,38 +68,30 @@ def _fetch(
     """
     keys = keys.order_by(*order).limit(limit).offset(offset or None)
     dialect = _dialect(session)
-    columns = _COLUMNS if dialect == "postgresql" else _AS_TEXT  # jsonb: decoded by the driver
     if deep and dialect in {"mysql", "mariadb"}:
         found = keys.subquery("page_keys")
-        stmt = sa.select(*columns).select_from(_WITH_MODEL.join(found, _t.c.id == found.c.id))
+        stmt = sa.select(*_COLUMNS).select_from(_WITH_MODEL.join(found, _t.c.id == found.c.id))
         stmt = stmt.order_by(*order)
     else:
-        stmt = keys.with_only_columns(*columns).select_from(_WITH_MODEL)
-    rows: Iterable[Mapping[Any, Any] | None] = session.execute(stmt).mappings()
-    if columns is _AS_TEXT:
-        rows = (_json_decoded(row) for row in rows if row is not None)
-    entries = (AuditLogEntry.from_row(row) for row in rows if row is not None)
+        stmt = keys.with_only_columns(*_COLUMNS).select_from(_WITH_MODEL)
+    rows: Iterable[Mapping[Any, Any]] = session.execute(stmt).mappings()
+    entries = (AuditLogEntry.from_row(row) for row in rows if _readable(row))
     return [entry for entry in entries if entry is not None]
 
 
-def _json_decoded(row: Mapping[Any, Any]) -> dict[Any, Any] | None:
-    """``row`` with its JSON columns decoded from text; None (with a warning) when one of them
-    is not JSON."""
-    data = dict(row)
+def _readable(row: Mapping[Any, Any]) -> bool:
+    """Whether every JSON column of ``row`` parsed; if not, a warning names the row."""
     for name in _JSON:
-        text = data[name]
-        if isinstance(text, (str, bytes)):
-            try:
-                data[name] = json.loads(text)
-            except ValueError as exc:
-                _log.warning(
-                    "audit_log row %r cannot be read and is left out: %s is not JSON (%s)",
-                    data.get("id"),
-                    name,
-                    exc,
-                )
-                return None
-    return data
+        value = row[name]
+        if isinstance(value, Unreadable):
+            _log.warning(
+                "audit_log row %r cannot be read and is left out: %s is not JSON (%s)",
+                row.get("id"),
+                name,
+                value.error,
+            )
+            return False
+    return True
 
 
 def numbered_page(session: Session, q: HistoryQuery) -> HistoryPage:

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Mapper, Session
 
+from ..documents import Unreadable, readable
 from ..exceptions import InvalidQueryError
 from ..models import ULID_PATTERN, content_type_table, ulid_hex, utc_bound
 from ..models import audit_log_table as _t
@@ -45,7 +46,8 @@ ENTRY_ID = re.compile(ULID_PATTERN)
 At = dt.datetime | str
 
 _COLUMNS = (
-    _t.c.id, _t.c.timestamp, _t.c.action_type, _t.c.object_id, _t.c.renamed_to, _t.c.after_state
+    _t.c.id, _t.c.timestamp, _t.c.action_type, _t.c.object_id, _t.c.renamed_to,
+    readable(_t.c.after_state),
 )  # fmt: skip
 
 
@@ -134,6 +136,12 @@ def state_of(entry: Row[Any] | None, object_id: str) -> dict[str, Any] | None:
     if entry.renamed_to is not None and entry.renamed_to != object_id:
         return None  # the object left this key
     state: Any = entry.after_state
+    if isinstance(state, Unreadable):
+        # text that is not JSON, on a database that keeps JSON as text: shown as stored
+        _log.warning(
+            "audit_log row %r holds an after_state that is not JSON (%s)", entry.id, state.error
+        )
+        return {"value": state.text}
     if state is not None and not isinstance(state, dict):
         # a row auditlog did not write (a trigger's, a migration's): shown as the history shows it
         _log.warning("audit_log row %r holds a state that is not a JSON object", entry.id)

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.orm import Mapper, RelationshipProperty, Session
 
 from ..context import audit_context
+from ..documents import Unreadable, readable
 from ..exceptions import RevertConflict, RevertError
 from ..models import audit_log_table as _t
 from ..models import content_type_table, ulid_hex
@@ -33,7 +34,8 @@ __all__ = ["revert", "revert_transaction"]
 
 _ENTRY = (
     _t.c.id, _t.c.timestamp, _t.c.action_type, _t.c.object_id, _t.c.renamed_to,
-    _t.c.before_state, _t.c.after_state, _t.c.changed_fields, _t.c.transaction_id,
+    readable(_t.c.before_state), readable(_t.c.after_state), readable(_t.c.changed_fields),
+    _t.c.transaction_id,
     content_type_table.c.name.label("model"), _t.c.content_type,
 )  # fmt: skip
 _JOINED = _t.join(content_type_table, _t.c.content_type == content_type_table.c.id)
@@ -41,7 +43,18 @@ _JOINED = _t.join(content_type_table, _t.c.content_type == content_type_table.c.
 
 def _entries(session: Session, where: Any) -> list[Row[Any]]:
     query = sa.select(*_ENTRY).select_from(_JOINED).where(where)
-    return list(session.execute(query.order_by(_t.c.timestamp.desc(), _t.c.id.desc())))
+    rows: list[Row[Any]] = list(
+        session.execute(query.order_by(_t.c.timestamp.desc(), _t.c.id.desc()))
+    )
+    for row in rows:
+        for name in ("before_state", "after_state", "changed_fields"):
+            value = getattr(row, name)
+            if isinstance(value, Unreadable):
+                raise RevertError(
+                    f"entry {row.id}: its {name} is not JSON ({value.error}), so what it "
+                    "recorded cannot be read; nothing was reverted"
+                )
+    return rows
 
 
 def _after(entry: Row[Any]) -> Any:
