@@ -12,7 +12,8 @@ for Core ones); everything else happens here, the same way for both:
 2. the hook runs the statement;
 3. :func:`write_after`: the statement may not have changed more rows than were read (else it
    fails rather than leave a change unaudited); the new values are read back by primary key; each
-   row becomes a create, an update or a delete entry.
+   row becomes a create, an update or a delete entry. A DELETE that removed fewer rows than were
+   read (a ``LIMIT``, a trigger that skips rows) is recorded for the rows that are gone only.
 """
 
 from __future__ import annotations
@@ -121,9 +122,15 @@ def write_after(
             "goes unaudited"
         )
     if stmt.action == "delete":
+        gone = before
+        if isinstance(rowcount, int) and 0 <= rowcount < len(before):
+            # fewer rows deleted than read (a LIMIT, a trigger that skips rows): the rows read
+            # are locked, so those still there are the ones it left
+            kept = load_family(session, family, list(before))
+            gone = {pk: found for pk, found in before.items() if pk not in kept}
         changes = [
             Change(plan, "delete", pk, family.values(plan, row), None)
-            for pk, (plan, row) in before.items()
+            for pk, (plan, row) in gone.items()
             if plan is not None
         ]
         return write_changes(session, changes)
