@@ -113,23 +113,22 @@ def read_rows(
 
 
 def _array_key(column: Any, dialect: Dialect) -> bool:
-    """Whether keys of ``column`` are matched with one array parameter: PostgreSQL, and a key
-    whose type compares the same as an array element of the type the driver sends (integers;
-    strings but CHAR, whose comparison ignores trailing spaces, and Enum, which no text equals)."""
+    """Whether keys of ``column`` are matched with one array parameter (cast to the column's
+    type): on PostgreSQL, for integer, string and UUID keys, the common ones."""
     kind = column.type
     return (
         dialect.name == "postgresql"
-        and not isinstance(kind, (sa.types.TypeDecorator, sa.Enum, sa.CHAR))
-        and isinstance(kind, (sa.Integer, sa.String))
+        and not isinstance(kind, (sa.types.TypeDecorator, sa.Enum))
+        and isinstance(kind, (sa.Integer, sa.String, sa.Uuid))
     )
 
 
 def keys_where(
     mapper: Mapper[Any], pk_keys: Sequence[str], chunk: Sequence[tuple[Any, ...]], dialect: Dialect
 ) -> sa.ColumnElement[bool]:
-    """The WHERE clause of the rows with these primary keys. On PostgreSQL a single integer or
-    string key is ``= ANY(array)``: one parameter however many keys, where an IN of a thousand
-    parameters costs several milliseconds to build and bind."""
+    """The WHERE clause of the rows with these primary keys. On PostgreSQL a single integer,
+    string or UUID key is ``= ANY(array)``: one parameter however many keys, where an IN of a
+    thousand parameters costs several milliseconds to build and bind."""
     columns = [mapper.columns[key] for key in pk_keys]
     if len(columns) > 1:
         return sa.tuple_(*columns).in_(chunk)
