@@ -243,3 +243,63 @@ def test_a_delete_that_leaves_rows_it_matched_records_only_the_rows_it_removed(
     assert len(left) == 1
     deleted = {e.object_id for e in entries(engine, action_type="delete")}
     assert deleted == {str(i) for i in (1, 2, 3)} - {str(i) for i in left}
+
+
+def test_an_update_that_changes_keys_is_recorded_under_the_old_key_naming_the_new(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    customers, members = Customer.__table__, Membership.__table__
+    with Session_.begin() as session:
+        session.add_all([Customer(id=i, name=f"c{i}") for i in (1, 2, 3)])
+        session.add(Membership(org="old", member=1, role="r"))
+    with Session_.begin() as session:
+        session.execute(sa.update(customers).where(customers.c.id == 1).values(id=5))
+        session.connection().execute(
+            sa.update(customers).where(customers.c.id == sa.bindparam("was")),
+            [{"was": 2, "id": 6, "name": "six"}, {"was": 3, "id": 7, "name": "seven"}],
+        )
+        session.execute(sa.update(members).values(org="new"))
+        session.execute(  # the ORM form
+            sa.update(Customer).where(Customer.id == 5).values(id=8),
+            execution_options={"synchronize_session": False},
+        )
+    updates = {e.object_id: e for e in entries(engine, action_type="update")}
+    assert {key: e.renamed_to for key, e in updates.items()} == {
+        "1": "5",
+        "5": "8",
+        "2": "6",
+        "3": "7",
+        '["old",1]': '["new",1]',
+    }
+    assert updates["1"].changed_fields == ["id"]
+    assert updates["2"].changed_fields == ["id", "name"]
+    assert updates["2"].before_state is not None and updates["2"].after_state is not None
+    assert (updates["2"].before_state["name"], updates["2"].after_state["name"]) == ("c2", "six")
+    with Session_() as session:
+        assert auditlog.state_as_of(session, Customer, 1, entries(engine)[-1].id) is None
+        assert auditlog.state_as_of(session, Customer, 6, entries(engine)[-1].id) == {
+            "id": 6,
+            "tenant_id": None,
+            "name": "six",
+            "email": None,
+            "password": None,
+            "notes": None,
+        }
+
+
+@pytest.mark.parametrize("form", ["core", "orm"])
+def test_an_update_that_sets_a_key_to_an_expression_is_refused(
+    engine: Engine, Session_: sessionmaker[Session], form: str
+) -> None:
+    customers = Customer.__table__
+    target = customers if form == "core" else Customer
+    with Session_.begin() as session:
+        session.add(Customer(id=1, name="one"))
+    with Session_() as session, pytest.raises(auditlog.CaptureError, match=r"primary key \(id\)"):
+        session.execute(
+            sa.update(target).values(id=customers.c.id + 10),
+            execution_options={"synchronize_session": False},
+        )
+    with engine.connect() as conn:
+        assert conn.scalar(sa.select(customers.c.id)) == 1
+    assert [e.action_type for e in entries(engine)] == ["create"]

@@ -344,13 +344,17 @@ def account(Session_: sessionmaker[Session]) -> Account:
     return acct
 
 
-def test_statement_changing_a_differently_named_primary_key_is_refused(
+def test_statement_changing_a_differently_named_primary_key_names_the_new_key(
     engine: Engine, Session_: sessionmaker[Session], account: Account
 ) -> None:
-    with Session_() as session, pytest.raises(auditlog.CaptureError, match="primary key"):
+    with Session_.begin() as session:
         session.execute(sa.update(Account).where(Account.ident == 1).values(ident=2, name="b"))
+    (update,) = entries(engine, action_type="update")
+    assert (update.object_id, update.renamed_to) == ("1", "2")
+    assert update.after_state is not None
+    assert (update.after_state["ident"], update.after_state["name"]) == (2, "b")
     with engine.connect() as conn:
-        assert conn.scalar(sa.select(Account.__table__.c.id)) == 1
+        assert conn.scalar(sa.select(Account.__table__.c.id)) == 2
 
 
 def test_upsert_on_a_differently_named_unique_column_keeps_the_before_state(

@@ -19,18 +19,25 @@ for Core ones); everything else happens here, the same way for both:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import BindParameter
 
 from ..exceptions import CaptureError
 from ..registry import Family
 from .entries import Change, write_changes
 from .rows import FamilyRows, load_family, read_family
 
-__all__ = ["BulkStatement", "insert_statement", "read_before", "write_after"]
+__all__ = [
+    "BulkStatement",
+    "insert_statement",
+    "key_values_of",
+    "read_before",
+    "write_after",
+]
 
 
 @dataclass
@@ -59,6 +66,10 @@ class BulkStatement:
     conflict_target: tuple[str, ...] = ()
     #: INSERT: a ``RETURNING`` of the primary key was added, its rows are the inserted keys
     returned: bool = False
+    #: UPDATE that sets primary key values: the values it sets, per parameter set (one for a
+    #: single execution); :func:`read_before` fills ``renames`` (old key -> new key) with them
+    key_values: Sequence[Mapping[str, Any]] = ()
+    renames: dict[tuple[Any, ...], tuple[Any, ...]] = field(default_factory=dict)
 
 
 def insert_statement(
@@ -90,6 +101,35 @@ def insert_statement(
     )
 
 
+def key_values_of(
+    rows: Family, elem: Any, sets: Sequence[Mapping[Any, Any]], label: str
+) -> list[dict[str, Any]] | None:
+    """The primary key values an UPDATE sets, per parameter set (its ``.values()`` and the
+    parameters named after a column or attribute, as SQLAlchemy builds its SET clause); None
+    when it sets none. A key set to an expression cannot be followed and is refused."""
+    plan = rows.keys
+    fixed: dict[str, Any] = {}
+    for key, value in (getattr(elem, "_values", None) or {}).items():
+        name = plan.attribute_key(key)
+        if name not in plan.pk_set:
+            continue
+        if not isinstance(value, BindParameter):
+            raise CaptureError(
+                f"{label} sets the primary key ({name}) to an expression, so the rows it "
+                "changes cannot be found again for their entries: give the new key as a value"
+            )
+        fixed[name] = value.effective_value
+    found = []
+    for params in sets:
+        values = dict(fixed)
+        for key, value in params.items():
+            name = plan.attribute_key(key)
+            if name in plan.pk_set:
+                values[name] = value
+        found.append(values)
+    return found if any(found) else None
+
+
 def read_before(session: Session, stmt: BulkStatement) -> FamilyRows:
     """The stored values of every row ``stmt`` may change, read and locked before it runs."""
     if stmt.action == "insert":
@@ -98,10 +138,23 @@ def read_before(session: Session, stmt: BulkStatement) -> FamilyRows:
         return load_family(session, stmt.family, stmt.keys, for_update=True)
     if stmt.param_sets:
         found: FamilyRows = {}
-        for params in stmt.param_sets:
-            found.update(read_family(session, stmt.family, stmt.where, params, lock=True))
+        for i, params in enumerate(stmt.param_sets):
+            rows = read_family(session, stmt.family, stmt.where, params, lock=True)
+            if stmt.key_values:
+                _rename(stmt, rows, stmt.key_values[i])
+            found.update(rows)
         return found
-    return read_family(session, stmt.family, stmt.where, stmt.params, lock=True)
+    rows = read_family(session, stmt.family, stmt.where, stmt.params, lock=True)
+    if stmt.key_values:
+        _rename(stmt, rows, stmt.key_values[0])
+    return rows
+
+
+def _rename(stmt: BulkStatement, rows: FamilyRows, values: Mapping[str, Any]) -> None:
+    """The key each of ``rows`` will have once the UPDATE has set ``values`` on it."""
+    pk_keys = stmt.family.keys.pk_keys
+    for pk in rows:
+        stmt.renames[pk] = tuple(values.get(key, old) for key, old in zip(pk_keys, pk, strict=True))
 
 
 def write_after(
@@ -134,23 +187,39 @@ def write_after(
             if plan is not None
         ]
         return write_changes(session, changes)
-    keys = stmt.keys if stmt.keys is not None else list(before)
+    renames = stmt.renames
+    keys = stmt.keys if stmt.keys is not None else [renames.get(pk, pk) for pk in before]
     if stmt.action == "insert" and stmt.keys is None:
         keys = list(inserted)
     after = load_family(session, family, keys)
-    if stmt.action == "update" and after.keys() - before.keys():
+    if stmt.action == "update" and after.keys() - {renames.get(pk, pk) for pk in before}:
         raise CaptureError(
             f"{stmt.label} changed rows that appeared after they were read (inserted "
             "concurrently under the same key); the statement is refused so that no change goes "
             "unaudited"
         )
     changes = []
+    if stmt.action == "update":
+        for pk in dict.fromkeys(stmt.keys if stmt.keys is not None else before):
+            now = renames.get(pk, pk)
+            if pk not in before or now not in after:
+                continue
+            plan, old = before[pk]  # the class the row had: its plan records both sides
+            if plan is None:
+                continue
+            change = Change(
+                plan, "update", pk, family.values(plan, old), family.values(plan, after[now][1])
+            )
+            if now != pk:
+                change.renamed_to = now
+            changes.append(change)
+        return write_changes(session, changes)
     for pk in dict.fromkeys(keys):
         if pk not in after:
             continue
         plan, row = after[pk]
-        if pk in before:
-            plan, old = before[pk]  # the class the row had: its plan records both sides
+        if pk in before:  # an upsert's update: filed under the key the row keeps
+            plan, old = before[pk]
             if plan is None:
                 continue
             changes.append(

@@ -24,7 +24,7 @@ from sqlalchemy.sql.dml import Delete, Insert, Update
 
 from ..exceptions import CaptureError
 from ..registry import Family, is_secondary, table_family
-from .bulk import BulkStatement, insert_statement, read_before, write_after
+from .bulk import BulkStatement, insert_statement, key_values_of, read_before, write_after
 from .engines import EngineListeners
 from .refusal import refused_on_error
 from .rows import FamilyRows
@@ -81,6 +81,20 @@ def _describe(
     label = f"{action}({plan.table_name})"
     if action == "insert":
         return _describe_insert(rows, elem, sets, label)
+    key_values = key_values_of(rows, elem, sets, label) if action == "update" else None
+    if key_values is not None:  # the rows are found by the criteria, their new keys computed
+        return (
+            BulkStatement(
+                rows,
+                action,
+                label,
+                where=elem.whereclause,
+                params=params,
+                param_sets=sets if multi else (),
+                key_values=key_values,
+            ),
+            elem,
+        )
     keys = [plan.identity({plan.attribute_key(k): v for k, v in p.items()}) for p in sets]
     known = [k for k in keys if k is not None]
     if multi and len(known) == len(keys):

@@ -18,7 +18,7 @@ from sqlalchemy.orm import ORMExecuteState
 
 from ..exceptions import CaptureError
 from ..registry import Family, family
-from .bulk import BulkStatement, insert_statement, read_before, write_after
+from .bulk import BulkStatement, insert_statement, key_values_of, read_before, write_after
 from .refusal import refused_on_error
 from .span import INTERNAL, audited_write
 
@@ -74,21 +74,18 @@ def _update_or_delete(state: ORMExecuteState, rows: Family) -> BulkStatement:
             rows, action, f"bulk {action}({plan.label})", keys=[k for k in keys if k is not None]
         )
     statement: Any = state.statement
-    if state.is_update:
-        names = {plan.attribute_key(k) for k in getattr(statement, "_values", None) or {}}
-        if isinstance(params, Mapping):
-            names |= {plan.attribute_key(k) for k in params}
-        if names & set(plan.pk_keys):
-            raise CaptureError(
-                f"update({plan.label}) sets primary key values, which auditlog cannot follow row "
-                "by row; change keys through the ORM unit of work instead"
-            )
+    label = f"{action}({plan.label})"
+    single = params if isinstance(params, Mapping) else None
     return BulkStatement(
         rows,
         action,
-        f"{action}({plan.label})",
+        label,
         where=statement.whereclause,
-        params=params if isinstance(params, Mapping) else None,
+        params=single,
+        key_values=(
+            key_values_of(rows, statement, [single or {}], label) if state.is_update else None
+        )
+        or (),
     )
 
 
