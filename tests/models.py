@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy.ext.declarative import ConcreteBase
 from sqlalchemy.ext.mutable import MutableDict, MutableList
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, foreign, mapped_column, relationship
 
 
 class Base(DeclarativeBase):
@@ -184,6 +184,39 @@ class Course(Base):
     __tablename__ = "course"
 
     code: Mapped[str] = mapped_column(sa.String(20), primary_key=True)
+
+
+shelving = sa.Table(
+    "shelving",
+    Base.metadata,
+    sa.Column("shelf", sa.String(10), primary_key=True),
+    sa.Column("book", sa.Integer, primary_key=True),
+)
+
+
+class Shelving(Base):
+    """An association class on a secondary table without foreign key constraints, whose rows
+    SQLAlchemy updates itself when a shelf's key changes (``passive_updates=False``)."""
+
+    __table__ = shelving
+
+
+class Book(Base):
+    __tablename__ = "book"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+
+
+class Shelf(Base):
+    __tablename__ = "shelf"
+
+    code: Mapped[str] = mapped_column(sa.String(10), primary_key=True)
+    books: Mapped[list[Book]] = relationship(
+        secondary=shelving,
+        primaryjoin=lambda: Shelf.code == foreign(shelving.c.shelf),
+        secondaryjoin=lambda: Book.id == foreign(shelving.c.book),
+        passive_updates=False,
+    )
 
 
 class Ledger(Base):

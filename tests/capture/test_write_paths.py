@@ -16,6 +16,7 @@ from ..models import (
     Account,
     Animal,
     Article,
+    Book,
     Course,
     Customer,
     Document,
@@ -25,6 +26,8 @@ from ..models import (
     Loan,
     Manager,
     Mentoring,
+    Shelf,
+    Shelving,
     Student,
     Tag,
     Ticket,
@@ -500,3 +503,22 @@ def test_association_rows_with_a_surrogate_key_are_found_by_their_criteria(
         ],
         key=str,
     )
+
+
+def test_association_rows_moved_to_a_parents_new_key_name_the_new_key(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    """With ``passive_updates=False`` SQLAlchemy itself updates the secondary rows of a parent
+    whose key changed: each row's entry is an update under its old key, naming the new."""
+    auditlog.register(Shelving)
+    with Session_.begin() as session:
+        session.add(Shelf(code="a", books=[Book(id=1), Book(id=2)]))
+    with Session_.begin() as session:
+        session.get_one(Shelf, "a").code = "z"
+    log = [(e.action_type, e.object_id, e.renamed_to) for e in entries(engine)]
+    assert sorted(log) == [
+        ("create", '["a",1]', None),
+        ("create", '["a",2]', None),
+        ("update", '["a",1]', '["z",1]'),
+        ("update", '["a",2]', '["z",2]'),
+    ]
