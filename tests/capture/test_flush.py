@@ -483,6 +483,32 @@ def test_of_rows_deleted_together_only_the_one_still_there_gets_an_entry(
     assert deletes == sorted(created)  # one by theirs, one by mine: one entry each
 
 
+@pytest.mark.parametrize("count", [1, 3])
+def test_a_row_a_trigger_keeps_from_a_flushs_delete_gets_no_entry(
+    engine: Engine,
+    Session_: sessionmaker[Session],
+    rows_kept_from_delete: Callable[[Any], Any],
+    count: int,
+) -> None:
+    """A trigger that skips a row (``RETURN NULL``, ``RAISE(IGNORE)``) leaves it in the table:
+    the flush's entries are for the rows it removed, whether it deletes one or several."""
+    if engine.dialect.name == "mariadb":
+        pytest.skip("MariaDB's triggers cannot skip a row")
+    auditlog.register(Customer)
+    names = ["keep", "go", "go"][:count]
+    with Session_.begin() as session:
+        session.add_all([Customer(id=i, name=name) for i, name in enumerate(names, 1)])
+    with Session_() as session, session.no_autoflush:  # one flush: the commit's
+        for customer in session.scalars(sa.select(Customer)).all():
+            session.delete(customer)  # loads its loans first
+        with pytest.warns(sa.exc.SAWarning, match=f"{count - 1} were matched"):
+            session.commit()
+    deleted = sorted(e.object_id for e in entries(engine, action_type="delete"))
+    assert deleted == [str(i) for i in range(2, count + 1)]
+    with engine.connect() as conn:
+        assert conn.scalar(sa.select(Customer.id)) == 1
+
+
 def test_deleting_one_object_adds_no_statement_but_the_entry(
     engine: Engine, Session_: sessionmaker[Session]
 ) -> None:

@@ -2,14 +2,16 @@
 
 Another transaction may delete a row after a session loaded it and before the session's flush;
 the flush's ``DELETE`` then matches nothing (SQLAlchemy warns) and the row must not get a second
-delete entry. Which rows those are is known in one of two ways:
+delete entry. A database trigger may also skip a row (``RETURN NULL``, ``RAISE(IGNORE)``): it is
+still there after the flush, and gets no entry either. Which rows those are is known from the
+``DELETE`` row counts, read by an ``after_execute`` listener on the engine:
 
-- a table the flush deletes one row of: the ``DELETE``'s own row count, read by an
-  ``after_execute`` listener on the engine. No statement is added (a request that deletes one
-  object pays nothing more for this);
-- a table it deletes several rows of: a row count cannot say which row was missing, so the rows
-  are locked by primary key before the flush (``SELECT ... FOR UPDATE`` where the database has
-  it), and those not found get no entry.
+- a table the flush deletes one row of: its count says it all. No statement is added (a request
+  that deletes one object pays nothing more for this);
+- a table it deletes several rows of: a count cannot say which row was missing, so the rows are
+  locked by primary key before the flush (``SELECT ... FOR UPDATE`` where the database has it),
+  and those not found get no entry; when the count falls short of the rows found, the rows
+  still there after the flush are looked up, and get no entry.
 """
 
 from __future__ import annotations
@@ -39,18 +41,33 @@ class DeleteCheck:
     locked_gone: set[InstanceState[Any]] = field(default_factory=set)
     #: one row's table: (connection, table, the object whose row it is)
     counted: list[tuple[Connection, Any, InstanceState[Any]]] = field(default_factory=list)
+    #: a table of several rows: (connection, table, plan, the objects whose rows were found)
+    locked: list[tuple[Connection, Any, Plan, list[InstanceState[Any]]]] = field(
+        default_factory=list
+    )
 
-    def gone(self) -> set[InstanceState[Any]]:
-        """The objects whose rows were already gone: no entry for them. Called after the flush."""
+    def gone(self, session: Session) -> set[InstanceState[Any]]:
+        """The objects whose rows this flush did not delete (already gone, or kept by a
+        trigger): no entry for them. Called after the flush."""
         gone = set(self.locked_gone)
         for connection, table, state in self.counted:
-            counts: dict[Any, list[int]] = connection.info.get(_COUNTS) or {}
-            seen = counts.get(table)
-            if seen and sum(seen) == 0:  # its DELETE ran and matched nothing
+            seen = _seen(connection, table)
+            if seen and not any(seen):  # its DELETE ran and matched nothing (-1: unknown)
                 gone.add(state)
-        for connection, _, _ in self.counted:
+        for connection, table, plan, states in self.locked:
+            seen = _seen(connection, table)
+            if seen and min(seen) >= 0 and sum(seen) < len(states):  # some rows were kept
+                kept = lock_rows(session, plan, _identities(states))
+                gone.update(state for state in states if identity_of(state) in kept)
+        for connection in {c for c, *_ in self.counted} | {c for c, *_ in self.locked}:
             connection.info.pop(_COUNTS, None)
         return gone
+
+
+def _seen(connection: Connection, table: Any) -> list[int] | None:
+    """The row counts of the flush's DELETEs of ``table`` on ``connection``."""
+    counts: dict[Any, list[int]] = connection.info.get(_COUNTS) or {}
+    return counts.get(table)
 
 
 def check_deletes(session: Session, doomed: dict[Plan, list[InstanceState[Any]]]) -> DeleteCheck:
@@ -63,16 +80,20 @@ def check_deletes(session: Session, doomed: dict[Plan, list[InstanceState[Any]]]
         tables = plan.mapper.tables
         key = tables[0] if len(tables) == 1 else plan  # joined inheritance: locked, per plan
         by_table.setdefault(key, []).extend((plan, state) for state in states)
+
+    def watch(plan: Plan, table: Any) -> Connection:
+        connection = session.connection(bind_arguments={"mapper": plan.mapper})
+        ENGINE_EVENTS.attach(connection.engine)
+        if connection not in watched:  # a fresh watch, whatever an earlier flush left
+            watched.add(connection)
+            connection.info[_COUNTS] = {}
+        connection.info[_COUNTS][table] = []
+        return connection
+
     for key, members in by_table.items():
         if len(members) == 1 and not isinstance(key, Plan):
             plan, state = members[0]
-            connection = session.connection(bind_arguments={"mapper": plan.mapper})
-            ENGINE_EVENTS.attach(connection.engine)
-            if connection not in watched:  # a fresh watch, whatever an earlier flush left
-                watched.add(connection)
-                connection.info[_COUNTS] = {}
-            connection.info[_COUNTS][key] = []
-            check.counted.append((connection, key, state))
+            check.counted.append((watch(plan, key), key, state))
             continue
         by_plan: dict[Plan, list[InstanceState[Any]]] = {}
         for plan, state in members:
@@ -80,6 +101,9 @@ def check_deletes(session: Session, doomed: dict[Plan, list[InstanceState[Any]]]
         for plan, states in by_plan.items():
             found = lock_rows(session, plan, _identities(states))
             check.locked_gone.update(s for s in states if identity_of(s) not in found)
+            if len(by_plan) == 1 and not isinstance(key, Plan):  # the table's count is the plan's
+                there = [s for s in states if identity_of(s) in found]
+                check.locked.append((watch(plan, key), key, plan, there))
     return check
 
 
@@ -94,8 +118,7 @@ def _after_execute(
     if counts is not None and isinstance(elem, Delete):
         seen = counts.get(elem.table)
         if seen is not None:
-            rowcount = result.rowcount
-            seen.append(rowcount if rowcount >= 0 else 1)  # unknown: taken as deleted
+            seen.append(result.rowcount)  # -1 when the driver does not know
 
 
 #: The engine event of the row counts, attached to an engine when a flush first needs it.

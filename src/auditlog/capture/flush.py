@@ -158,7 +158,7 @@ def after_flush(session: Session, flush_context: UOWTransaction) -> None:
         new,
         flush_context.attributes.get(SNAPSHOTS) or {},
         _reread(audited, new),
-        deletes.gone() if deletes is not None else set(),
+        deletes.gone(session) if deletes is not None else set(),
     )
     # one time and one id sequence for the whole flush, read-back changes included
     now = dt.datetime.now(dt.timezone.utc)
