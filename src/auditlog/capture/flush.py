@@ -32,7 +32,6 @@ from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.orm.base import NO_VALUE
 from sqlalchemy.orm.state import InstanceState
 from sqlalchemy.orm.unitofwork import UOWTransaction
-from sqlalchemy.sql import ClauseElement
 
 from ..registry import Plan, cascades_deletes, plan_for
 from .deletes import DeleteCheck, check_deletes
@@ -302,15 +301,13 @@ def _keep_unwritten(
     over ``1.00``, ``{"a": 1.0}`` over ``{"a": 1}``) is not written by the flush's UPDATE: the
     row keeps its value, and so does the after-state."""
     manager = state.manager
-    for key in plan.keys.intersection(committed):
-        old = committed[key]
-        new = after.get(key, NO_VALUE)
-        if old is NO_VALUE or new is NO_VALUE or new is old:
+    for key, old in committed.items():
+        if key not in plan.keys or old is NO_VALUE:
             continue
-        if isinstance(new, ClauseElement) or hasattr(new, "__clause_element__"):
-            continue  # a SQL expression: written, and read back
-        # the comparison SQLAlchemy's UPDATE makes (it has already made it, without failing)
-        if manager[key].impl.is_equal(new, old) is True:
+        new = after.get(key, NO_VALUE)
+        # the comparison SQLAlchemy's UPDATE makes (it has already made it, without failing);
+        # a SQL expression compares as an expression, never True, and is written
+        if new is not old and new is not NO_VALUE and manager[key].impl.is_equal(new, old) is True:
             after[key] = before[key]
 
 
