@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -158,3 +159,38 @@ def store_text(engine: Engine, entry_id: str, column: str, text: str) -> None:
             .where(table.c.id == entry_id)
             .values({column: sa.type_coerce(text, sa.Text())})
         )
+
+
+@contextlib.contextmanager
+def rows_kept(engine: Engine, table: str, condition: str) -> Iterator[None]:
+    """A trigger that keeps the rows of ``table`` matching ``condition`` (on ``OLD``) from any
+    DELETE, on PostgreSQL and SQLite (MariaDB's triggers cannot skip a row: nothing there)."""
+    dialect = engine.dialect.name
+    name = f"{table}_keep"
+    with engine.begin() as conn:
+        if dialect == "postgresql":
+            conn.exec_driver_sql(
+                f"CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS "
+                f"$$ BEGIN IF {condition} THEN RETURN NULL; END IF; RETURN OLD; END $$"
+            )
+            conn.exec_driver_sql(
+                f"CREATE TRIGGER {name} BEFORE DELETE ON {table} "
+                f"FOR EACH ROW EXECUTE FUNCTION {name}()"
+            )
+        elif dialect == "sqlite":
+            # a pooled connection may still hold the schema from before the last test dropped
+            # the trigger, and SQLite checks "already exists" against it: reading it refreshes it
+            conn.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar()
+            conn.exec_driver_sql(
+                f"CREATE TRIGGER {name} BEFORE DELETE ON {table} "
+                f"WHEN {condition} BEGIN SELECT RAISE(IGNORE); END"
+            )
+    try:
+        yield
+    finally:
+        with engine.begin() as conn:
+            if dialect == "postgresql":
+                conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name} ON {table}")
+                conn.exec_driver_sql(f"DROP FUNCTION IF EXISTS {name}()")
+            elif dialect == "sqlite":
+                conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}")

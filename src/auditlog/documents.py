@@ -93,8 +93,9 @@ class _Tolerant(sa.types.TypeDecorator[Any]):
             value = value.decode("utf-8", "replace")
         if not isinstance(value, str):
             return value
+        loads = getattr(dialect, "_json_deserializer", None) or json.loads  # the engine's own
         try:
-            return json.loads(value)
+            return loads(value)
         except ValueError as exc:
             return Unreadable(value, str(exc))
 

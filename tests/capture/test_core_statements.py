@@ -249,6 +249,33 @@ def test_an_update_that_changes_keys_is_recorded_under_the_old_key_naming_the_ne
 
 
 @pytest.mark.parametrize("form", ["core", "orm"])
+def test_a_new_key_from_a_named_parameter_or_in_another_type_is_followed(
+    engine: Engine, Session_: sessionmaker[Session], form: str
+) -> None:
+    """``.values(id=bindparam("new"))`` takes the key from each parameter set; a key given as
+    text for an integer column names the row as the database stores it."""
+    customers = Customer.__table__
+    target = customers if form == "core" else Customer
+    with Session_.begin() as session:
+        session.add_all([Customer(id=i, name=f"c{i}") for i in (1, 2, 3)])
+    moved = sa.update(target).where(customers.c.id == sa.bindparam("old"))
+    with Session_.begin() as session:
+        session.execute(
+            moved.values(id=sa.bindparam("new")),
+            [{"old": 1, "new": 10}, {"old": 2, "new": 20}]
+            if form == "core"
+            else {"old": 1, "new": 10},
+            execution_options={"synchronize_session": False},
+        )
+        session.execute(
+            sa.update(target).where(customers.c.id == 3).values(id="30"),
+            execution_options={"synchronize_session": False},
+        )
+    renamed = {e.object_id: e.renamed_to for e in entries(engine, action_type="update")}
+    assert renamed == ({"1": "10", "2": "20"} if form == "core" else {"1": "10"}) | {"3": "30"}
+
+
+@pytest.mark.parametrize("form", ["core", "orm"])
 def test_an_update_that_sets_a_key_to_an_expression_is_refused(
     engine: Engine, Session_: sessionmaker[Session], form: str
 ) -> None:

@@ -18,6 +18,7 @@ for Core ones); everything else happens here, the same way for both:
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -104,11 +105,13 @@ def insert_statement(
 def key_values_of(
     rows: Family, elem: Any, sets: Sequence[Mapping[Any, Any]], label: str
 ) -> list[dict[str, Any]] | None:
-    """The primary key values an UPDATE sets, per parameter set (its ``.values()`` and the
-    parameters named after a column or attribute, as SQLAlchemy builds its SET clause); None
-    when it sets none. A key set to an expression cannot be followed and is refused."""
+    """The primary key values an UPDATE sets, per parameter set, as the key column's Python type
+    (``"30"`` for an integer key is 30): its ``.values()``, a ``bindparam()`` there taking its
+    value from the parameters, and the parameters named after a column or attribute, as
+    SQLAlchemy builds its SET clause. None when it sets none. A key set to an expression, or to
+    a parameter given no value, cannot be followed and is refused."""
     plan = rows.keys
-    fixed: dict[str, Any] = {}
+    given: dict[str, BindParameter[Any]] = {}
     for key, value in (getattr(elem, "_values", None) or {}).items():
         name = plan.attribute_key(key)
         if name not in plan.pk_set:
@@ -118,16 +121,42 @@ def key_values_of(
                 f"{label} sets the primary key ({name}) to an expression, so the rows it "
                 "changes cannot be found again for their entries: give the new key as a value"
             )
-        fixed[name] = value.effective_value
+        given[name] = value
     found = []
     for params in sets:
-        values = dict(fixed)
+        values: dict[str, Any] = {}
+        for name, bind in given.items():
+            value = params.get(bind.key, bind.effective_value)
+            if value is None:
+                raise CaptureError(
+                    f"{label} sets the primary key ({name}) to the parameter {bind.key!r}, "
+                    "which has no value here"
+                )
+            values[name] = value
         for key, value in params.items():
             name = plan.attribute_key(key)
             if name in plan.pk_set:
                 values[name] = value
-        found.append(values)
+        found.append({name: _as_key(plan, name, value) for name, value in values.items()})
     return found if any(found) else None
+
+
+def _as_key(plan: Any, name: str, value: Any) -> Any:
+    """``value`` as the key column's Python type, where it is one a plain conversion makes
+    (``int("30")``, ``str(30)``, ``UUID(text)``), so that it names the row the database stores."""
+    try:
+        kind = plan.mapper.columns[name].type.python_type
+    except (NotImplementedError, KeyError):
+        return value
+    if isinstance(value, kind) or kind not in _KEY_TYPES:
+        return value
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        return value
+
+
+_KEY_TYPES = frozenset({int, str, uuid.UUID})
 
 
 def read_before(session: Session, stmt: BulkStatement) -> FamilyRows:
@@ -191,8 +220,9 @@ def write_after(
     keys = stmt.keys if stmt.keys is not None else [renames.get(pk, pk) for pk in before]
     if stmt.action == "insert" and stmt.keys is None:
         keys = list(inserted)
-    after = load_family(session, family, keys)
-    if stmt.action == "update" and after.keys() - {renames.get(pk, pk) for pk in before}:
+    after = load_family(session, family, [*keys, *renames])  # a row the UPDATE left keeps its key
+    read = {renames.get(pk, pk) for pk in before} | set(renames)  # the rows read, at either key
+    if stmt.action == "update" and after.keys() - read:
         raise CaptureError(
             f"{stmt.label} changed rows that appeared after they were read (inserted "
             "concurrently under the same key); the statement is refused so that no change goes "
@@ -202,7 +232,15 @@ def write_after(
     if stmt.action == "update":
         for pk in dict.fromkeys(stmt.keys if stmt.keys is not None else before):
             now = renames.get(pk, pk)
+            if now not in after and pk in after:
+                now = pk  # not changed by the UPDATE (a trigger kept it)
             if pk not in before or now not in after:
+                if now != pk:
+                    raise CaptureError(
+                        f"{stmt.label} gave the row {pk} the key {now}, but no row has that key "
+                        "once it ran (the database stored another value): the statement is "
+                        "refused so that no change goes unaudited"
+                    )
                 continue
             plan, old = before[pk]  # the class the row had: its plan records both sides
             if plan is None:

@@ -10,8 +10,10 @@ still there after the flush, and gets no entry either. Which rows those are is k
   that deletes one object pays nothing more for this);
 - a table it deletes several rows of: a count cannot say which row was missing, so the rows are
   locked by primary key before the flush (``SELECT ... FOR UPDATE`` where the database has it),
-  and those not found get no entry; when the count falls short of the rows found, the rows
-  still there after the flush are looked up, and get no entry.
+  and those not found get no entry; when the count falls short of the rows the flush was to
+  delete from the table (its objects of every class, audited or not), the rows still there
+  after the flush are looked up, and get no entry. Not for joined-inheritance models, whose
+  objects span several tables.
 """
 
 from __future__ import annotations
@@ -46,19 +48,28 @@ class DeleteCheck:
         default_factory=list
     )
 
-    def gone(self, session: Session) -> set[InstanceState[Any]]:
+    def gone(
+        self, session: Session, deleting: Iterable[InstanceState[Any]]
+    ) -> set[InstanceState[Any]]:
         """The objects whose rows this flush did not delete (already gone, or kept by a
-        trigger): no entry for them. Called after the flush."""
+        trigger): no entry for them. Called after the flush, with every object it deleted
+        (registered or not: all of them count in a table's DELETE row counts)."""
         gone = set(self.locked_gone)
         for connection, table, state in self.counted:
             seen = _seen(connection, table)
             if seen and not any(seen):  # its DELETE ran and matched nothing (-1: unknown)
                 gone.add(state)
-        for connection, table, plan, states in self.locked:
-            seen = _seen(connection, table)
-            if seen and min(seen) >= 0 and sum(seen) < len(states):  # some rows were kept
-                kept = lock_rows(session, plan, _identities(states))
-                gone.update(state for state in states if identity_of(state) in kept)
+        if self.locked:
+            rows: dict[Any, int] = {}  # the rows each table's DELETEs were to remove
+            for state in deleting:
+                if state not in gone:
+                    for table in state.mapper.tables:
+                        rows[table] = rows.get(table, 0) + 1
+            for connection, table, plan, states in self.locked:
+                seen = _seen(connection, table)
+                if seen and min(seen) >= 0 and sum(seen) < rows.get(table, 0):  # some kept
+                    kept = lock_rows(session, plan, _identities(states))
+                    gone.update(state for state in states if identity_of(state) in kept)
         for connection in {c for c, *_ in self.counted} | {c for c, *_ in self.locked}:
             connection.info.pop(_COUNTS, None)
         return gone
@@ -101,7 +112,7 @@ def check_deletes(session: Session, doomed: dict[Plan, list[InstanceState[Any]]]
         for plan, states in by_plan.items():
             found = lock_rows(session, plan, _identities(states))
             check.locked_gone.update(s for s in states if identity_of(s) not in found)
-            if len(by_plan) == 1 and not isinstance(key, Plan):  # the table's count is the plan's
+            if not isinstance(key, Plan):  # one table: its DELETEs' counts tell
                 there = [s for s in states if identity_of(s) in found]
                 check.locked.append((watch(plan, key), key, plan, there))
     return check

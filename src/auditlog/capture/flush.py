@@ -157,13 +157,20 @@ def after_flush(session: Session, flush_context: UOWTransaction) -> None:
         new,
         flush_context.attributes.get(SNAPSHOTS) or {},
         _reread(audited, new),
-        deletes.gone(session) if deletes is not None else set(),
+        deletes.gone(session, _deleting(flush_context)) if deletes is not None else set(),
     )
     # one time and one id sequence for the whole flush, read-back changes included
     now = dt.datetime.now(dt.timezone.utc)
     ids = ulid_stream(now, len(audited))  # at most one entry per audited object
     write_changes(session, changes, changes.plans, len(audited), at=now, ids=ids)
     write_changes(session, changes.read_back(session), at=now, ids=ids)
+
+
+def _deleting(flush_context: UOWTransaction) -> Iterator[InstanceState[Any]]:
+    """Every object the flush deletes, registered or not."""
+    for state, (isdelete, listonly) in flush_context.states.items():
+        if isdelete and not listonly:
+            yield state
 
 
 def _in_write_order(

@@ -112,15 +112,21 @@ def read_rows(
     return {tuple(row[k] for k in pk_keys): dict(row) for row in rows}
 
 
-def _array_key(column: Any, dialect: Dialect) -> bool:
-    """Whether keys of ``column`` are matched with one array parameter (cast to the column's
-    type): on PostgreSQL, for integer, string and UUID keys, the common ones."""
+def _array_of(column: Any, dialect: Dialect) -> Any:
+    """The array type keys of ``column`` are matched with in one parameter, or None (an IN
+    then): on PostgreSQL, for integer, string and UUID keys. Integers go as ``bigint[]`` and
+    strings as ``text[]``, which compare with every integer and string column (the column's own
+    type would cut a longer string to its length, or refuse a value beyond ``integer``)."""
     kind = column.type
-    return (
-        dialect.name == "postgresql"
-        and not isinstance(kind, (sa.types.TypeDecorator, sa.Enum))
-        and isinstance(kind, (sa.Integer, sa.String, sa.Uuid))
-    )
+    if dialect.name != "postgresql" or isinstance(kind, (sa.types.TypeDecorator, sa.Enum)):
+        return None
+    if isinstance(kind, sa.Integer):
+        return postgresql.ARRAY(sa.BigInteger())
+    if isinstance(kind, sa.String):
+        return postgresql.ARRAY(sa.Text())
+    if isinstance(kind, sa.Uuid):
+        return postgresql.ARRAY(kind)
+    return None
 
 
 def keys_where(
@@ -134,8 +140,9 @@ def keys_where(
         return sa.tuple_(*columns).in_(chunk)
     (column,) = columns
     values = [ident[0] for ident in chunk]
-    if _array_key(column, dialect):
-        return column == sa.any_(sa.literal(values, postgresql.ARRAY(column.type)))
+    array = _array_of(column, dialect)
+    if array is not None:
+        return column == sa.any_(sa.literal(values, array))
     return column.in_(values)
 
 
