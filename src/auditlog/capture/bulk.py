@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import BindParameter
 
 from ..exceptions import CaptureError
-from ..registry import Family
+from ..registry import Family, Plan
 from .entries import Change, write_changes
 from .rows import FamilyRows, load_family, read_family
 
@@ -141,7 +141,7 @@ def key_values_of(
     return found if any(found) else None
 
 
-def _as_key(plan: Any, name: str, value: Any) -> Any:
+def _as_key(plan: Plan, name: str, value: Any) -> Any:
     """``value`` as the key column's Python type, where it is one a plain conversion makes
     (``int("30")``, ``str(30)``, ``UUID(text)``), so that it names the row the database stores."""
     try:

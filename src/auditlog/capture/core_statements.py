@@ -81,24 +81,13 @@ def _describe(
     label = f"{action}({plan.table_name})"
     if action == "insert":
         return _describe_insert(rows, elem, sets, label)
-    key_values = key_values_of(rows, elem, sets, label) if action == "update" else None
-    if key_values is not None:  # the rows are found by the criteria, their new keys computed
-        return (
-            BulkStatement(
-                rows,
-                action,
-                label,
-                where=elem.whereclause,
-                params=params,
-                param_sets=sets if multi else (),
-                key_values=key_values,
-            ),
-            elem,
-        )
-    keys = [plan.identity({plan.attribute_key(k): v for k, v in p.items()}) for p in sets]
-    known = [k for k in keys if k is not None]
-    if multi and len(known) == len(keys):
-        return BulkStatement(rows, action, label, keys=known), elem
+    # an UPDATE that sets keys: its rows are found by the criteria, their new keys computed
+    key_values = (key_values_of(rows, elem, sets, label) if action == "update" else None) or ()
+    if not key_values:
+        keys = [plan.identity({plan.attribute_key(k): v for k, v in p.items()}) for p in sets]
+        known = [k for k in keys if k is not None]
+        if multi and len(known) == len(keys):
+            return BulkStatement(rows, action, label, keys=known), elem
     return (
         BulkStatement(
             rows,
@@ -107,6 +96,7 @@ def _describe(
             where=elem.whereclause,
             params=params,
             param_sets=sets if multi else (),
+            key_values=key_values,
         ),
         elem,
     )
