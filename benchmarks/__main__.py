@@ -19,12 +19,12 @@ from .report import PHASES, REQUEST_PHASES, Table, summarise
 from .variants import POSTGRESQL_ONLY
 
 TASKS = ("write", "request", "flush", "bulk", "memory", "reads", "profile")
-COMPARABLE = ("naive", "continuum", "trigger", "audit-trail", "stdlib-json")
+COMPARABLE = ("naive", "continuum", "trigger", "in-database", "audit-trail", "stdlib-json")
 #: compared by default; stdlib-json (auditlog without orjson) only when asked for
 DEFAULT_COMPARE = ("naive", "continuum", "trigger", "audit-trail")
 #: compared variants run as often as plain and auditlog (``--runs``), not ``--compare-runs``:
 #: cheap, and close enough to auditlog that a single run would not tell them apart
-EVERY_RUN = frozenset({"naive"})
+EVERY_RUN = frozenset({"naive", "in-database"})
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 

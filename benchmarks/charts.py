@@ -32,9 +32,10 @@ COLORS = {
     "naive": "#E69F00",
     "continuum": "#D55E00",
     "trigger": "#7F7F7F",
+    "in-database": "#009E73",
     "audit-trail": "#CC79A7",
 }
-OTHER_COLOR = "#009E73"
+OTHER_COLOR = "#F0E442"
 CHARTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "write": ("write-ratios.png", PHASES),
     "request": ("request-ratios.png", REQUEST_PHASES),

@@ -18,6 +18,14 @@ them), and differs only in what records its changes:
   ``configure_mappers``), one version row and one transaction row per change;
 - ``trigger`` (PostgreSQL): no Python at all, an ``AFTER ... FOR EACH ROW`` trigger writing
   ``to_jsonb(OLD)`` / ``to_jsonb(NEW)`` into a JSONB table: the floor of in-transaction auditing;
+- ``in-database`` (PostgreSQL): what capture inside the database would cost with everything an
+  entry holds: an ``AFTER ... FOR EACH ROW`` trigger writing auditlog's own row into
+  ``audit_log`` (its eight indexes and the content type's foreign key), a time-ordered id made
+  on the server, ``changed_fields``, no entry for an update that changed nothing, and the
+  request's context (actor, tenant, address, user agent, transaction id) read from a comment
+  that a ``before_cursor_execute`` listener puts in front of each INSERT, UPDATE and DELETE, so
+  that no statement is added. A measurement of that design, not a capture mode: its states are
+  PostgreSQL's ``to_jsonb`` of the row, not auditlog's documented encoding;
 - ``audit-trail`` (PostgreSQL): sqlalchemy-audit-trail 0.2 with ``on_error="raise"``, so that a
   failed audit write fails the flush as it does here.
 
@@ -41,8 +49,17 @@ from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
 
 __all__ = ["POSTGRESQL_ONLY", "VARIANTS", "Setup", "item_values", "set_up"]
 
-VARIANTS = ("plain", "auditlog", "stdlib-json", "naive", "continuum", "trigger", "audit-trail")
-POSTGRESQL_ONLY = frozenset({"trigger", "audit-trail"})
+VARIANTS = (
+    "plain",
+    "auditlog",
+    "stdlib-json",
+    "naive",
+    "continuum",
+    "trigger",
+    "in-database",
+    "audit-trail",
+)
+POSTGRESQL_ONLY = frozenset({"trigger", "in-database", "audit-trail"})
 
 TABLE = "bench_item"
 _EPOCH = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
@@ -298,6 +315,104 @@ def _trigger(engine: Engine) -> Setup:
     return setup
 
 
+_IN_DATABASE_FUNCTION = """
+CREATE FUNCTION in_database_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    query text := current_query();
+    context jsonb;
+    before jsonb;
+    after jsonb;
+    changed jsonb;
+BEGIN
+    IF starts_with(query, '/*auditlog:') THEN
+        context := substr(query, 12, strpos(query, '*/') - 12)::jsonb;
+    END IF;
+    IF TG_OP <> 'INSERT' THEN before := to_jsonb(OLD); END IF;
+    IF TG_OP <> 'DELETE' THEN after := to_jsonb(NEW); END IF;
+    IF TG_OP = 'UPDATE' THEN
+        SELECT jsonb_agg(key ORDER BY key) INTO changed
+        FROM jsonb_each(after) AS fields(key, value)
+        WHERE before -> key IS DISTINCT FROM value;
+        IF changed IS NULL THEN RETURN NULL; END IF;
+    END IF;
+    INSERT INTO audit_log (id, tenant_id, user_id, action_type, timestamp, ip_address,
+        user_agent, object_id, content_type, before_state, after_state, changed_fields,
+        transaction_id)
+    VALUES (
+        encode(overlay(uuid_send(gen_random_uuid()) PLACING substring(int8send(
+            (extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3) FROM 1 FOR 6),
+            'hex')::uuid,
+        context ->> 'tenant_id', context ->> 'user_id',
+        CASE TG_OP WHEN 'INSERT' THEN 'create' WHEN 'UPDATE' THEN 'update' ELSE 'delete' END,
+        clock_timestamp(), context ->> 'ip_address', coalesce(context ->> 'user_agent', ''),
+        coalesce(NEW.id, OLD.id)::text, TG_ARGV[0]::integer, before, after, changed,
+        (context ->> 'transaction_id')::uuid);
+    RETURN NULL;
+END
+$$"""
+
+
+def _in_database(engine: Engine) -> Setup:
+    import contextvars
+    import json
+    import uuid
+
+    import auditlog
+
+    setup = _plain(engine)
+    auditlog.create_tables(engine)
+    with engine.begin() as conn:
+        content_type = conn.execute(
+            sa.text("INSERT INTO audit_content_type (name) VALUES ('bench.Item') RETURNING id")
+        ).scalar_one()
+        conn.exec_driver_sql(_IN_DATABASE_FUNCTION)
+        conn.exec_driver_sql(
+            f"CREATE TRIGGER {TABLE}_in_database AFTER INSERT OR UPDATE OR DELETE ON {TABLE} "
+            f"FOR EACH ROW EXECUTE FUNCTION in_database_audit('{content_type}')"
+        )
+    current: contextvars.ContextVar[str | None] = contextvars.ContextVar("bench_context")
+    transaction: dict[int, str] = {}
+
+    @sa.event.listens_for(setup.sessions, "after_begin")
+    def begin(_session: Session, _transaction: Any, connection: Any) -> None:
+        transaction[id(connection.connection.dbapi_connection)] = str(uuid.uuid4())
+
+    @sa.event.listens_for(engine, "before_cursor_execute", retval=True)
+    def prefix(conn: Any, _cursor: Any, statement: str, parameters: Any, context: Any, _many: bool):
+        text = current.get(None)
+        if (
+            text is None
+            or context is None
+            or not (context.isinsert or context.isupdate or context.isdelete)
+        ):
+            return statement, parameters
+        txid = transaction.get(id(conn.connection.dbapi_connection), "")
+        # "/" escaped so that no "*/" ends the comment early, "%" for the driver's placeholders
+        return f'/*auditlog:{text[:-1]},"transaction_id":"{txid}"}}*/{statement}', parameters
+
+    @contextlib.contextmanager
+    def context() -> Any:
+        text = json.dumps(
+            {
+                "user_id": "user-42",
+                "tenant_id": "3f1c2a9e-0b7d-4c1e-9a55-6f2d8e1b7c40",
+                "ip_address": "203.0.113.7",
+                "user_agent": "bench/1.0",
+            },
+            separators=(",", ":"),
+        )
+        token = current.set(text.replace("/", "\\/").replace("%", "\\u0025"))
+        try:
+            yield
+        finally:
+            current.reset(token)
+
+    setup.variant = "in-database"
+    setup.context = context
+    setup.count_entries = _count(engine, "SELECT count(*) FROM audit_log")
+    return setup
+
+
 def _audit_trail(engine: Engine) -> Setup:
     from audit_trail import Audited, AuditTrail
     from audit_trail.migrations import create_audit_tables
@@ -337,6 +452,7 @@ _SETUPS: dict[str, Callable[[Engine], Setup]] = {
     "naive": _naive,
     "continuum": _continuum,
     "trigger": _trigger,
+    "in-database": _in_database,
     "audit-trail": _audit_trail,
 }
 
