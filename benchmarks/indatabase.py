@@ -16,8 +16,8 @@ request's context read from a comment in front of the statement: see ``variants.
   ``in-database`` again, to show what the entry's indexes cost.
 - **One request, one object**: blocks of ``--block`` one-object transactions per phase (create,
   update of two columns, delete), as ``workloads.request`` makes them, the trigger switched
-  between blocks, ``--rounds`` blocks of each in alternating order; the median of each block's
-  ratio to the ``plain`` block next to it. Interleaving in one process takes out most of the
+  between blocks, ``--rounds`` rounds of one block of each in alternating order; the median
+  over the rounds of each block's ratio to the round's ``plain`` block. Interleaving in one process takes out most of the
   drift between fresh processes, which is as large as the differences here.
 """
 

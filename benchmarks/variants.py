@@ -20,7 +20,7 @@ them), and differs only in what records its changes:
   ``to_jsonb(OLD)`` / ``to_jsonb(NEW)`` into a JSONB table: the floor of in-transaction auditing;
 - ``in-database`` (PostgreSQL): what capture inside the database would cost with everything an
   entry holds: an ``AFTER ... FOR EACH ROW`` trigger writing auditlog's own row into
-  ``audit_log`` (its eight indexes and the content type's foreign key), a time-ordered id made
+  ``audit_log`` (its indexes and the content type's foreign key), a time-ordered id made
   on the server, ``changed_fields``, no entry for an update that changed nothing, and the
   request's context (actor, tenant, address, user agent, transaction id) read from a comment
   that a ``before_cursor_execute`` listener puts in front of each INSERT, UPDATE and DELETE, so
@@ -386,9 +386,11 @@ def _in_database(engine: Engine) -> Setup:
             or not (context.isinsert or context.isupdate or context.isdelete)
         ):
             return statement, parameters
-        txid = transaction.get(id(conn.connection.dbapi_connection), "")
         # "/" escaped so that no "*/" ends the comment early, "%" for the driver's placeholders
-        return f'/*auditlog:{text[:-1]},"transaction_id":"{txid}"}}*/{statement}', parameters
+        txid = transaction.get(id(conn.connection.dbapi_connection))
+        if txid is not None:  # a statement of a session's transaction
+            text = f'{text[:-1]},"transaction_id":"{txid}"}}'
+        return f"/*auditlog:{text}*/{statement}", parameters
 
     @contextlib.contextmanager
     def context() -> Any:

@@ -186,6 +186,30 @@ class Course(Base):
     code: Mapped[str] = mapped_column(sa.String(20), primary_key=True)
 
 
+class _ShoutedText(sa.types.TypeDecorator[str]):
+    """Text stored upper-case and read back lower-case: a key whose stored form is not the
+    value the application holds."""
+
+    impl = sa.String(20)
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Any) -> str | None:
+        return None if value is None else value.upper()
+
+    def process_result_value(self, value: str | None, dialect: Any) -> str | None:
+        return None if value is None else value.lower()
+
+
+class Badge(Base):
+    """A badge, keyed by a code whose SQLite variant is a TypeDecorator."""
+
+    __tablename__ = "badge"
+
+    code: Mapped[str] = mapped_column(
+        sa.String(20).with_variant(_ShoutedText(), "sqlite"), primary_key=True
+    )
+
+
 shelving = sa.Table(
     "shelving",
     Base.metadata,

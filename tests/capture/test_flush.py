@@ -18,7 +18,19 @@ from auditlog import AuditLog, ContentType
 from auditlog.capture import content_types
 
 from ..helpers import actions, entries, rows_kept
-from ..models import Course, Crew, Customer, Draft, Loan, Membership, Sailor, Tag, Truck, Vehicle
+from ..models import (
+    Badge,
+    Course,
+    Crew,
+    Customer,
+    Draft,
+    Loan,
+    Membership,
+    Sailor,
+    Tag,
+    Truck,
+    Vehicle,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -444,11 +456,15 @@ def test_a_row_another_transaction_deleted_gets_no_second_delete_entry(
     assert [e.action_type for e in entries(engine)] == ["create", "delete"]
 
 
+_AWKWARD = {1: 'o\'neil \\ "q"', 2: "007", 3: "[1, 2]", 4: "naïve ☃"}
+
 #: a model of each kind of primary key the rows of a flush are looked up by: (model, new object
 #: numbered i, the key of object i)
 _KEY_KINDS: dict[str, tuple[type[Any], Callable[[int], Any], Callable[[int], Any]]] = {
     "integer": (Tag, lambda i: Tag(id=i, label=str(i)), lambda i: i),
     "string": (Course, lambda i: Course(code=f"c{i}"), lambda i: f"c{i}"),
+    # looked up through a JSON array on SQLite: quotes, escapes and digits must survive it
+    "awkward string": (Course, lambda i: Course(code=_AWKWARD[i]), lambda i: _AWKWARD[i]),
     "uuid": (
         Loan,
         lambda i: Loan(id=uuid.UUID(int=i), amount=Decimal(1)),
@@ -481,6 +497,56 @@ def test_of_rows_deleted_together_only_the_one_still_there_gets_an_entry(
     created = {e.object_id for e in entries(engine, action_type="create")}
     deletes = sorted(e.object_id for e in entries(engine, action_type="delete"))
     assert deletes == sorted(created)  # one by theirs, one by mine: one entry each
+
+
+def test_objects_deleted_together_are_found_by_any_text_key(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    """The rows of a flush's deletes are looked up by key in one query (through a JSON array on
+    SQLite): keys with quotes, backslashes, brackets, digits or non-ASCII text all match."""
+    auditlog.register(Course)
+    with Session_.begin() as session:
+        session.add_all([Course(code=code) for code in _AWKWARD.values()])
+    with Session_.begin() as session:
+        for course in session.scalars(sa.select(Course)).all():
+            session.delete(course)
+    deletes = sorted(e.object_id for e in entries(engine, action_type="delete"))
+    assert deletes == sorted(_AWKWARD.values())
+    with engine.connect() as conn:
+        assert conn.scalar(sa.select(sa.func.count()).select_from(Course)) == 0
+
+
+def test_a_text_key_with_a_nul_character_is_found(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    """NUL ends a string in SQLite's ``json_each``: such keys are looked up another way."""
+    if engine.dialect.name == "postgresql":
+        pytest.skip("PostgreSQL's text cannot hold NUL")
+    auditlog.register(Course)
+    codes = ["a\x00b", "a", "zz"]
+    with Session_.begin() as session:
+        session.add_all([Course(code=code) for code in codes])
+    with Session_.begin() as session:
+        doomed = [session.get_one(Course, "a\x00b"), session.get_one(Course, "zz")]
+        for course in doomed:
+            session.delete(course)
+    deletes = sorted(e.object_id for e in entries(engine, action_type="delete"))
+    assert deletes == ["a\x00b", "zz"]
+
+
+def test_a_key_whose_type_has_a_variant_is_looked_up_through_it(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    """A key column typed ``String().with_variant(SomeTypeDecorator(), "sqlite")`` stores
+    what the decorator makes of the value: the lookup binds the keys through it."""
+    auditlog.register(Badge)
+    with Session_.begin() as session:
+        session.add_all([Badge(code=code) for code in ("gold", "silver", "bronze")])
+    with Session_.begin() as session:
+        for badge in session.scalars(sa.select(Badge)).all():
+            session.delete(badge)
+    deletes = sorted(e.object_id for e in entries(engine, action_type="delete"))
+    assert deletes == ["bronze", "gold", "silver"]
 
 
 @pytest.mark.parametrize("count", [1, 3])
