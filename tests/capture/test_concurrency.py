@@ -205,6 +205,34 @@ def test_content_type_from_a_rolled_back_transaction_is_not_cached(engine: Engin
     assert "after the outer rollback" in names
 
 
+def test_a_read_after_the_commit_leaves_the_content_type_cached(engine: Engine) -> None:
+    """An application that reads its object after committing (an expired attribute, loaded in
+    a new transaction that ends with a rollback) keeps the id cached: the next audited
+    transaction does not look it up again."""
+    auditlog.register(Customer)
+    maker = sessionmaker(engine)
+    auditlog.enable(maker)
+    content_types.clear_cache()
+    with maker() as session:
+        customer = Customer(name="first")
+        session.add(customer)
+        session.commit()
+        assert customer.name == "first"  # a refresh in a new transaction, rolled back on close
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        statements.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        with maker.begin() as session:
+            session.add(Customer(name="second"))
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    assert [s for s in statements if "audit_content_type" in s] == []
+    assert len({e.content_type for e in entries(engine)}) == 1
+
+
 def test_content_type_of_a_failed_commit_is_not_cached(engine: Engine, backend: str) -> None:
     """The commit event comes before the COMMIT: an id created in a transaction whose COMMIT
     then fails (here a deferred constraint) must not stay cached for later entries."""

@@ -33,7 +33,8 @@ __all__ = ["ENGINE_EVENTS", "clear_cache", "content_type_id", "known_id", "unwat
 _table = content_type_table
 _committed: WeakKeyDictionary[Engine, dict[str, int]] = WeakKeyDictionary()
 _PENDING = "auditlog.pending_content_types"
-#: the ids the connection's last ``commit`` event promoted, until that COMMIT is known to be done
+#: the ids the connection's last ``commit`` event promoted, with the transaction it was for,
+#: until that COMMIT is known to be done
 _PROMOTED = "auditlog.promoted_content_types"
 
 
@@ -129,9 +130,10 @@ def _on_commit(connection: Connection) -> None:
     """The database transaction is about to commit: its ids are now safe to share across
     connections (taken back by :func:`_on_error` if the COMMIT fails)."""
     held = connection.info.pop(_PENDING, None)
-    if held is not None and held[0]() is connection.get_transaction() and held[1]:
+    transaction = connection.get_transaction()
+    if held is not None and held[0]() is transaction and held[1]:
         _committed.setdefault(connection.engine, {}).update(held[1])
-        connection.info[_PROMOTED] = (connection.engine, held[1])
+        connection.info[_PROMOTED] = (connection.engine, held[1], weakref.ref(transaction))
 
 
 def _demote(connection: Connection) -> None:
@@ -139,7 +141,7 @@ def _demote(connection: Connection) -> None:
     held = connection.info.pop(_PROMOTED, None)
     if held is None:
         return
-    engine, ids = held
+    engine, ids, _ = held
     cache = _committed.get(engine)
     if cache is not None:
         for name, found in ids.items():
@@ -155,9 +157,18 @@ def _on_error(context: ExceptionContext) -> None:
 
 
 def _on_rollback(connection: Connection) -> None:
-    """Rows inserted in the transaction are gone: resolve again next time."""
+    """Rows inserted in the transaction are gone: resolve again next time. A rollback of the
+    transaction whose commit event promoted ids means that COMMIT did not happen; a rollback of
+    a later transaction (a read after the commit, closed without a write) means it did."""
     connection.info.pop(_PENDING, None)
-    _demote(connection)  # a rollback right after the commit event: that COMMIT did not happen
+    held = connection.info.get(_PROMOTED)
+    if held is None:
+        return
+    transaction = connection.get_transaction()
+    if transaction is not None and held[2]() is not transaction:
+        connection.info.pop(_PROMOTED, None)  # a later transaction: the COMMIT went through
+    else:
+        _demote(connection)
 
 
 def _on_rollback_savepoint(connection: Connection, name: Any, context: Any) -> None:
