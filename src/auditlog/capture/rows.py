@@ -113,16 +113,19 @@ def read_rows(
     return {tuple(row[k] for k in pk_keys): dict(row) for row in rows}
 
 
+def _plain_type(column: Any, dialect: Dialect) -> Any:
+    """The type of ``column`` on ``dialect`` (its variant there, if it has one), or None when
+    the value bound is not the value stored: a TypeDecorator, an Enum."""
+    kind = column.type.dialect_impl(dialect)
+    return None if isinstance(kind, (sa.types.TypeDecorator, sa.Enum)) else kind
+
+
 def _array_of(column: Any, dialect: Dialect) -> Any:
     """The array type keys of ``column`` are matched with in one parameter, or None (an IN
     then): on PostgreSQL, for integer, string and UUID keys. Integers go as ``bigint[]`` and
     strings as ``text[]``, which compare with every integer and string column (the column's own
     type would cut a longer string to its length, or refuse a value beyond ``integer``)."""
-    if dialect.name != "postgresql":
-        return None
-    kind = column.type.dialect_impl(dialect)  # the dialect's variant, if the type has one
-    if isinstance(kind, (sa.types.TypeDecorator, sa.Enum)):
-        return None
+    kind = _plain_type(column, dialect) if dialect.name == "postgresql" else None
     if isinstance(kind, sa.Integer):
         return postgresql.ARRAY(sa.BigInteger())
     if isinstance(kind, sa.String):
@@ -168,9 +171,7 @@ def _json_keys(column: Any, values: list[Any], dialect: Dialect) -> bool:
     version = getattr(dialect.dbapi, "sqlite_version_info", (0,))
     if version < _SQLITE_JSON:
         return False
-    kind = column.type.dialect_impl(dialect)  # the dialect's variant, if the type has one
-    if isinstance(kind, (sa.types.TypeDecorator, sa.Enum)):
-        return False
+    kind = _plain_type(column, dialect)
     if isinstance(kind, sa.Integer):
         return all(type(v) is int and v in _INT64 for v in values)
     if isinstance(kind, sa.String):
