@@ -14,6 +14,10 @@ phase for every variant, in alternating order: creates, updates of two columns a
 actor). A variant's ratio is the median over the rounds of its block's time to the plain block
 of the same round. A short block of each variant runs first, unmeasured.
 
+``auditlog-bare``, only when named, is auditlog (the same mapped class and sessionmaker) with the
+secondary indexes of ``audit_log`` dropped for its blocks and created again after them: what
+those indexes cost a request.
+
 Fresh processes (``python -m benchmarks --only request``) drift by as much as the differences
 between variants; blocks side by side in one process drift much less. What the variants share
 here: the engine and its pool, and the engine-level listeners each one attaches (auditlog's
@@ -44,6 +48,9 @@ __all__ = ["PHASES", "Variant", "requests", "switch", "variants_on"]
 
 PHASES = ("create", "update", "delete")
 DEFAULT = ("plain", "auditlog", "naive", "trigger", "in-database")
+#: auditlog with ``audit_log``'s secondary indexes dropped for its blocks: what they cost a
+#: request (reads by any filter but the key then scan the table); runs only when named
+BARE = "auditlog-bare"
 #: the trigger each trigger variant switches on
 TRIGGERS = {"trigger": f"{TABLE}_audit", "in-database": f"{TABLE}_in_database"}
 _NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.timezone.utc)
@@ -56,13 +63,20 @@ class Variant:
     name: str
     setup: Setup
     trigger: str | None = None
+    indexes: bool = True
 
 
 def variants_on(engine: Engine, names: tuple[str, ...]) -> list[Variant]:
     """Set up ``names`` (plain first) on one database whose tables are empty."""
-    out = []
+    out: list[Variant] = []
     for name in ("plain", *(n for n in names if n != "plain")):
-        if name == "trigger":
+        if name == BARE:
+            shared = next((v.setup for v in out if v.name == "auditlog"), None)
+            out.append(Variant(name, shared or set_up("auditlog", engine), indexes=False))
+            continue
+        if name == "auditlog" and any(v.name == BARE for v in out):
+            setup = next(v.setup for v in out if v.name == BARE)
+        elif name == "trigger":
             setup = set_up("plain", engine)
             with engine.begin() as conn:
                 for statement in _TRIGGER_DDL:
@@ -73,16 +87,32 @@ def variants_on(engine: Engine, names: tuple[str, ...]) -> list[Variant]:
     return out
 
 
-def switch(engine: Engine, variants: list[Variant], on: str | None) -> None:
-    """Disable every variant's trigger, then enable ``on`` (a trigger's name, or None)."""
+def switch(engine: Engine, variants: list[Variant], on: Variant | None) -> None:
+    """Disable every variant's trigger, then enable ``on``'s; give ``audit_log`` the secondary
+    indexes ``on`` runs with (all of them when ``on`` is None)."""
+    _secondary_indexes(engine, on is None or on.indexes)
     names = [v.trigger for v in variants if v.trigger is not None]
     if not names:
         return
     with engine.begin() as conn:
         for name in names:
             conn.exec_driver_sql(f"ALTER TABLE {TABLE} DISABLE TRIGGER {name}")
-        if on is not None:
-            conn.exec_driver_sql(f"ALTER TABLE {TABLE} ENABLE TRIGGER {on}")
+        if on is not None and on.trigger is not None:
+            conn.exec_driver_sql(f"ALTER TABLE {TABLE} ENABLE TRIGGER {on.trigger}")
+
+
+def _secondary_indexes(engine: Engine, present: bool) -> None:
+    """Create (``present``) or drop the indexes of ``audit_log`` other than its primary key."""
+    if not sa.inspect(engine).has_table("audit_log"):
+        return
+    import auditlog
+
+    with engine.begin() as conn:
+        for index in sorted(auditlog.AuditLog.__table__.indexes, key=lambda i: str(i.name)):
+            if present:
+                index.create(conn, checkfirst=True)
+            else:
+                index.drop(conn, checkfirst=True)
 
 
 def _block(setup: Setup, size: int, start: int) -> dict[str, float]:
@@ -123,12 +153,12 @@ def requests(
     times: dict[str, list[dict[str, float]]] = {v.name: [] for v in variants}
     start = 0
     for variant in variants:  # warm-up, not measured: first statements, plans, pool
-        switch(engine, variants, variant.trigger)
+        switch(engine, variants, variant)
         _block(variant.setup, min(block, 20), start)
         start += block
     for round_ in range(rounds):
         for variant in variants if round_ % 2 == 0 else list(reversed(variants)):
-            switch(engine, variants, variant.trigger)
+            switch(engine, variants, variant)
             times[variant.name].append(_block(variant.setup, block, start))
             start += block
     switch(engine, variants, None)
@@ -181,9 +211,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=10, help="blocks of each variant")
     args = parser.parse_args(argv)
     names = tuple(n.strip() for n in args.variants.split(",") if n.strip())
-    unknown = sorted(set(names) - set(DEFAULT))
+    known = (*DEFAULT, BARE)
+    unknown = sorted(set(names) - set(known))
     if unknown:
-        parser.error(f"--variants: unknown {', '.join(unknown)} (known: {', '.join(DEFAULT)})")
+        parser.error(f"--variants: unknown {', '.join(unknown)} (known: {', '.join(known)})")
     if args.backend != "postgresql":
         names = tuple(n for n in names if n not in POSTGRESQL_ONLY)
     with database(args.backend) as engine:
