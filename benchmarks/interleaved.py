@@ -187,12 +187,19 @@ def show(title: str, result: dict[str, dict[str, dict[str, float]]]) -> None:
 
 
 @contextlib.contextmanager
-def database(backend: str) -> Any:
-    """An engine on an empty database of ``backend`` (a new file for SQLite)."""
+def database(backend: str, journal: str | None = None) -> Any:
+    """An engine on an empty database of ``backend`` (a new file for SQLite, in the journal
+    mode ``journal`` when given)."""
     with tempfile.TemporaryDirectory(prefix="auditlog-bench-") as tmpdir:
         path = str(Path(tmpdir) / "interleaved.sqlite3") if backend == "sqlite" else None
         backends.reset(backend)
         engine = backends.make_engine(backend, schema=backends.WRITE_SCHEMA, sqlite_path=path)
+        if journal is not None:
+
+            @sa.event.listens_for(engine, "connect")
+            def _journal(dbapi_connection: Any, _record: Any) -> None:
+                dbapi_connection.execute(f"PRAGMA journal_mode={journal}")
+
         try:
             yield engine
         finally:
@@ -209,6 +216,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--block", type=int, default=200, help="transactions per phase and block")
     parser.add_argument("--rounds", type=int, default=10, help="blocks of each variant")
+    parser.add_argument(
+        "--sqlite-journal",
+        choices=("delete", "wal"),
+        help="SQLite's journal mode (default: SQLite's own, delete)",
+    )
     args = parser.parse_args(argv)
     names = tuple(n.strip() for n in args.variants.split(",") if n.strip())
     known = (*DEFAULT, BARE)
@@ -217,7 +229,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--variants: unknown {', '.join(unknown)} (known: {', '.join(known)})")
     if args.backend != "postgresql":
         names = tuple(n for n in names if n not in POSTGRESQL_ONLY)
-    with database(args.backend) as engine:
+    if args.sqlite_journal and args.backend != "sqlite":
+        parser.error("--sqlite-journal: SQLite only")
+    with database(args.backend, args.sqlite_journal) as engine:
         variants = variants_on(engine, names)
         result = requests(engine, variants, block=args.block, rounds=args.rounds)
         recorded = _recorded(engine)
