@@ -22,7 +22,7 @@ from sqlalchemy.orm.interfaces import MANYTOMANY, ONETOMANY
 from sqlalchemy.schema import Column
 
 from .exceptions import ConfigurationError
-from .serialize import MASKED, Encoder, encoder_for
+from .serialize import MASKED, Encoder, encoder_for, stored_types
 
 __all__ = [
     "MASKED",
@@ -83,6 +83,9 @@ class Plan:
     #: recorded columns whose ``onupdate`` is a Python callable: a batched UPDATE gives each row
     #: its own value, but SQLAlchemy copies the first row's onto every object of the batch
     called_onupdate: frozenset[str] = frozenset()
+    #: recorded columns -> the Python types their encoder gives as stored; a value of another
+    #: type (``"30"`` for an integer column) is read back from the row
+    stored_types: dict[str, tuple[type, ...]] = field(default_factory=dict, repr=False)
 
     @property
     def label(self) -> str:
@@ -271,6 +274,11 @@ def compile_plan(mapper: Mapper[Any], config: ModelConfig) -> Plan:
             for key, column in columns.items()
             if column.onupdate is not None and getattr(column.onupdate, "is_callable", False)
         ),
+        stored_types={
+            key: types
+            for key, column in columns.items()
+            if (types := stored_types(column.type)) is not None
+        },
     )
 
 

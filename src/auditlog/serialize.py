@@ -218,6 +218,34 @@ def _stored_enum(column_type: sa.Enum) -> Encoder:
     return encode
 
 
+_AS_STORED: tuple[tuple[type[TypeEngine[Any]], tuple[type, ...]], ...] = (
+    (sa.Boolean, (bool, int)),  # 0 and 1 are false and true (the encoder says so)
+    (sa.Integer, (int,)),
+    (sa.String, (str,)),
+    (sa.DateTime, (dt.datetime,)),
+    (sa.Date, (dt.date,)),  # a datetime is stored as its date (the encoder says so)
+    (sa.Time, (dt.time,)),
+    (sa.LargeBinary, (bytes, bytearray, memoryview)),
+)
+
+
+def stored_types(column_type: TypeEngine[Any]) -> tuple[type, ...] | None:
+    """The Python types whose values a column stores as its encoder says; a value of another
+    type may be converted by the database (``"30"`` in an integer column is ``30``, ``5`` in a
+    ``Numeric(10, 2)`` is ``5.00``). None for columns whose values are not checked: a
+    TypeDecorator converts values itself, and JSON, Enum, array and other types take many."""
+    if isinstance(column_type, (sa.types.TypeDecorator, sa.Enum, sa.JSON, sa.ARRAY)):
+        return None
+    if isinstance(column_type, sa.Numeric):  # Float included; an integer is exact in both
+        return (Decimal, int) if column_type.asdecimal else (float, int)
+    if isinstance(column_type, sa.Uuid):
+        return (uuid.UUID,) if column_type.as_uuid else (str,)
+    for kind, types in _AS_STORED:
+        if isinstance(column_type, kind):
+            return types
+    return None
+
+
 def encoder_for(column_type: TypeEngine[Any]) -> Encoder:
     """The encoder for one column: the value as the column stores it, in its JSON form.
 
@@ -225,7 +253,8 @@ def encoder_for(column_type: TypeEngine[Any]) -> Encoder:
     string column is stored as its text, a datetime in a date column as its date, ``1`` in a
     boolean column as true, an Enum member by name (or by value with ``values_callable``).
 
-    - ``Numeric(scale=n)`` (not Float): decimals are shown with the column's ``n`` places, as stored.
+    - ``Numeric(scale=n)`` (not Float): decimals and integers are shown with the column's ``n``
+      places, as stored; a ``Float`` column stores an integer as a float.
     - ``DateTime(timezone=True)``: SQLite and MariaDB hand back naive values; they are UTC.
     """
     if isinstance(column_type, sa.DateTime) and column_type.timezone:
@@ -240,15 +269,16 @@ def encoder_for(column_type: TypeEngine[Any]) -> Encoder:
         return _boolean
     if isinstance(column_type, sa.JSON):
         return _identity  # already JSON: stored as given, serialized once, with the entry
-    if (
-        isinstance(column_type, sa.Numeric)
-        and not isinstance(column_type, sa.Float)
-        and column_type.asdecimal
-        and column_type.scale is not None
-    ):
+    if isinstance(column_type, sa.Float) and not column_type.asdecimal:
+        return _float_column
+    if isinstance(column_type, sa.Numeric) and column_type.asdecimal:
+        if column_type.scale is None:
+            return _decimal_column
         exponent = Decimal(1).scaleb(-column_type.scale)
 
         def _quantized(value: Any) -> Any:
+            if type(value) is int:
+                value = Decimal(value)
             if type(value) is Decimal and value.is_finite():
                 try:
                     return str(value.quantize(exponent))
@@ -258,6 +288,19 @@ def encoder_for(column_type: TypeEngine[Any]) -> Encoder:
 
         return _quantized
     return encode_value
+
+
+def _float_column(value: Any) -> Any:
+    """A float column stores an integer as a float (up to 2**53 exactly: single-precision
+    columns round, see the limitations)."""
+    return (
+        _float(float(value)) if type(value) is int and abs(value) <= 2**53 else encode_value(value)
+    )
+
+
+def _decimal_column(value: Any) -> Any:
+    """A numeric column stores an integer as a decimal."""
+    return str(value) if type(value) is int else encode_value(value)
 
 
 def _parse_datetime(value: str) -> dt.datetime:

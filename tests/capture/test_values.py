@@ -17,7 +17,7 @@ import auditlog
 from auditlog.serialize import decode_state, restored, storable
 
 from ..helpers import entries
-from ..models import Document, Note, Priority, Reading, Stage, Task
+from ..models import Document, Note, Priority, Reading, Stage, Task, TypeZoo
 
 #: Text PostgreSQL's jsonb refuses, inside a value its json column accepts.
 AWKWARD: dict[str, Any] = {
@@ -215,3 +215,73 @@ def test_a_value_equal_to_the_loaded_one_is_not_an_update(
             "doc": {"a": 1},
             "label": "new",
         }
+
+
+# --- values the application holds in another type than the row stores ---------------------------
+
+
+def _zoo_states(engine: Engine) -> list[tuple[str, Any, Any, Any]]:
+    return [
+        (e.action_type, e.before_state, e.after_state, e.changed_fields) for e in entries(engine)
+    ]
+
+
+_CONVERTED = {"big": "30", "numeric": 5, "flt": 2, "text": 42}
+
+
+def test_values_the_database_converts_are_recorded_as_it_stores_them(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    """Text in an integer column is stored as the integer, an integer in a ``Numeric(30, 10)``
+    with its ten places, in a float column as a float, in a text column as its text."""
+    auditlog.register(TypeZoo)
+    with Session_.begin() as session:
+        session.add(TypeZoo(id=1, **_CONVERTED))
+    stored = {"big": 30, "numeric": "5.0000000000", "flt": 2.0, "text": "42"}
+    ((action, _, after, _),) = _zoo_states(engine)
+    assert action == "create" and after is not None
+    assert {key: after[key] for key in stored} == stored
+    assert [type(after[key]) for key in stored] == [int, str, float, str]
+    with Session_() as session:
+        row = session.get_one(TypeZoo, 1)
+        assert auditlog.decode_state(TypeZoo, after)["big"] == row.big == 30
+        assert auditlog.decode_state(TypeZoo, after)["numeric"] == row.numeric
+
+
+def test_an_update_to_a_converted_value_records_the_stored_one_and_no_more(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    auditlog.register(TypeZoo)
+    with Session_.begin() as session:
+        session.add(TypeZoo(id=1, big=30, small=1))
+    with Session_.begin() as session:
+        session.get_one(TypeZoo, 1).big = "31"  # type: ignore[assignment]
+    with Session_.begin() as session:  # the same value in another type: the row keeps it
+        session.get_one(TypeZoo, 1).big = "31"  # type: ignore[assignment]
+    assert [(a, b and b["big"], af and af["big"], c) for a, b, af, c in _zoo_states(engine)] == [
+        ("create", None, 30, None),
+        ("update", 30, 31, ["big"]),
+    ]
+
+
+def test_later_entries_of_an_object_hold_the_stored_value_too(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    """An object kept across commits (``expire_on_commit=False``) still holds "30": its next
+    update and its delete record 30, as the row has it."""
+    auditlog.register(TypeZoo)
+    with Session_.begin() as session:
+        zoo = TypeZoo(id=1, big="30")  # type: ignore[arg-type]
+        session.add(zoo)
+    with Session_.begin() as session:
+        session.add(zoo)
+        zoo.small = 2
+    assert zoo.big == "30"  # the object is the application's: auditlog leaves it as it is
+    with Session_.begin() as session:
+        session.delete(session.merge(zoo))
+    states = _zoo_states(engine)
+    assert [action for action, *_ in states] == ["create", "update", "delete"]
+    _, (_, before, after, changed), (_, gone, _, _) = states
+    assert changed == ["small"]
+    assert before is not None and after is not None and gone is not None
+    assert (before["big"], after["big"], gone["big"]) == (30, 30, 30)

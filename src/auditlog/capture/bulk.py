@@ -18,24 +18,26 @@ for Core ones); everything else happens here, the same way for both:
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import BindParameter
 
 from ..exceptions import CaptureError
 from ..registry import Family, Plan
 from .entries import Change, write_changes
-from .rows import FamilyRows, load_family, read_family
+from .rows import FamilyRows, as_key, load_family, read_family
 
 __all__ = [
     "BulkStatement",
+    "given_keys",
     "insert_statement",
     "key_values_of",
+    "keys_not_returned",
     "read_before",
     "write_after",
 ]
@@ -86,8 +88,13 @@ def insert_statement(
     raw = [params for params in parameter_sets if params]
     for group in getattr(statement, "_multi_values", ()):
         raw.extend(dict(row) for row in group)
-    if getattr(statement, "_values", None):
-        raw.append(statement._values)
+    given = getattr(statement, "_values", None)
+    if given:
+        # ``.values(id=5)`` holds bound parameters; ``bindparam("key")`` there takes its value
+        # from the parameters of a single execution, which then make one row with it
+        single = parameter_sets[0] if len(parameter_sets) == 1 else {}
+        raw = [row for row in raw if row is not single]
+        raw.append({**single, **{k: _bound(v, single) for k, v in given.items()}})
     clause = getattr(statement, "_post_values_clause", None)
     targets = getattr(clause, "inferred_target_elements", None) or ()
     attribute_key = family.keys.attribute_key
@@ -100,6 +107,14 @@ def insert_statement(
         upsert=clause is not None,
         conflict_target=tuple(attribute_key(t) for t in targets),
     )
+
+
+def _bound(value: Any, params: Mapping[Any, Any]) -> Any:
+    """A value of an INSERT's ``.values()``: a bound parameter's own value or the one the
+    parameters give it; any other SQL expression as it is."""
+    if isinstance(value, BindParameter):
+        return params.get(value.key, value.effective_value)
+    return value
 
 
 def key_values_of(
@@ -137,26 +152,32 @@ def key_values_of(
             name = plan.attribute_key(key)
             if name in plan.pk_set:
                 values[name] = value
-        found.append({name: _as_key(plan, name, value) for name, value in values.items()})
+        found.append({name: as_key(plan, name, value) for name, value in values.items()})
     return found if any(found) else None
 
 
-def _as_key(plan: Plan, name: str, value: Any) -> Any:
-    """``value`` as the key column's Python type, where it is one a plain conversion makes
-    (``int("30")``, ``str(30)``, ``UUID(text)``), so that it names the row the database stores."""
-    try:
-        kind = plan.mapper.columns[name].type.python_type
-    except (NotImplementedError, KeyError):
-        return value
-    if isinstance(value, kind) or kind not in _KEY_TYPES:
-        return value
-    try:
-        return kind(value)
-    except (TypeError, ValueError):
-        return value
+def given_keys(stmt: BulkStatement) -> list[tuple[Any, ...]] | None:
+    """The primary key of every row an INSERT's values give, or None when any row leaves a
+    part of its key to the database (no value, a parameter bound at execution, or a SQL
+    expression such as a sequence's)."""
+    identity = stmt.family.keys.identity
+    keys = [identity(dict(values)) for values in stmt.values]
+    found = [key for key in keys if key is not None and not _expression_in(key)]
+    return found if stmt.values and len(found) == len(keys) else None
 
 
-_KEY_TYPES = frozenset({int, str, uuid.UUID})
+def _expression_in(key: tuple[Any, ...]) -> bool:
+    return any(part is None or isinstance(part, sa.ClauseElement) for part in key)
+
+
+def keys_not_returned(label: str, plan: Plan, dialect: Dialect) -> CaptureError:
+    """The refusal of an INSERT whose rows' keys the database makes and cannot return."""
+    return CaptureError(
+        f"{label} leaves the primary key ({', '.join(plan.pk_keys)}) to the database, and "
+        f"{dialect.name} cannot return the keys of the rows it inserts (no INSERT ... RETURNING "
+        "for this statement), so its rows cannot be recorded: give the keys in its values, "
+        "insert one row per statement, or add the objects to the session"
+    )
 
 
 def read_before(session: Session, stmt: BulkStatement) -> FamilyRows:
@@ -220,7 +241,10 @@ def write_after(
     keys = stmt.keys if stmt.keys is not None else [renames.get(pk, pk) for pk in before]
     if stmt.action == "insert" and stmt.keys is None:
         keys = list(inserted)
-    after = load_family(session, family, [*keys, *renames])  # a row the UPDATE left keeps its key
+    # the rows an upsert read may have been updated whichever keys its values give
+    conflicting = list(before) if stmt.action == "insert" else []
+    # a row the UPDATE left keeps its key
+    after = load_family(session, family, [*keys, *renames, *conflicting])
     read = {renames.get(pk, pk) for pk in before} | set(renames)  # the rows read, at either key
     if stmt.action == "update" and after.keys() - read:
         raise CaptureError(
@@ -230,11 +254,13 @@ def write_after(
         )
     changes = []
     if stmt.action == "update":
-        for pk in dict.fromkeys(stmt.keys if stmt.keys is not None else before):
+        # every row read, by its key as the database holds it (parameters may give "30" for
+        # 30), in the statement's order where its keys name them
+        for pk in _in_order(stmt.keys, before):
             now = renames.get(pk, pk)
             if now not in after and pk in after:
                 now = pk  # not changed by the UPDATE (a trigger kept it)
-            if pk not in before or now not in after:
+            if now not in after:
                 if now != pk:
                     raise CaptureError(
                         f"{stmt.label} gave the row {pk} the key {now}, but no row has that key "
@@ -252,9 +278,7 @@ def write_after(
                 change.renamed_to = now
             changes.append(change)
         return write_changes(session, changes)
-    for pk in dict.fromkeys(keys):
-        if pk not in after:
-            continue
+    for pk in _in_order(keys, after):
         plan, row = after[pk]
         if pk in before:  # an upsert's update: filed under the key the row keeps
             plan, old = before[pk]
@@ -266,6 +290,14 @@ def write_after(
         elif plan is not None:
             changes.append(Change(plan, "create", pk, None, family.values(plan, row)))
     return write_changes(session, changes)
+
+
+def _in_order(
+    keys: Iterable[tuple[Any, ...]] | None, rows: FamilyRows
+) -> Iterable[tuple[Any, ...]]:
+    """Every key of ``rows`` (as the database holds them), those ``keys`` name first, in that
+    order: a statement's parameters may give a key in another Python type ("30" for 30)."""
+    return dict.fromkeys([*(key for key in keys or () if key in rows), *rows])
 
 
 def _conflict_keys(stmt: BulkStatement) -> list[tuple[str, ...]]:

@@ -18,13 +18,21 @@ from __future__ import annotations
 import weakref
 from typing import Any, Literal
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Delete, Insert, Update
 
 from ..exceptions import CaptureError
 from ..registry import Family, is_secondary, table_family
-from .bulk import BulkStatement, insert_statement, key_values_of, read_before, write_after
+from .bulk import (
+    BulkStatement,
+    given_keys,
+    insert_statement,
+    key_values_of,
+    keys_not_returned,
+    read_before,
+    write_after,
+)
 from .engines import EngineListeners
 from .refusal import refused_on_error
 from .rows import FamilyRows
@@ -67,7 +75,7 @@ def _session_of(connection: Connection) -> Session | None:
 
 
 def _describe(
-    elem: Any, sets: list[dict[str, Any]], multi: bool, params: Any
+    elem: Any, sets: list[dict[str, Any]], multi: bool, params: Any, dialect: Dialect
 ) -> tuple[BulkStatement | None, Any]:
     """The :class:`BulkStatement` of ``elem`` (and ``elem`` itself, with the primary key to be
     returned where an INSERT's parameters do not give it), or None when it is not captured."""
@@ -80,7 +88,7 @@ def _describe(
     )
     label = f"{action}({plan.table_name})"
     if action == "insert":
-        return _describe_insert(rows, elem, sets, label)
+        return _describe_insert(rows, elem, sets, label, dialect)
     # an UPDATE that sets keys: its rows are found by the criteria, their new keys computed
     key_values = (key_values_of(rows, elem, sets, label) if action == "update" else None) or ()
     if not key_values:
@@ -103,19 +111,19 @@ def _describe(
 
 
 def _describe_insert(
-    rows: Family, elem: Any, sets: list[dict[str, Any]], label: str
+    rows: Family, elem: Any, sets: list[dict[str, Any]], label: str, dialect: Dialect
 ) -> tuple[BulkStatement, Any]:
     """An INSERT's :class:`BulkStatement`, and the statement to run: as given when its values
     give every primary key; else made to return the keys it inserts (``return_defaults()`` for
     one row or an executemany, so that ``inserted_primary_key`` still works; ``RETURNING`` for
     ``.values([...])`` of several rows and ``INSERT ... FROM SELECT``, which return_defaults
-    does not cover)."""
+    does not cover). Refused where the database cannot return the keys of its rows."""
     plan = rows.keys
     stmt = insert_statement(rows, elem, sets, label=label)
     from_select = getattr(elem, "select", None) is not None
-    keys = [plan.identity(dict(values)) for values in stmt.values]
-    if stmt.values and not from_select and all(key is not None for key in keys):
-        stmt.keys = [key for key in keys if key is not None]
+    keys = None if from_select else given_keys(stmt)
+    if keys is not None:
+        stmt.keys = keys
         return stmt, elem
     if getattr(elem, "_returning", ()):
         raise CaptureError(
@@ -126,8 +134,12 @@ def _describe_insert(
         )
     pk = [plan.mapper.columns[key] for key in plan.pk_keys]
     if from_select or bool(getattr(elem, "_multi_values", None)):
+        if not dialect.insert_returning:
+            raise keys_not_returned(label, plan, dialect)
         stmt.returned = True
         return stmt, elem.returning(*pk)
+    if len(sets) > 1 and not dialect.insert_executemany_returning:
+        raise keys_not_returned(label, plan, dialect)
     return stmt, elem.return_defaults(*pk)
 
 
@@ -152,7 +164,7 @@ def before_execute(
     if session is None:
         return elem, multiparams, params
     sets = list(multiparams) if multiparams else [params or {}]
-    stmt, elem = _describe(elem, sets, bool(multiparams), params)
+    stmt, elem = _describe(elem, sets, bool(multiparams), params, conn.dialect)
     if stmt is None:
         return elem, multiparams, params
     with audited_write():
@@ -172,11 +184,13 @@ def after_execute(
     session = _session_of(conn)
     if session is None:
         return
-    inserted: list[tuple[Any, ...]] = []
-    if stmt.action == "insert" and stmt.keys is None:
-        rows = result if stmt.returned else result.inserted_primary_key_rows or ()
-        inserted = [tuple(row) for row in rows]
     with audited_write(), refused_on_error(conn):
+        inserted: list[tuple[Any, ...]] = []
+        if stmt.action == "insert" and stmt.keys is None:
+            rows = result if stmt.returned else result.inserted_primary_key_rows or ()
+            inserted = [tuple(row) for row in rows]
+            if any(None in key for key in inserted):
+                raise keys_not_returned(stmt.label, stmt.family.keys, conn.dialect)
         write_after(session, stmt, before, rowcount=result.rowcount, inserted=inserted)
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,6 +166,11 @@ def after_flush(session: Session, flush_context: UOWTransaction) -> None:
     write_changes(session, changes.read_back(session), at=now, ids=ids)
 
 
+#: in an object's ``InstanceState.info``: attribute -> (the value it holds, the value its row
+#: stored for it), for values held in another type than stored ("30" for 30)
+_STORED = "auditlog.stored_values"
+
+
 def _deleting(flush_context: UOWTransaction) -> Iterator[InstanceState[Any]]:
     """Every object the flush deletes, registered or not."""
     for state, (isdelete, listonly) in flush_context.states.items():
@@ -226,6 +231,10 @@ class _Stale:
     pk: tuple[Any, ...]  # the primary key as it is now (an update may have changed it)
     reload: set[str]  # set by the database during the flush: after-values to read
     unloaded: set[str]  # never loaded and unchanged: the same on both sides
+    state: InstanceState[Any] | None = None
+    #: values the object holds in another type than the row stores them ("30" for 30): read
+    #: back, and remembered so that later entries of the object hold the stored value too
+    converted: dict[str, Any] | None = None
 
 
 class _FlushChanges:
@@ -256,15 +265,22 @@ class _FlushChanges:
     def __iter__(self) -> Iterator[Change]:
         for state, isdelete, plan in self.audited:
             snapshot = self.snapshots.get(state)
+            converted = state.info.get(_STORED)
             if isdelete:
                 if state in self.gone:
                     continue  # deleted before this flush, by another transaction
                 before = _before(state, snapshot, plan)
+                if converted:
+                    _as_stored(before, converted)
                 yield Change(plan, "delete", identity_of(state), before, None)
                 continue
             change, stale = _change_of(
                 state, plan, snapshot, self.reread.get(plan), is_new=state in self.new
             )
+            if converted:
+                _as_stored(change.after, converted)
+                if change.before is not None:
+                    _as_stored(change.before, converted)
             if stale is None:
                 yield change
             else:
@@ -286,6 +302,10 @@ class _FlushChanges:
                 change.after.update({key: row.get(key) for key in stale.reload | stale.unloaded})
                 if change.before is not None:
                     change.before.update({key: row.get(key) for key in stale.unloaded})
+                if stale.converted and stale.state is not None and row:
+                    remembered = stale.state.info.setdefault(_STORED, {})
+                    for key, held in stale.converted.items():
+                        remembered[key] = (held, row.get(key))
                 completed.append(change)
         return completed
 
@@ -365,7 +385,44 @@ def _change_of(
             now = tuple(current.get(k, v) for k, v in zip(plan.pk_keys, change.pk, strict=True))
             if now != change.pk:
                 change.renamed_to = now
+    converted = _converted(plan, after, after if is_new else state.committed_state)
+    if converted:
+        reload.update(converted)
     if not (reload or unloaded):
         return change, None
     pk_now = tuple(current.get(k, v) for k, v in zip(plan.pk_keys, change.pk, strict=True))
-    return change, _Stale(change, pk_now, reload, unloaded)
+    return change, _Stale(change, pk_now, reload, unloaded, state, converted)
+
+
+def _converted(plan: Plan, after: Values, written: Iterable[str]) -> dict[str, Any] | None:
+    """The values of ``written`` (the attributes the flush wrote) that the object holds in a
+    type its column does not store them as (``"30"`` in an integer column, ``2.5`` in a
+    ``Numeric``): the database converted them, so the entry reads them from the row."""
+    kinds = plan.stored_types
+    found: dict[str, Any] | None = None
+    for key in written:
+        types = kinds.get(key)
+        if types is None:
+            continue
+        value = after.get(key)
+        if value is None or (isinstance(value, types) and not _bool_for_int(value, types)):
+            continue
+        if found is None:
+            found = {}
+        found[key] = value
+    return found
+
+
+def _bool_for_int(value: Any, types: tuple[type, ...]) -> bool:
+    """``True`` is an int to Python, not to an integer column's encoder."""
+    return type(value) is bool and bool not in types
+
+
+def _as_stored(values: Values | None, converted: dict[str, tuple[Any, Any]]) -> None:
+    """Replace in ``values`` each value held in another type than stored, while the object
+    still holds that very value, by the one the row stored for it."""
+    if values is None:
+        return
+    for key, (held, stored) in converted.items():
+        if key in values and values[key] is held:
+            values[key] = stored

@@ -18,7 +18,15 @@ from sqlalchemy.orm import ORMExecuteState
 
 from ..exceptions import CaptureError
 from ..registry import Family, family
-from .bulk import BulkStatement, insert_statement, key_values_of, read_before, write_after
+from .bulk import (
+    BulkStatement,
+    given_keys,
+    insert_statement,
+    key_values_of,
+    keys_not_returned,
+    read_before,
+    write_after,
+)
 from .refusal import refused_on_error
 from .span import INTERNAL, audited_write
 
@@ -96,6 +104,17 @@ def _insert(state: ORMExecuteState, rows: Family) -> Result[Any]:
     sets = [params] if isinstance(params, Mapping) else list(params or ())
     plan = rows.keys
     stmt = insert_statement(rows, statement, sets, label=f"insert({plan.label})")
+    dialect = _connection(state, rows).dialect
+    if not (dialect.insert_executemany_returning if len(sets) > 1 else dialect.insert_returning):
+        # the database cannot return the keys: the values must give them
+        stmt.keys = given_keys(stmt)
+        if stmt.keys is None:
+            raise keys_not_returned(stmt.label, plan, dialect)
+        before = read_before(state.session, stmt)
+        result = _run(state)
+        with refused_on_error(_connection(state, rows)):
+            write_after(state.session, stmt, before)
+        return result
     before = read_before(state.session, stmt)
     cls = plan.mapper.class_
     theirs = len(getattr(statement, "_returning", ()) or ())

@@ -8,6 +8,7 @@ of a JSON document changed in place) is loaded with one query per model and flus
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -27,6 +28,7 @@ __all__ = [
     "LOAD_CHUNK",
     "FamilyRows",
     "Values",
+    "as_key",
     "before_values",
     "identity_of",
     "keys_where",
@@ -201,6 +203,29 @@ def lock_rows(
     return found
 
 
+def as_key(plan: Plan, name: str, value: Any) -> Any:
+    """``value`` as the key column's Python type, where it is one a plain conversion makes
+    (``int("30")``, ``str(30)``, ``UUID(text)``), so that it names the row the database stores."""
+    try:
+        kind = plan.mapper.columns[name].type.python_type
+    except (NotImplementedError, KeyError):
+        return value
+    if isinstance(value, kind) or kind not in _KEY_TYPES:
+        return value
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        return value
+
+
+_KEY_TYPES = frozenset({int, str, uuid.UUID})
+
+
+def _as_stored(plan: Plan, identity: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A primary key as the database returns it (an object may hold ``"30"`` for ``30``)."""
+    return tuple(as_key(plan, k, v) for k, v in zip(plan.pk_keys, identity, strict=True))
+
+
 def load_columns(
     session: Session,
     plan: Plan,
@@ -217,6 +242,9 @@ def load_columns(
     for start in range(0, len(idents), LOAD_CHUNK):
         where = keys_where(plan.mapper, plan.pk_keys, idents[start : start + LOAD_CHUNK], dialect)
         found.update(read_rows(session, plan, where, keys=keys, lock=for_update))
+    for ident in idents:  # a key held in another type than the row's: found as given too
+        if ident not in found and (stored := _as_stored(plan, ident)) in found:
+            found[ident] = found[stored]
     return found
 
 
