@@ -10,8 +10,10 @@ process.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, TypeVar, overload
 
 import sqlalchemy as sa
@@ -22,7 +24,7 @@ from sqlalchemy.orm.interfaces import MANYTOMANY, ONETOMANY
 from sqlalchemy.schema import Column
 
 from .exceptions import ConfigurationError
-from .serialize import MASKED, Encoder, encoder_for, stored_types
+from .serialize import MASKED, Encoder, StoredForm, encoder_for, stored_form
 
 __all__ = [
     "MASKED",
@@ -83,9 +85,18 @@ class Plan:
     #: recorded columns whose ``onupdate`` is a Python callable: a batched UPDATE gives each row
     #: its own value, but SQLAlchemy copies the first row's onto every object of the batch
     called_onupdate: frozenset[str] = frozenset()
-    #: recorded columns -> the Python types their encoder gives as stored; a value of another
-    #: type (``"30"`` for an integer column) is read back from the row
-    stored_types: dict[str, tuple[type, ...]] = field(default_factory=dict, repr=False)
+    #: recorded columns -> what they store values as their encoder gives them; another value
+    #: (``"30"`` for an integer column) is read back from the row
+    stored_forms: dict[str, StoredForm] = field(default_factory=dict, repr=False)
+    #: the keys of ``stored_forms``, and those of decimal columns with a scale, with the
+    #: exponent of their last place (``Decimal("0.01")`` for two places)
+    form_keys: tuple[str, ...] = ()
+    #: the values of ``form_keys`` in a values dict, as a tuple (KeyError if one is missing)
+    form_values: Callable[[Any], tuple[Any, ...]] = field(default=tuple, repr=False)
+    decimal_places: tuple[tuple[str, Decimal], ...] = ()
+    #: the value types of ``form_keys`` seen to be stored as held, new object by new object: a
+    #: new object whose values have one of them needs no check one by one
+    fine_types: set[tuple[type, ...]] = field(default_factory=set, repr=False)
 
     @property
     def label(self) -> str:
@@ -230,6 +241,16 @@ def _pk_keys(mapper: Mapper[Any]) -> tuple[str, ...]:
     return tuple(mapper.get_property_by_column(c).key for c in mapper.primary_key)
 
 
+def _values_getter(keys: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
+    """``operator.itemgetter`` of ``keys`` that always returns a tuple."""
+    if not keys:
+        return lambda _values: ()
+    if len(keys) == 1:
+        one = operator.itemgetter(keys[0])
+        return lambda values: (one(values),)
+    return operator.itemgetter(*keys)
+
+
 def compile_plan(mapper: Mapper[Any], config: ModelConfig) -> Plan:
     """The plan of ``mapper`` under ``config``."""
     fields: list[tuple[str, Encoder, bool]] = []
@@ -258,6 +279,11 @@ def compile_plan(mapper: Mapper[Any], config: ModelConfig) -> Plan:
             column_keys[column.key] = mapper.get_property_by_column(column).key
         except UnmappedColumnError:
             continue
+    forms = {
+        key: form
+        for key, column in columns.items()
+        if (form := stored_form(column.type)) is not None
+    }
     return Plan(
         mapper=mapper,
         content_type_name=model_name(cls),
@@ -274,11 +300,14 @@ def compile_plan(mapper: Mapper[Any], config: ModelConfig) -> Plan:
             for key, column in columns.items()
             if column.onupdate is not None and getattr(column.onupdate, "is_callable", False)
         ),
-        stored_types={
-            key: types
-            for key, column in columns.items()
-            if (types := stored_types(column.type)) is not None
-        },
+        stored_forms=forms,
+        form_keys=tuple(forms),
+        form_values=_values_getter(tuple(forms)),
+        decimal_places=tuple(
+            (key, Decimal(1).scaleb(-places))
+            for key, (_, places) in forms.items()
+            if places is not None
+        ),
     )
 
 

@@ -229,20 +229,29 @@ _AS_STORED: tuple[tuple[type[TypeEngine[Any]], tuple[type, ...]], ...] = (
 )
 
 
-def stored_types(column_type: TypeEngine[Any]) -> tuple[type, ...] | None:
-    """The Python types whose values a column stores as its encoder says; a value of another
-    type may be converted by the database (``"30"`` in an integer column is ``30``, ``5`` in a
-    ``Numeric(10, 2)`` is ``5.00``). None for columns whose values are not checked: a
-    TypeDecorator converts values itself, and JSON, Enum, array and other types take many."""
+#: What a column stores values as its encoder gives them: their Python types, and for a
+#: ``Numeric`` with a scale, how many places a ``Decimal`` may have (more are rounded).
+StoredForm = tuple[tuple[type, ...], int | None]
+
+
+def stored_form(column_type: TypeEngine[Any]) -> StoredForm | None:
+    """What a column stores values as its encoder gives them. A value of another type, or a
+    decimal with more places than the column's scale, is converted by the database in its own
+    way (``"30"`` in an integer column is ``30``; ``1.005`` in a ``Numeric(10, 2)`` is
+    ``1.01`` on PostgreSQL and ``1.00`` on SQLite), so its entry reads it back. None for columns
+    whose values are not checked: a TypeDecorator converts values itself, and JSON, Enum, array
+    and other types take many."""
     if isinstance(column_type, (sa.types.TypeDecorator, sa.Enum, sa.JSON, sa.ARRAY)):
         return None
-    if isinstance(column_type, sa.Numeric):  # Float included; an integer is exact in both
-        return (Decimal, int) if column_type.asdecimal else (float, int)
+    if isinstance(column_type, sa.Numeric):  # an integer is exact in either
+        if column_type.asdecimal and not isinstance(column_type, sa.Float):
+            return (Decimal, int), column_type.scale
+        return (float, int), None
     if isinstance(column_type, sa.Uuid):
-        return (uuid.UUID,) if column_type.as_uuid else (str,)
+        return ((uuid.UUID,) if column_type.as_uuid else (str,)), None
     for kind, types in _AS_STORED:
         if isinstance(column_type, kind):
-            return types
+            return types, None
     return None
 
 
@@ -271,7 +280,11 @@ def encoder_for(column_type: TypeEngine[Any]) -> Encoder:
         return _identity  # already JSON: stored as given, serialized once, with the entry
     if isinstance(column_type, sa.Float) and not column_type.asdecimal:
         return _float_column
-    if isinstance(column_type, sa.Numeric) and column_type.asdecimal:
+    if (
+        isinstance(column_type, sa.Numeric)
+        and not isinstance(column_type, sa.Float)
+        and column_type.asdecimal
+    ):
         if column_type.scale is None:
             return _decimal_column
         exponent = Decimal(1).scaleb(-column_type.scale)

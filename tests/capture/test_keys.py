@@ -271,3 +271,20 @@ def test_an_object_given_its_integer_key_as_text_is_recorded_as_stored(
     ids = [state["id"] for _, _, before, after in found for state in (before, after) if state]
     assert ids == [30, 30, 30, 30]
     assert _stored(engine, Customer) == []
+
+
+def test_the_legacy_bulk_methods_with_integer_keys_as_text_are_recorded(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    auditlog.register(Customer)
+    with Session_.begin() as session:
+        session.bulk_insert_mappings(
+            Customer, [{"id": "60", "name": "a"}, {"id": "61", "name": "b"}]
+        )  # type: ignore[arg-type]
+    with Session_.begin() as session:
+        session.bulk_update_mappings(Customer, [{"id": "60", "name": "a2"}])  # type: ignore[arg-type]
+    found = [
+        (e.action_type, e.object_id, e.after_state and e.after_state["name"])
+        for e in entries(engine)
+    ]
+    assert found == [("create", "60", "a"), ("create", "61", "b"), ("update", "60", "a2")]

@@ -285,3 +285,25 @@ def test_later_entries_of_an_object_hold_the_stored_value_too(
     assert changed == ["small"]
     assert before is not None and after is not None and gone is not None
     assert (before["big"], after["big"], gone["big"]) == (30, 30, 30)
+
+
+def test_decimals_with_more_places_than_the_column_are_recorded_as_rounded(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    """Each database rounds in its own way (half away from zero, or through a float on
+    SQLite): the entry holds what the row kept."""
+    auditlog.register(TypeZoo)
+    with Session_.begin() as session:
+        session.add(TypeZoo(id=1, numeric=Decimal("2.00000000005")))
+    with Session_() as session:
+        created = session.get_one(TypeZoo, 1).numeric
+    with Session_.begin() as session:
+        session.get_one(TypeZoo, 1).numeric = Decimal("1.00000000015")
+    with Session_() as session:
+        updated = session.get_one(TypeZoo, 1).numeric
+    create, update = entries(engine)
+    assert create.after_state is not None and update.after_state is not None
+    assert auditlog.decode_state(TypeZoo, create.after_state)["numeric"] == created
+    assert auditlog.decode_state(TypeZoo, update.after_state)["numeric"] == updated
+    assert update.before_state is not None
+    assert update.before_state["numeric"] == create.after_state["numeric"]

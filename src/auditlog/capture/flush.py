@@ -23,8 +23,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -166,9 +167,13 @@ def after_flush(session: Session, flush_context: UOWTransaction) -> None:
     write_changes(session, changes.read_back(session), at=now, ids=ids)
 
 
-#: in an object's ``InstanceState.info``: attribute -> (the value it holds, the value its row
-#: stored for it), for values held in another type than stored ("30" for 30)
-_STORED = "auditlog.stored_values"
+#: per object whose flush read back a value it holds in another type than its row stores it
+#: ("30" for 30): attribute -> (that value, the stored one), for its later entries
+_CONVERTED: weakref.WeakKeyDictionary[InstanceState[Any], dict[str, tuple[Any, Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+#: whether any object ever had such a value: until then no flush looks (a look costs)
+_SEEN_CONVERTED = False
 
 
 def _deleting(flush_context: UOWTransaction) -> Iterator[InstanceState[Any]]:
@@ -265,7 +270,7 @@ class _FlushChanges:
     def __iter__(self) -> Iterator[Change]:
         for state, isdelete, plan in self.audited:
             snapshot = self.snapshots.get(state)
-            converted = state.info.get(_STORED)
+            converted = _CONVERTED.get(state) if _SEEN_CONVERTED else None
             if isdelete:
                 if state in self.gone:
                     continue  # deleted before this flush, by another transaction
@@ -303,9 +308,7 @@ class _FlushChanges:
                 if change.before is not None:
                     change.before.update({key: row.get(key) for key in stale.unloaded})
                 if stale.converted and stale.state is not None and row:
-                    remembered = stale.state.info.setdefault(_STORED, {})
-                    for key, held in stale.converted.items():
-                        remembered[key] = (held, row.get(key))
+                    _remember(stale.state, stale.converted, row)
                 completed.append(change)
         return completed
 
@@ -385,7 +388,7 @@ def _change_of(
             now = tuple(current.get(k, v) for k, v in zip(plan.pk_keys, change.pk, strict=True))
             if now != change.pk:
                 change.renamed_to = now
-    converted = _converted(plan, after, after if is_new else state.committed_state)
+    converted = _converted(plan, after, None if is_new else state.committed_state)
     if converted:
         reload.update(converted)
     if not (reload or unloaded):
@@ -394,28 +397,71 @@ def _change_of(
     return change, _Stale(change, pk_now, reload, unloaded, state, converted)
 
 
-def _converted(plan: Plan, after: Values, written: Iterable[str]) -> dict[str, Any] | None:
-    """The values of ``written`` (the attributes the flush wrote) that the object holds in a
-    type its column does not store them as (``"30"`` in an integer column, ``2.5`` in a
-    ``Numeric``): the database converted them, so the entry reads them from the row."""
-    kinds = plan.stored_types
+def _converted(
+    plan: Plan, after: Values, written: Mapping[str, Any] | None
+) -> dict[str, Any] | None:
+    """The values the flush wrote (every one of a new object; ``written``, the attributes an
+    update changed) that the object holds in another form than its column stores them
+    (``"30"`` in an integer column, ``2.5`` or ``Decimal("1.005")`` in a ``Numeric(10, 2)``):
+    the database converted them, so the entry reads them from the row."""
     found: dict[str, Any] | None = None
-    for key in written:
-        types = kinds.get(key)
-        if types is None:
-            continue
+    if written is None:  # a new object: its value types are most often ones seen before
+        try:
+            seen = tuple(map(type, plan.form_values(after)))
+        except KeyError:  # a value the database set, read back anyway
+            seen = tuple(map(type, map(after.get, plan.form_keys)))
+        if seen not in plan.fine_types:
+            found = _other_types(plan, after, plan.form_keys)
+            if found is None and len(plan.fine_types) < 64:
+                plan.fine_types.add(seen)
+        for key, last in plan.decimal_places:
+            value = after.get(key)
+            if type(value) is Decimal and not _within(value, last):
+                found = found or {}
+                found[key] = value
+        return found
+    found = _other_types(plan, after, [key for key in written if key in plan.stored_forms])
+    for key, last in plan.decimal_places:
         value = after.get(key)
-        if value is None or (isinstance(value, types) and not _bool_for_int(value, types)):
+        if key in written and type(value) is Decimal and not _within(value, last):
+            found = found or {}
+            found[key] = value
+    return found
+
+
+def _other_types(plan: Plan, after: Values, keys: Iterable[str]) -> dict[str, Any] | None:
+    """The values of ``keys`` of another type than their column stores."""
+    found: dict[str, Any] | None = None
+    for key in keys:
+        value = after.get(key)
+        if value is None:
             continue
+        types, _ = plan.stored_forms[key]
+        kind = type(value)
+        if kind in types or (isinstance(value, types) and kind is not bool):
+            continue  # a subclass (a StrEnum in a string column): the encoder knows it
         if found is None:
             found = {}
         found[key] = value
     return found
 
 
-def _bool_for_int(value: Any, types: tuple[type, ...]) -> bool:
-    """``True`` is an int to Python, not to an integer column's encoder."""
-    return type(value) is bool and bool not in types
+def _within(value: Decimal, last: Decimal) -> bool:
+    """Whether a decimal has no digit past the place of ``last`` (``Decimal("0.01")``), so
+    that its column keeps it as it is."""
+    try:
+        return value.quantize(last) == value
+    except ArithmeticError:  # not finite, or more digits than a decimal context holds
+        return False
+
+
+def _remember(state: InstanceState[Any], converted: dict[str, Any], row: Values) -> None:
+    """Keep, for the object's later entries, the values its row stored for ``converted``."""
+    global _SEEN_CONVERTED
+    _SEEN_CONVERTED = True
+    remembered = _CONVERTED.setdefault(state, {})
+    for key, held in converted.items():
+        remembered[key] = (held, row.get(key))
 
 
 def _as_stored(values: Values | None, converted: dict[str, tuple[Any, Any]]) -> None:
