@@ -10,6 +10,7 @@ process.
 
 from __future__ import annotations
 
+import contextlib
 import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -239,6 +240,9 @@ def _names(
 
 def _pk_keys(mapper: Mapper[Any]) -> tuple[str, ...]:
     return tuple(mapper.get_property_by_column(c).key for c in mapper.primary_key)
+
+
+_UNCONFIGURED = object()
 
 
 def _values_getter(keys: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
@@ -487,17 +491,27 @@ class Registry:
     def is_secondary(self, table: Any) -> bool:
         """Whether ``table`` is the ``secondary`` of a relationship that writes it (one a
         many-to-many collection adds rows to and deletes rows from during a flush)."""
-        if self._secondaries is None:
-            self._secondaries = frozenset(
-                prop.secondary
-                for model in self._configs
-                for mapper in _mapper_of(model).registry.mappers
-                for prop in getattr(mapper, "_props", {}).values()
-                if isinstance(prop, RelationshipProperty)
-                and not prop.viewonly
-                and prop.secondary is not None
-            )
-        return table in self._secondaries
+        if self._secondaries is not None:
+            return table in self._secondaries
+        registries = {_mapper_of(model).registry for model in self._configs}
+        for registry in registries:
+            with contextlib.suppress(Exception):  # a mapping that fails fails where it is used
+                registry.configure()  # a relationship knows its ``secondary`` once configured
+        found: set[Any] = set()
+        complete = True
+        for registry in registries:
+            for mapper in registry.mappers:
+                for prop in getattr(mapper, "_props", {}).values():
+                    if not isinstance(prop, RelationshipProperty) or prop.viewonly:
+                        continue
+                    secondary = getattr(prop, "secondary", _UNCONFIGURED)
+                    if secondary is _UNCONFIGURED:
+                        complete = False
+                    elif secondary is not None:
+                        found.add(secondary)
+        if complete:  # kept until the registrations change
+            self._secondaries = frozenset(found)
+        return table in found
 
     def mapper_named(self, name: str) -> Mapper[Any] | None:
         """The mapper of the model filed under ``name`` (see :func:`model_name`), or whose class

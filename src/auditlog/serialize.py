@@ -243,10 +243,10 @@ def stored_form(column_type: TypeEngine[Any]) -> StoredForm | None:
     and other types take many."""
     if isinstance(column_type, (sa.types.TypeDecorator, sa.Enum, sa.JSON, sa.ARRAY)):
         return None
-    if isinstance(column_type, sa.Numeric):  # an integer is exact in either
-        if column_type.asdecimal and not isinstance(column_type, sa.Float):
-            return (Decimal, int), column_type.scale
-        return (float, int), None
+    if isinstance(column_type, sa.Float):  # an integer is exact in either
+        return ((Decimal, int) if column_type.asdecimal else (float, int)), None
+    if isinstance(column_type, sa.Numeric):  # a float as well is rounded to the scale
+        return ((Decimal, int) if column_type.asdecimal else (float, int)), column_type.scale
     if isinstance(column_type, sa.Uuid):
         return ((uuid.UUID,) if column_type.as_uuid else (str,)), None
     for kind, types in _AS_STORED:

@@ -8,6 +8,7 @@ rows of a multi-row INSERT: such a statement is refused, never run without its e
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,7 +21,7 @@ import auditlog
 from auditlog import CaptureError
 
 from ..helpers import entries
-from ..models import Account, Customer
+from ..models import Account, Customer, Loan, Membership, TypeZoo
 
 
 def _stored(engine: Engine, model: Any) -> list[tuple[Any, ...]]:
@@ -57,6 +58,17 @@ def test_a_row_inserted_with_its_key_in_the_statements_values_is_recorded(
         ("5", "five"),
         ("6", "six"),
     ]
+
+
+def test_parameters_over_the_statements_values_name_the_row(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    """SQLAlchemy runs ``.values(id=5)`` with the parameter ``{"id": 6}`` as the row 6."""
+    auditlog.register(Customer)
+    with Session_.begin() as session:
+        session.execute(sa.insert(Customer.__table__).values(id=5, name="n"), {"id": 6})
+    assert [row[0] for row in _stored(engine, Customer)] == [6]
+    assert [e.object_id for e in entries(engine, action_type="create")] == ["6"]
 
 
 # --- keys given as text for an integer key -------------------------------------------------------
@@ -217,6 +229,27 @@ def test_objects_and_rows_with_their_keys_are_recorded_without_returning(
         assert entry.after_state["name"] == names[int(entry.object_id)]
 
 
+def test_rows_whose_keys_are_known_before_they_run_are_recorded_without_returning(
+    engine: Engine, no_returning: sessionmaker[Session]
+) -> None:
+    """A Python default (Loan's uuid4), keys in each parameter set beside ``.values()``, and a
+    ``bindparam()`` in ``.values()`` given by each parameter set."""
+    auditlog.register(Loan)
+    table = Customer.__table__
+    with no_returning.begin() as session:
+        session.execute(sa.insert(Loan.__table__), [{"amount": 1}, {"amount": 2}])
+        session.execute(sa.insert(table).values(name="c"), [{"id": 1}, {"id": 2}])
+        session.execute(
+            sa.insert(table).values(id=sa.bindparam("k"), name="d"), [{"k": 3}, {"k": 4}]
+        )
+    loans = {str(row[0]) for row in _stored(engine, Loan)}
+    creates = entries(engine, action_type="create")
+    assert len(loans) == 2
+    assert {e.object_id for e in creates} == loans | {"1", "2", "3", "4"}
+    names = {e.object_id: e.after_state and e.after_state.get("name") for e in creates}
+    assert [names[key] for key in ("1", "2", "3", "4")] == ["c", "c", "d", "d"]
+
+
 @pytest.mark.parametrize(
     "statement",
     ["orm rows", "orm row", "core rows", "core values", "core select"],
@@ -236,8 +269,11 @@ def test_rows_whose_keys_the_database_makes_are_refused_without_returning(
     }
     with no_returning() as session:
         with pytest.raises(CaptureError) as refused:
-            run[statement](session)  # refused before it runs
-        session.commit()
+            run[statement](session)
+        if statement == "core rows":  # it ran, and its keys came back unknown: no commit
+            with pytest.raises(CaptureError, match="cannot commit"):
+                session.commit()
+        session.rollback()
     message = str(refused.value)
     assert "leaves the primary key (id) to the database" in message
     assert "give the keys in its values" in message
@@ -288,3 +324,74 @@ def test_the_legacy_bulk_methods_with_integer_keys_as_text_are_recorded(
         for e in entries(engine)
     ]
     assert found == [("create", "60", "a"), ("create", "61", "b"), ("update", "60", "a2")]
+
+
+def test_a_key_held_in_another_form_files_every_entry_under_the_stored_key(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    """ "030" is the row 30; a composite key of an integer for text and text for an integer is
+    the row ("5", 3); setting "30" over the loaded 30 changes no key."""
+    auditlog.register(Customer)
+    auditlog.register(Membership)
+    with Session_.begin() as session:
+        customer = Customer(id="030", name="x")  # type: ignore[arg-type]
+        member = Membership(org=5, member="3", role="a")  # type: ignore[arg-type]
+        session.add_all([customer, member])
+    with Session_.begin() as session:
+        session.add_all([customer, member])
+        customer.name = "y"
+        member.role = "b"
+    with Session_.begin() as session:
+        session.get_one(Customer, 30).id = "30"  # type: ignore[assignment]
+    with Session_.begin() as session:
+        session.delete(session.merge(member))
+    found = [(e.action_type, e.object_id, e.renamed_to) for e in entries(engine)]
+    member_key = json.dumps(["5", 3], separators=(",", ":"))
+    assert sorted(found) == sorted(
+        [
+            ("create", "30", None),
+            ("create", member_key, None),
+            ("update", "30", None),
+            ("update", member_key, None),
+            ("delete", member_key, None),
+        ]
+    )
+
+
+def test_a_value_given_again_keeps_later_entries_as_stored(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    """Each request's form makes a new "30": given again, it is not written, and the object
+    then holds that new string; its later entries still hold the row's 30."""
+    auditlog.register(Customer)
+    auditlog.register(TypeZoo)
+
+    def form() -> str:
+        return "".join(["3", "0"])
+
+    with Session_.begin() as session:
+        zoo = TypeZoo(id=1, big=form(), small=1)
+        session.add(zoo)
+    with Session_.begin() as session:
+        session.add(zoo)
+        zoo.big = form()  # type: ignore[assignment]
+        zoo.small = 2
+    with Session_.begin() as session:
+        session.add(zoo)
+        zoo.small = 3
+    with Session_.begin() as session:
+        session.delete(session.merge(zoo))
+    bigs = [
+        (
+            e.action_type,
+            e.before_state and e.before_state["big"],
+            e.after_state and e.after_state["big"],
+        )
+        for e in entries(engine)
+    ]
+    assert bigs == [
+        ("create", None, 30),
+        ("update", 30, 30),
+        ("update", 30, 30),
+        ("delete", 30, None),
+    ]

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 import auditlog
 from auditlog.serialize import decode_state, restored, storable
@@ -307,3 +307,32 @@ def test_decimals_with_more_places_than_the_column_are_recorded_as_rounded(
     assert auditlog.decode_state(TypeZoo, update.after_state)["numeric"] == updated
     assert update.before_state is not None
     assert update.before_state["numeric"] == create.after_state["numeric"]
+
+
+def test_a_float_with_more_places_than_its_numeric_column_is_recorded_as_rounded(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    """``Numeric(10, 2, asdecimal=False)`` holds floats; 2.675 has three places."""
+
+    class Local(DeclarativeBase):
+        pass
+
+    class Price(Local):
+        __tablename__ = "float_price"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        value: Mapped[float] = mapped_column(sa.Numeric(10, 2, asdecimal=False))
+
+    Local.metadata.create_all(engine)
+    try:
+        auditlog.register(Price)
+        with Session_.begin() as session:
+            session.add_all([Price(id=1, value=2.675), Price(id=2, value=2.5)])
+        with Session_() as session:
+            stored = {p.id: p.value for p in session.scalars(sa.select(Price))}
+        recorded = {
+            int(e.object_id): e.after_state and e.after_state["value"] for e in entries(engine)
+        }
+        assert recorded == stored
+        assert stored[2] == 2.5
+    finally:
+        Local.metadata.drop_all(engine)

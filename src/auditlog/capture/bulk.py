@@ -86,15 +86,13 @@ def insert_statement(
     """The :class:`BulkStatement` of an INSERT: its value rows from the parameter sets, a
     multi-row ``.values([...])`` and ``.values(...)``; for an upsert, its conflict target."""
     raw = [params for params in parameter_sets if params]
-    for group in getattr(statement, "_multi_values", ()):
-        raw.extend(dict(row) for row in group)
     given = getattr(statement, "_values", None)
     if given:
-        # ``.values(id=5)`` holds bound parameters; ``bindparam("key")`` there takes its value
-        # from the parameters of a single execution, which then make one row with it
-        single = parameter_sets[0] if len(parameter_sets) == 1 else {}
-        raw = [row for row in raw if row is not single]
-        raw.append({**single, **{k: _bound(v, single) for k, v in given.items()}})
+        # each row is ``.values()`` (bound parameters: ``bindparam("key")`` takes its value from
+        # the row's parameters) with the row's parameters over it, as SQLAlchemy runs it
+        raw = [{**{k: _bound(v, p) for k, v in given.items()}, **p} for p in raw or [{}]]
+    for group in getattr(statement, "_multi_values", ()):
+        raw.extend(dict(row) for row in group)
     clause = getattr(statement, "_post_values_clause", None)
     targets = getattr(clause, "inferred_target_elements", None) or ()
     attribute_key = family.keys.attribute_key

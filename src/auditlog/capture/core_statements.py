@@ -138,8 +138,8 @@ def _describe_insert(
             raise keys_not_returned(label, plan, dialect)
         stmt.returned = True
         return stmt, elem.returning(*pk)
-    if len(sets) > 1 and not dialect.insert_executemany_returning:
-        raise keys_not_returned(label, plan, dialect)
+    # without RETURNING, an executemany's keys are those SQLAlchemy knows before it runs (a
+    # Python default): one the database makes comes back as None, refused once it has run
     return stmt, elem.return_defaults(*pk)
 
 

@@ -275,9 +275,11 @@ class _FlushChanges:
                 if state in self.gone:
                     continue  # deleted before this flush, by another transaction
                 before = _before(state, snapshot, plan)
+                pk = identity_of(state)
                 if converted:
                     _as_stored(before, converted)
-                yield Change(plan, "delete", identity_of(state), before, None)
+                    pk = _stored_key(plan, pk, converted)
+                yield Change(plan, "delete", pk, before, None)
                 continue
             change, stale = _change_of(
                 state, plan, snapshot, self.reread.get(plan), is_new=state in self.new
@@ -286,6 +288,7 @@ class _FlushChanges:
                 _as_stored(change.after, converted)
                 if change.before is not None:
                     _as_stored(change.before, converted)
+                change.pk = _stored_key(plan, change.pk, converted)
             if stale is None:
                 yield change
             else:
@@ -309,6 +312,8 @@ class _FlushChanges:
                     change.before.update({key: row.get(key) for key in stale.unloaded})
                 if stale.converted and stale.state is not None and row:
                     _remember(stale.state, stale.converted, row)
+                    if not plan.pk_set.isdisjoint(stale.converted):
+                        _key_as_stored(plan, change, stale, row)
                 completed.append(change)
         return completed
 
@@ -416,14 +421,14 @@ def _converted(
                 plan.fine_types.add(seen)
         for key, last in plan.decimal_places:
             value = after.get(key)
-            if type(value) is Decimal and not _within(value, last):
+            if isinstance(value, _FRACTIONAL) and not _within(value, last):
                 found = found or {}
                 found[key] = value
         return found
     found = _other_types(plan, after, [key for key in written if key in plan.stored_forms])
     for key, last in plan.decimal_places:
         value = after.get(key)
-        if key in written and type(value) is Decimal and not _within(value, last):
+        if key in written and isinstance(value, _FRACTIONAL) and not _within(value, last):
             found = found or {}
             found[key] = value
     return found
@@ -446,11 +451,15 @@ def _other_types(plan: Plan, after: Values, keys: Iterable[str]) -> dict[str, An
     return found
 
 
-def _within(value: Decimal, last: Decimal) -> bool:
-    """Whether a decimal has no digit past the place of ``last`` (``Decimal("0.01")``), so
-    that its column keeps it as it is."""
+_FRACTIONAL = (Decimal, float)
+
+
+def _within(value: Decimal | float, last: Decimal) -> bool:
+    """Whether a number has no digit past the place of ``last`` (``Decimal("0.01")``), so
+    that its column keeps it as it is (a float by its shortest text: 2.675 has three)."""
     try:
-        return value.quantize(last) == value
+        number = value if type(value) is Decimal else Decimal(repr(value))
+        return number.quantize(last) == number
     except ArithmeticError:  # not finite, or more digits than a decimal context holds
         return False
 
@@ -460,8 +469,39 @@ def _remember(state: InstanceState[Any], converted: dict[str, Any], row: Values)
     global _SEEN_CONVERTED
     _SEEN_CONVERTED = True
     remembered = _CONVERTED.setdefault(state, {})
+    held_now = state.dict
     for key, held in converted.items():
-        remembered[key] = (held, row.get(key))
+        # the object's own value: an equal one it was given again is not written, and the
+        # after-state then holds the earlier object, not the one the object holds now
+        remembered[key] = (held_now.get(key, held), row.get(key))
+
+
+def _key_as_stored(plan: Plan, change: Change, stale: _Stale, row: Values) -> None:
+    """A key the object holds in another type than its row (``"030"`` for 30): a new object's
+    entry is filed under the stored key, and an update that set it names it only if the row's
+    key changed."""
+    converted = stale.converted or {}
+    stored = tuple(
+        row[key] if key in converted and key in row else held
+        for key, held in zip(plan.pk_keys, stale.pk, strict=True)
+    )
+    if change.action == "create":
+        change.pk = stored
+    else:
+        change.renamed_to = stored if stored != change.pk else None
+
+
+def _stored_key(
+    plan: Plan, pk: tuple[Any, ...], converted: dict[str, tuple[Any, Any]]
+) -> tuple[Any, ...]:
+    """``pk`` with each part the object holds in another type than stored replaced by the
+    stored one, while the object still holds that very value."""
+    if plan.pk_set.isdisjoint(converted):
+        return pk
+    return tuple(
+        converted[key][1] if key in converted and held is converted[key][0] else held
+        for key, held in zip(plan.pk_keys, pk, strict=True)
+    )
 
 
 def _as_stored(values: Values | None, converted: dict[str, tuple[Any, Any]]) -> None:

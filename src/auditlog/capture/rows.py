@@ -145,8 +145,9 @@ def keys_where(
     on PostgreSQL, ``IN (SELECT value FROM json_each(...))`` on SQLite (see :func:`_json_keys`),
     where an IN of a thousand parameters costs several milliseconds to build and bind."""
     columns = [mapper.columns[key] for key in pk_keys]
-    if len(columns) > 1:
-        return sa.tuple_(*columns).in_(chunk)
+    if len(columns) > 1:  # each part as its column's type: PostgreSQL compares no text to int
+        parts = [[_key_part(c, v) for c, v in zip(columns, ident, strict=True)] for ident in chunk]
+        return sa.tuple_(*columns).in_([tuple(part) for part in parts])
     (column,) = columns
     values = [ident[0] for ident in chunk]
     array = _array_of(column, dialect)
@@ -207,8 +208,16 @@ def as_key(plan: Plan, name: str, value: Any) -> Any:
     """``value`` as the key column's Python type, where it is one a plain conversion makes
     (``int("30")``, ``str(30)``, ``UUID(text)``), so that it names the row the database stores."""
     try:
-        kind = plan.mapper.columns[name].type.python_type
-    except (NotImplementedError, KeyError):
+        column = plan.mapper.columns[name]
+    except KeyError:
+        return value
+    return _key_part(column, value)
+
+
+def _key_part(column: Any, value: Any) -> Any:
+    try:
+        kind = column.type.python_type
+    except NotImplementedError:
         return value
     if isinstance(value, kind) or kind not in _KEY_TYPES:
         return value
