@@ -8,7 +8,15 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import Session, scoped_session, sessionmaker
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    mapped_column,
+    relationship,
+    scoped_session,
+    sessionmaker,
+)
 
 import auditlog
 from auditlog import ConfigurationError, UnauditedWriteWarning
@@ -285,3 +293,34 @@ def test_a_session_that_is_not_enabled_is_pointed_out_once(engine: Engine) -> No
     with Session(engine) as session, warnings.catch_warnings():
         warnings.simplefilter("error")
         write(session)
+
+
+def test_a_model_of_a_registry_not_yet_configured_leaves_flushes_audited(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    """A registered model of another declarative base whose relationships SQLAlchemy has not
+    configured yet (nothing used it so far) does not fail the flush of another model."""
+
+    class Other(DeclarativeBase):
+        pass
+
+    link = sa.Table(
+        "other_link",
+        Other.metadata,
+        sa.Column("left_id", sa.ForeignKey("other_left.id"), primary_key=True),
+        sa.Column("right_id", sa.ForeignKey("other_right.id"), primary_key=True),
+    )
+
+    class Right(Other):
+        __tablename__ = "other_right"
+        id: Mapped[int] = mapped_column(primary_key=True)
+
+    class Left(Other):
+        __tablename__ = "other_left"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        rights: Mapped[list[Right]] = relationship(secondary=link)
+
+    auditlog.register(Left)
+    with Session_.begin() as session:
+        session.add(Customer(id=1, name="x"))
+    assert [(e.action_type, e.object_id) for e in entries(engine)] == [("create", "1")]
