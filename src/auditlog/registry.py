@@ -89,11 +89,12 @@ class Plan:
     #: recorded columns -> what they store values as their encoder gives them; another value
     #: (``"30"`` for an integer column) is read back from the row
     stored_forms: dict[str, StoredForm] = field(default_factory=dict, repr=False)
-    #: the keys of ``stored_forms``, and those of decimal columns with a scale, with the
-    #: exponent of their last place (``Decimal("0.01")`` for two places)
+    #: the keys of ``stored_forms``, and a getter of their values in a values dict, as a tuple
+    #: (KeyError if one is missing): a new object's value types are compared in one go
     form_keys: tuple[str, ...] = ()
-    #: the values of ``form_keys`` in a values dict, as a tuple (KeyError if one is missing)
     form_values: Callable[[Any], tuple[Any, ...]] = field(default=tuple, repr=False)
+    #: decimal columns with a scale, with the exponent of their last place (``Decimal("0.01")``
+    #: for two places)
     decimal_places: tuple[tuple[str, Decimal], ...] = ()
     #: the value types of ``form_keys`` seen to be stored as held, new object by new object: a
     #: new object whose values have one of them needs no check one by one

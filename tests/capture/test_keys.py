@@ -138,25 +138,30 @@ def test_a_delete_by_keys_given_as_text_is_recorded(
 # --- an upsert given its key, that updates a row conflicting on another column ------------------
 
 
-@pytest.mark.parametrize("target", ["table", "model"])
-def test_an_upsert_that_updates_the_row_it_conflicts_with_records_that_update(
-    backend: str, engine: Engine, Session_: sessionmaker[Session], target: str
-) -> None:
-    """The values give the key 99; the row updated is 1, which holds the same code."""
+def _insert_over_account_one(
+    backend: str, Session_: sessionmaker[Session], target: str, name: str
+) -> Any:
+    """Account 1 (code "a") stored; an INSERT of the key 99 with the code "a" and ``name``,
+    on the table or the model, with the dialect's own insert (for its conflict clauses)."""
     auditlog.register(Account)
     with Session_.begin() as session:
         session.add(Account(ident=1, code="a", name="first"))
     insert = _upsert(backend)
     if target == "table":
-        table = Account.__table__
-        stmt = insert(table).values(id=99, db_code="a", name="upserted")
-        code = table.c.db_code
-    else:
-        stmt = insert(Account).values(ident=99, code="a", name="upserted")
-        code = Account.__table__.c.db_code
+        return insert(Account.__table__).values(id=99, db_code="a", name=name)
+    return insert(Account).values(ident=99, code="a", name=name)
+
+
+@pytest.mark.parametrize("target", ["table", "model"])
+def test_an_upsert_that_updates_the_row_it_conflicts_with_records_that_update(
+    backend: str, engine: Engine, Session_: sessionmaker[Session], target: str
+) -> None:
+    """The values give the key 99; the row updated is 1, which holds the same code."""
+    stmt = _insert_over_account_one(backend, Session_, target, "upserted")
     if backend == "mariadb":
         stmt = stmt.on_duplicate_key_update(name=stmt.inserted.name)
     else:
+        code = Account.__table__.c.db_code
         stmt = stmt.on_conflict_do_update(index_elements=[code], set_={"name": "upserted"})
     with Session_.begin() as session:
         session.execute(stmt)
@@ -172,14 +177,7 @@ def test_an_upsert_that_updates_the_row_it_conflicts_with_records_that_update(
 def test_an_upsert_that_leaves_the_row_it_conflicts_with_records_nothing(
     backend: str, engine: Engine, Session_: sessionmaker[Session], target: str
 ) -> None:
-    auditlog.register(Account)
-    with Session_.begin() as session:
-        session.add(Account(ident=1, code="a", name="first"))
-    insert = _upsert(backend)
-    if target == "table":
-        stmt = insert(Account.__table__).values(id=99, db_code="a", name="other")
-    else:
-        stmt = insert(Account).values(ident=99, code="a", name="other")
+    stmt = _insert_over_account_one(backend, Session_, target, "other")
     if backend == "mariadb":  # no DO NOTHING: the row's name set to itself
         stmt = stmt.on_duplicate_key_update(name=Account.__table__.c.name)
     else:

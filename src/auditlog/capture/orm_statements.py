@@ -104,7 +104,8 @@ def _insert(state: ORMExecuteState, rows: Family) -> Result[Any]:
     sets = [params] if isinstance(params, Mapping) else list(params or ())
     plan = rows.keys
     stmt = insert_statement(rows, statement, sets, label=f"insert({plan.label})")
-    dialect = _connection(state, rows).dialect
+    connection = _connection(state, rows)
+    dialect = connection.dialect
     if not (dialect.insert_executemany_returning if len(sets) > 1 else dialect.insert_returning):
         # the database cannot return the keys: the values must give them
         stmt.keys = given_keys(stmt)
@@ -112,7 +113,7 @@ def _insert(state: ORMExecuteState, rows: Family) -> Result[Any]:
             raise keys_not_returned(stmt.label, plan, dialect)
         before = read_before(state.session, stmt)
         result = _run(state)
-        with refused_on_error(_connection(state, rows)):
+        with refused_on_error(connection):
             write_after(state.session, stmt, before)
         return result
     before = read_before(state.session, stmt)

@@ -230,7 +230,7 @@ def _key_part(column: Any, value: Any) -> Any:
 _KEY_TYPES = frozenset({int, str, uuid.UUID})
 
 
-def _as_stored(plan: Plan, identity: tuple[Any, ...]) -> tuple[Any, ...]:
+def _stored_identity(plan: Plan, identity: tuple[Any, ...]) -> tuple[Any, ...]:
     """A primary key as the database returns it (an object may hold ``"30"`` for ``30``)."""
     return tuple(as_key(plan, k, v) for k, v in zip(plan.pk_keys, identity, strict=True))
 
@@ -252,7 +252,7 @@ def load_columns(
         where = keys_where(plan.mapper, plan.pk_keys, idents[start : start + LOAD_CHUNK], dialect)
         found.update(read_rows(session, plan, where, keys=keys, lock=for_update))
     for ident in idents:  # a key held in another type than the row's: found as given too
-        if ident not in found and (stored := _as_stored(plan, ident)) in found:
+        if ident not in found and (stored := _stored_identity(plan, ident)) in found:
             found[ident] = found[stored]
     return found
 
