@@ -251,9 +251,11 @@ async def test_answers_503_when_the_database_fails(tmp_path: Any) -> None:
 
     empty = sa.create_engine(f"sqlite:///{tmp_path / 'empty.sqlite3'}")  # no audit_log table
     async with client_for(make_app(empty)) as client:
-        response = await client.get("/history/", headers=AUTH_A)
+        history = await client.get("/history/", headers=AUTH_A)
+        state = await client.get("/history/state/?content_type=3&object_id=1", headers=AUTH_A)
     empty.dispose()
-    assert (response.status_code, response.json()["error"]) == (503, "unavailable")
+    for response in (history, state):
+        assert (response.status_code, response.json()["error"]) == (503, "unavailable")
 
 
 # --- schemathesis: the endpoint against its own OpenAPI schema ----------------------------------

@@ -25,11 +25,9 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(
         'auditlog.integrations.fastapi needs FastAPI: pip install "sqlalchemy-auditlog[fastapi]"'
     ) from exc
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from .._asyncio import AsyncSession
-from ..exceptions import InvalidQueryError
 from ..query import CursorPage, HistoryPage
 from .http import (
     COUNT_LIMIT,
@@ -37,6 +35,7 @@ from .http import (
     ErrorBody,
     HTTPError,
     Principal,
+    answering,
     as_principal,
     bearer_token,
     check_count_limit,
@@ -179,15 +178,11 @@ def history_router(
             query = parse_query(request.scope.get("query_string", b""), count_limit=count_limit)
             scoped = scoped_query(principal, query)
             page = empty_page(query)
-            try:
+            with answering():
                 if scoped is not None and session_factory is not None:
                     page = await _run(session_factory(), True, run_query, scoped)
                 elif scoped is not None:
                     page = await _run(session, False, run_query, scoped)
-            except InvalidQueryError as exc:  # a model's name nobody knows
-                raise HTTPError.bad_parameter(exc.argument, exc.message) from None
-            except SQLAlchemyError as exc:
-                raise HTTPError.unavailable(exc) from None
             return Response(page_body(page, max_page_bytes), media_type="application/json")
         except HTTPError as exc:
             return _error(exc)
@@ -211,12 +206,10 @@ def history_router(
         try:
             principal = await identify(request, who)
             query = parse_state_query(request.scope.get("query_string", b""))
-            try:
+            with answering():
                 if session_factory is not None:
                     return await _run(session_factory(), True, run_state_query, principal, query)
                 return await _run(session, False, run_state_query, principal, query)
-            except SQLAlchemyError as exc:
-                raise HTTPError.unavailable(exc) from None
         except HTTPError as exc:
             return _error(exc)
 

@@ -21,7 +21,8 @@ import datetime as dt
 import hmac
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping, Set
+from collections.abc import Callable, Iterable, Iterator, Mapping, Set
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl
@@ -160,6 +161,19 @@ class HTTPError(Exception):
 
     def json(self) -> bytes:
         return self.body.model_dump_json(exclude_none=True).encode()
+
+
+@contextmanager
+def answering() -> Iterator[None]:
+    """What a request's work raises, as the answer to give: a parameter the query layer refuses
+    (an unknown model's name, an entry id nobody has) is a 400 naming it, a database failure a
+    503. Every mount runs its queries in it."""
+    try:
+        yield
+    except InvalidQueryError as exc:
+        raise HTTPError.bad_parameter(exc.argument, exc.message) from None
+    except SQLAlchemyError as exc:
+        raise HTTPError.unavailable(exc) from None
 
 
 # --- authentication -----------------------------------------------------------------------------
@@ -355,10 +369,8 @@ def parse_query(
     )
     if kind is HistoryQuery:
         arguments["count_limit"] = count_limit
-    try:
+    with answering():
         return kind.parse(**arguments)
-    except InvalidQueryError as exc:
-        raise HTTPError.bad_parameter(exc.argument, exc.message) from None
 
 
 Query = TypeVar("Query", bound=HistoryFilters)
@@ -444,10 +456,5 @@ def history_page(
     scoped = scoped_query(principal, query)
     if scoped is None:
         return empty_page(query)
-    try:
-        with session_factory() as session:
-            return run_query(session, scoped)
-    except InvalidQueryError as exc:  # a model's name nobody knows
-        raise HTTPError.bad_parameter(exc.argument, exc.message) from None
-    except SQLAlchemyError as exc:
-        raise HTTPError.unavailable(exc) from None
+    with answering(), session_factory() as session:
+        return run_query(session, scoped)

@@ -13,13 +13,19 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import SQLAlchemyError
 
-from ..exceptions import InvalidQueryError
 from ..models import MAX_ID
 from ..query.filters import content_type_named
 from ..timetravel.asof import ENTRY_ID, latest_entry, position, state_of, unknown_if_pruned
-from .http import DIGITS, HTTPError, Principal, decode_query, parse_datetime, parse_integer
+from .http import (
+    DIGITS,
+    HTTPError,
+    Principal,
+    answering,
+    decode_query,
+    parse_datetime,
+    parse_integer,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -99,21 +105,16 @@ def object_state(
 ) -> ObjectState:
     """Parse and run one request (sync mounts); :class:`HTTPError` for 400 and 503."""
     query = parse_state_query(query_string)
-    try:
-        with session_factory() as session:
-            return run_state_query(session, principal, query)
-    except SQLAlchemyError as exc:
-        raise HTTPError.unavailable(exc) from None
+    with answering(), session_factory() as session:
+        return run_state_query(session, principal, query)
 
 
 def run_state_query(session: Session, principal: Principal, query: StateQuery) -> ObjectState:
     """The state ``query`` asks for, from the principal's tenant's entries only."""
-    try:
+    with answering():
         return state_at(
             session, query.content_type, query.object_id, query.at, tenant_id=principal.tenant_id
         )
-    except InvalidQueryError as exc:
-        raise HTTPError.bad_parameter(exc.argument, exc.message) from None
 
 
 def state_at(
