@@ -12,7 +12,7 @@ from auditlog import AuditLog
 from auditlog.integrity import ErasureError, erasure_table, seal_entry_table, seal_table
 
 from ..helpers import entries
-from ..models import Customer, Tag
+from ..models import Customer, Membership, Tag
 
 LOG = AuditLog.__table__
 SECRETS = ("grace", "198.51.100.23", "Phone 555-0199", "+1 555 0199")
@@ -75,16 +75,28 @@ def test_an_object_erased_keeps_the_proof_and_later_changes_are_caught(
 ) -> None:
     _history(Session_)
     auditlog.seal(engine)
+    ada = [e.id for e in entries(engine, object_id="1")]
     done = auditlog.erase(engine, content_type=Customer, object_id=1)
-    assert done.entries == 2 and "ada@example" not in _stored_text(engine)
-    assert all(
-        (e.before_state, e.after_state) == (None, None) for e in entries(engine, object_id="1")
+    assert (done.entries, done.fields) == (
+        2,
+        ("object_id", "renamed_to", "before_state", "after_state"),
     )
-    assert auditlog.verify(engine).intact
+    assert "ada@example" not in _stored_text(engine) and entries(engine, object_id="1") == []
+    assert [
+        (e.object_id, e.renamed_to, e.before_state, e.after_state)
+        for e in entries(engine)
+        if e.id in ada
+    ] == [("", None, None, None)] * 2
+    report = auditlog.verify(engine)
+    assert report.intact, report.problems
+    assert sorted(report.erased) == sorted(
+        (i, ("after_state", "before_state", "object_id", "renamed_to")) for i in ada
+    )
+    assert [e.object_id for e in entries(engine, object_id="2")] == ["2"]  # Bob's kept
     auditlog.erase(engine, user_id="alan")  # the same entry erased again, of its actor
     report = auditlog.verify(engine)
     assert report.intact, report.problems
-    changed = entries(engine, object_id="1")[1].id
+    changed = ada[1]
     with engine.begin() as conn:  # an erased field given a value again, then a kept one changed
         conn.execute(sa.update(LOG).where(LOG.c.id == changed).values(after_state={"x": 1}))
     assert [p.kind for p in auditlog.verify(engine).problems] == ["entry_changed"]
@@ -165,3 +177,38 @@ def test_erase_creates_its_table_on_a_database_made_before_it(
         erasure_table.drop(conn)
     assert auditlog.erase(engine, user_id="grace").entries == 1
     assert sa.inspect(engine).has_table("audit_erasure")
+
+
+def test_an_object_is_erased_under_every_key_it_had_and_no_other_objects(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    """Its entries under the keys it had before changing it (up to each change) go too; an
+    object that took a key it gave up keeps its entries."""
+    auditlog.register(Customer)
+    with Session_.begin() as session:
+        session.add(Customer(id=1, name="Ada", email="ada@example.com"))
+    with Session_.begin() as session:
+        session.get_one(Customer, 1).id = 2
+    with Session_.begin() as session:
+        session.get_one(Customer, 2).id = 3
+    with Session_.begin() as session:  # another customer takes the key 1
+        session.add(Customer(id=1, name="Bob", email="bob@example.com"))
+    auditlog.seal(engine)
+    done = auditlog.erase(engine, content_type=Customer, object_id=3, reason="request 7")
+    assert done.entries == 3
+    stored = _stored_text(engine)
+    assert "ada@example.com" not in stored and "bob@example.com" in stored
+    assert [(e.object_id, e.action_type) for e in entries(engine) if e.object_id] == [
+        ("1", "create")  # Bob's
+    ]
+    assert auditlog.verify(engine).intact
+
+
+def test_a_composite_key_is_erased_given_as_a_tuple(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    auditlog.register(Membership)
+    with Session_.begin() as session:
+        session.add_all([Membership(org="acme", member=m, role="admin") for m in (7, 8)])
+    assert auditlog.erase(engine, content_type=Membership, object_id=("acme", 7)).entries == 1
+    assert sorted(e.object_id for e in entries(engine)) == ["", '["acme",8]']

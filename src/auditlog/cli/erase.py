@@ -29,10 +29,11 @@ def add_erase_parser(
     parser = commands.add_parser(
         "erase",
         parents=parents,
-        help="erase one person's values (an actor, or an object's states); verify still passes",
+        help="erase one person's values (an actor, or an object's key and states); verify still passes",
         description="Erase what the log holds about one data subject: an actor (--user-id: "
         "the user id, address, user agent and extra of every entry they made) or an object "
-        "(--content-type and --object-id: the states of every entry of it). Sealed entries "
+        "(--content-type and --object-id: the key and the states of every entry of it, under "
+        "every key it had). Sealed entries "
         "stay provable: verify reports the fields as erased. The erasure is recorded (when, "
         "why, by whom) and cannot be undone.",
     )

@@ -4,8 +4,9 @@ Two subjects:
 
 - an **actor** (``user_id=``): in every entry that user made, the user id, the address, the user
   agent and ``extra`` (what the request recorded about them);
-- an **object** (``content_type=`` and ``object_id=``): the before and after states of every
-  entry of that object (under its key, or the key it was renamed to).
+- an **object** (``content_type=`` and ``object_id=``): in every entry of that object, under the
+  key it has and under each key it had before a change of its key, the key itself
+  (``object_id`` becomes empty text, ``renamed_to`` null) and the before and after states.
 
 In one transaction, past the guard (:func:`~auditlog.integrity.guard.maintenance`): each sealed
 entry is first checked against its seal (an entry that is not as sealed is refused: run
@@ -31,6 +32,7 @@ from ..exceptions import AuditLogError
 from ..models import MAX_ID, content_type_table
 from ..models import audit_log_table as _log
 from ..registry import model_name
+from ..serialize import object_id_of
 from .digest import (
     entry_cells,
     erasure_record,
@@ -48,8 +50,10 @@ __all__ = ["ACTOR_FIELDS", "OBJECT_FIELDS", "ErasureError", "ErasureResult", "er
 
 #: What is erased of an actor, and of an object.
 ACTOR_FIELDS: tuple[str, ...] = ("user_id", "ip_address", "user_agent", "extra")
-OBJECT_FIELDS: tuple[str, ...] = ("before_state", "after_state")
-_EMPTY = {"user_agent": ""}  # NOT NULL: empty text
+OBJECT_FIELDS: tuple[str, ...] = ("object_id", "renamed_to", "before_state", "after_state")
+_EMPTY = {"user_agent": "", "object_id": ""}  # NOT NULL: empty text
+#: How many changes of its key an erased object's entries are followed back through.
+MAX_RENAMES = 100
 
 
 class ErasureError(AuditLogError):
@@ -127,10 +131,7 @@ def _erase(
         assert content_type is not None
         kind, fields = "object", OBJECT_FIELDS
         ctype = _content_type_id(connection, content_type)
-        key = str(object_id)
-        where = sa.and_(
-            _log.c.content_type == ctype, sa.or_(_log.c.object_id == key, _log.c.renamed_to == key)
-        )
+        where = _object_entries(connection, ctype, object_id_of(object_id))
     m = seal_entry_table
     rows = (
         connection.execute(
@@ -173,6 +174,35 @@ def _erase(
             )
         )
     return ErasureResult(erasure_id, len(rows), fields)
+
+
+def _object_entries(connection: Connection, ctype: int, key: str) -> sa.ColumnElement[bool]:
+    """Every entry of the object of ``ctype`` keyed ``key`` now: under that key, and under each
+    key it had before, up to the entry that changed it (a key given up may be taken by another
+    object later: its entries after the change are not this object's)."""
+    t = _log.c
+    kind = t.content_type == ctype
+    found: list[sa.ColumnElement[bool]] = [sa.or_(t.object_id == key, t.renamed_to == key)]
+    todo: list[tuple[str, Any]] = [(key, None)]
+    seen = {key}
+    while todo:
+        now, until = todo.pop()
+        renames = sa.select(t.object_id, t.timestamp, t.id).where(kind, t.renamed_to == now)
+        if until is not None:
+            renames = renames.where(until)
+        for old, moment, entry in connection.execute(renames):
+            if old in seen:
+                continue
+            if len(seen) > MAX_RENAMES:
+                raise ErasureError(
+                    f"erase(): the object {key!r} changed its key more than {MAX_RENAMES} times; "
+                    "nothing was erased"
+                )
+            seen.add(old)
+            up_to = sa.or_(t.timestamp < moment, sa.and_(t.timestamp == moment, t.id <= entry))
+            found.append(sa.and_(t.object_id == old, up_to))
+            todo.append((old, up_to))
+    return sa.and_(kind, sa.or_(*found))
 
 
 def _keep_proof(connection: Connection, row: Any, fields: tuple[str, ...]) -> None:
