@@ -15,7 +15,7 @@ import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import sqlalchemy as sa
 from sqlalchemy.exc import NoInspectionAvailable
@@ -23,9 +23,13 @@ from sqlalchemy.orm import ColumnProperty, Mapper, RelationshipProperty
 from sqlalchemy.orm.exc import UnmappedColumnError
 from sqlalchemy.orm.interfaces import MANYTOMANY, ONETOMANY
 from sqlalchemy.schema import Column
+from sqlalchemy.types import TypeEngine
 
 from .exceptions import ConfigurationError
-from .serialize import MASKED, Encoder, StoredForm, encoder_for, stored_form
+from .serialize import MASKED, Encoder, StoredForm, TimeForm, encoder_for, stored_form, time_form
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Dialect
 
 __all__ = [
     "MASKED",
@@ -99,6 +103,24 @@ class Plan:
     #: the value types of ``form_keys`` seen to be stored as held, new object by new object: a
     #: new object whose values have one of them needs no check one by one
     fine_types: set[tuple[type, ...]] = field(default_factory=set, repr=False)
+    #: recorded ``DateTime`` and ``Time`` columns (attribute key, column type, naive or not)
+    temporal: tuple[tuple[str, TypeEngine[Any], bool], ...] = ()
+    #: per database (dialect name): the temporal columns that may not keep a value as held,
+    #: with how they keep values (:func:`~auditlog.serialize.time_form`)
+    time_forms: dict[str, tuple[tuple[str, TimeForm, bool], ...]] = field(
+        default_factory=dict, repr=False
+    )
+
+    def time_forms_on(self, dialect: Dialect) -> tuple[tuple[str, TimeForm, bool], ...]:
+        """The temporal columns that may not keep a value as held on ``dialect``."""
+        found = self.time_forms.get(dialect.name)
+        if found is None:
+            found = self.time_forms[dialect.name] = tuple(
+                (key, form, naive)
+                for key, column_type, naive in self.temporal
+                if (form := time_form(column_type, dialect)) is not None
+            )
+        return found
 
     @property
     def label(self) -> str:
@@ -312,6 +334,12 @@ def compile_plan(mapper: Mapper[Any], config: ModelConfig) -> Plan:
             (key, Decimal(1).scaleb(-places))
             for key, (_, places) in forms.items()
             if places is not None
+        ),
+        temporal=tuple(
+            (key, column.type, not getattr(column.type, "timezone", False))
+            for key, column in columns.items()
+            if isinstance(column.type, (sa.DateTime, sa.Time))
+            and not isinstance(column.type, sa.types.TypeDecorator)
         ),
     )
 

@@ -18,12 +18,15 @@ import re
 import uuid
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from pydantic import TypeAdapter
 from sqlalchemy.orm import Mapper
 from sqlalchemy.types import TypeEngine
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Dialect
 
 __all__ = [
     "MASKED",
@@ -253,6 +256,59 @@ def stored_form(column_type: TypeEngine[Any]) -> StoredForm | None:
         if isinstance(column_type, kind):
             return types, None
     return None
+
+
+#: How a temporal column keeps a value on one database: the step of microseconds it keeps
+#: (1: all six digits; 1,000,000: whole seconds), and whether it keeps an aware value's offset
+#: (else it stores the wall-clock time and drops the offset).
+TimeForm = tuple[int, bool]
+
+
+def time_form(column_type: TypeEngine[Any], dialect: Dialect) -> TimeForm | None:
+    """How ``column_type`` (a ``DateTime`` or ``Time``) keeps values on ``dialect``; None when
+    it keeps every datetime or time as the application holds it, or the database is not one
+    auditlog knows. MariaDB and MySQL keep the fractional seconds the column declares (none
+    for a plain ``DATETIME``), PostgreSQL those of its precision (six by default) and its
+    ``timestamptz`` an aware value's instant; SQLite keeps six digits and drops the offset."""
+    if isinstance(column_type, sa.types.TypeDecorator) or not isinstance(
+        column_type, (sa.DateTime, sa.Time)
+    ):
+        return None
+    variants = column_type._variant_mapping  # with_variant(): the type this database gets
+    chosen = variants.get(dialect.name) or (
+        variants.get("mysql") if dialect.name == "mariadb" else None
+    )
+    declared = chosen if chosen is not None else column_type
+    if dialect.name in ("mysql", "mariadb"):
+        digits = getattr(declared, "fsp", None) or 0
+    elif dialect.name == "postgresql":
+        precision = getattr(declared, "precision", None)
+        digits = 6 if precision is None else precision
+    elif dialect.name == "sqlite":
+        digits = 6
+    else:
+        return None
+    keeps_offset = (
+        dialect.name == "postgresql"
+        and isinstance(column_type, sa.DateTime)
+        and bool(column_type.timezone)
+    )
+    step = 10 ** (6 - min(max(digits, 0), 6))
+    if step == 1 and keeps_offset:
+        return None
+    return step, keeps_offset
+
+
+def kept_as_held(value: Any, form: TimeForm, *, naive_column: bool) -> bool:
+    """Whether a datetime or time ``value`` is stored as held by a column of ``form``: no
+    more fractional seconds than it keeps, and no offset it would drop (an aware value in a
+    naive column is stored as its wall-clock time, or converted by the database's zone)."""
+    step, keeps_offset = form
+    if step > 1 and value.microsecond % step:
+        return False
+    if value.tzinfo is None or keeps_offset:
+        return True
+    return not naive_column and not value.utcoffset()
 
 
 def encoder_for(column_type: TypeEngine[Any]) -> Encoder:

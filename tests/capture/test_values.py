@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -336,3 +337,123 @@ def test_a_float_with_more_places_than_its_numeric_column_is_recorded_as_rounded
         assert stored[2] == 2.5
     finally:
         Local.metadata.drop_all(engine)
+
+
+# --- datetimes and times the column keeps otherwise than held -----------------------------------
+
+_PLUS_TWO = dt.timezone(dt.timedelta(hours=2))
+
+
+class _Times(DeclarativeBase):
+    pass
+
+
+class Shift(_Times):
+    """Columns that keep fewer fractional seconds than Python holds, or drop an offset:
+    MariaDB's plain ``DATETIME`` and ``TIME`` keep whole seconds, PostgreSQL's ``TIMESTAMP(0)``
+    rounds to them, SQLite and MariaDB store an aware value's wall-clock time."""
+
+    __tablename__ = "shift"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    naive_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime())
+    clock: Mapped[dt.time | None] = mapped_column(sa.Time())
+    stamp: Mapped[dt.datetime | None] = mapped_column(
+        sa.DateTime().with_variant(postgresql.TIMESTAMP(precision=0), "postgresql")
+    )
+    note: Mapped[str | None] = mapped_column(sa.String(20))
+
+
+_HELD = {
+    "at": dt.datetime(2025, 1, 30, 9, 15, 0, 156378, tzinfo=_PLUS_TWO),
+    "naive_at": dt.datetime(2025, 1, 30, 9, 15, 0, 250000, tzinfo=_PLUS_TWO),
+    "clock": dt.time(9, 15, 0, 500000),
+    "stamp": dt.datetime(2025, 1, 30, 9, 15, 0, 700000),
+}
+
+
+def _instant(value: Any) -> Any:
+    """A datetime as the UTC wall-clock time it stands for (naive values read back are UTC)."""
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return value
+
+
+@pytest.fixture
+def shifts(engine: Engine) -> Any:
+    _Times.metadata.create_all(engine)
+    auditlog.register(Shift)
+    yield
+    _Times.metadata.drop_all(engine)
+
+
+def _shift_as_stored(Session_: sessionmaker[Session]) -> dict[str, Any]:
+    with Session_() as session:
+        row = session.get_one(Shift, 1)
+        return {key: _instant(getattr(row, key)) for key in (*_HELD, "note")}
+
+
+def _recorded(state: dict[str, Any] | None) -> dict[str, Any]:
+    decoded = auditlog.decode_state(Shift, state)
+    assert decoded is not None
+    return {key: _instant(decoded[key]) for key in (*_HELD, "note")}
+
+
+@pytest.mark.usefixtures("shifts")
+def test_datetimes_and_times_are_recorded_as_their_columns_keep_them(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    with Session_.begin() as session:
+        session.add(Shift(id=1, **_HELD))
+    created = _shift_as_stored(Session_)
+    with Session_.begin() as session:
+        shift = session.get_one(Shift, 1)
+        shift.clock = dt.time(10, 0, 0, 900000)
+        shift.stamp = dt.datetime(2025, 2, 1, 8, 0, 0, 600000)
+    updated = _shift_as_stored(Session_)
+    create, update = entries(engine)
+    assert _recorded(create.after_state) == created
+    assert _recorded(update.before_state) == created
+    assert _recorded(update.after_state) == updated
+
+
+@pytest.mark.usefixtures("shifts")
+def test_an_update_the_column_keeps_as_it_was_is_no_entry(
+    backend: str, engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    """A time that differs from the stored one only in what the column drops leaves the row
+    as it was: no entry where the row did not change, an entry where it did."""
+    with Session_.begin() as session:
+        session.add(Shift(id=1, clock=dt.time(9, 15), stamp=dt.datetime(2025, 1, 30, 9, 15)))
+    before = _shift_as_stored(Session_)
+    with Session_.begin() as session:
+        shift = session.get_one(Shift, 1)
+        shift.clock = dt.time(9, 15, 0, 300000)
+        shift.stamp = dt.datetime(2025, 1, 30, 9, 15, 0, 200000)
+    after = _shift_as_stored(Session_)
+    changed = sorted(key for key in before if before[key] != after[key])
+    assert changed == (
+        [] if backend == "mariadb" else ["clock", "stamp"] if backend == "sqlite" else ["clock"]
+    )
+    updates = [e for e in entries(engine) if e.action_type == "update"]
+    assert [e.changed_fields for e in updates] == ([changed] if changed else [])
+
+
+@pytest.mark.usefixtures("shifts")
+def test_later_entries_of_an_object_hold_the_stored_time_too(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    with Session_.begin() as session:
+        shift = Shift(id=1, **_HELD)
+        session.add(shift)
+    stored = _shift_as_stored(Session_)
+    with Session_.begin() as session:
+        session.add(shift)  # still holding the times as given (expire_on_commit=False)
+        shift.note = "late"
+    with Session_.begin() as session:
+        session.delete(session.merge(shift))
+    _, update, delete = entries(engine)
+    assert update.changed_fields == ["note"]
+    assert _recorded(update.before_state) == stored
+    assert _recorded(update.after_state) == {**stored, "note": "late"}
+    assert _recorded(delete.before_state) == {**stored, "note": "late"}

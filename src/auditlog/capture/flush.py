@@ -35,6 +35,7 @@ from sqlalchemy.orm.state import InstanceState
 from sqlalchemy.orm.unitofwork import UOWTransaction
 
 from ..registry import Plan, cascades_deletes, plan_for
+from ..serialize import TimeForm, kept_as_held
 from .deletes import DeleteCheck, check_deletes
 from .entries import Change, write_changes
 from .ids import ulid_stream
@@ -154,6 +155,7 @@ def after_flush(session: Session, flush_context: UOWTransaction) -> None:
     audited = _in_write_order(audited, new)
     deletes: DeleteCheck | None = flush_context.attributes.get(_GONE)
     changes = _FlushChanges(
+        session,
         audited,
         new,
         flush_context.attributes.get(SNAPSHOTS) or {},
@@ -252,6 +254,7 @@ class _FlushChanges:
 
     def __init__(
         self,
+        session: Session,
         audited: list[tuple[InstanceState[Any], bool, Plan]],
         new: set[InstanceState[Any]],
         snapshots: dict[InstanceState[Any], Values],
@@ -264,8 +267,21 @@ class _FlushChanges:
         self.reread = reread
         self.gone = gone
         self.plans = {plan for _, _, plan in audited}
+        self._session = session
+        self._time_forms: dict[Plan, tuple[tuple[str, TimeForm, bool], ...]] = {}
         self._stale: dict[Plan, list[_Stale]] = {}
         self._iterated = False
+
+    def time_forms(self, plan: Plan) -> tuple[tuple[str, TimeForm, bool], ...]:
+        """The temporal columns of ``plan`` that may not keep a value as held, on the
+        database its rows are written to."""
+        if not plan.temporal:
+            return ()
+        found = self._time_forms.get(plan)
+        if found is None:
+            dialect = self._session.get_bind(mapper=plan.mapper).dialect
+            found = self._time_forms[plan] = plan.time_forms_on(dialect)
+        return found
 
     def __iter__(self) -> Iterator[Change]:
         for state, isdelete, plan in self.audited:
@@ -282,7 +298,12 @@ class _FlushChanges:
                 yield Change(plan, "delete", pk, before, None)
                 continue
             change, stale = _change_of(
-                state, plan, snapshot, self.reread.get(plan), is_new=state in self.new
+                state,
+                plan,
+                snapshot,
+                self.reread.get(plan),
+                is_new=state in self.new,
+                times=self.time_forms(plan),
             )
             if converted:
                 _as_stored(change.after, converted)
@@ -353,6 +374,7 @@ def _change_of(
     reread: frozenset[str] | None,
     *,
     is_new: bool,
+    times: tuple[tuple[str, TimeForm, bool], ...] = (),
 ) -> tuple[Change, _Stale | None]:
     """The create or update of one object, and what of it must be read back (None when nothing):
     what the database set during the flush, and the ``reread`` values of an update."""
@@ -393,7 +415,7 @@ def _change_of(
             now = tuple(current.get(k, v) for k, v in zip(plan.pk_keys, change.pk, strict=True))
             if now != change.pk:
                 change.renamed_to = now
-    converted = _converted(plan, after, None if is_new else state.committed_state)
+    converted = _converted(plan, after, None if is_new else state.committed_state, times)
     if converted:
         reload.update(converted)
     if not (reload or unloaded):
@@ -403,12 +425,34 @@ def _change_of(
 
 
 def _converted(
-    plan: Plan, after: Values, written: Mapping[str, Any] | None
+    plan: Plan,
+    after: Values,
+    written: Mapping[str, Any] | None,
+    times: tuple[tuple[str, TimeForm, bool], ...] = (),
 ) -> dict[str, Any] | None:
     """The values the flush wrote (every one of a new object; ``written``, the attributes an
     update changed) that the object holds in another form than its column stores them
-    (``"30"`` in an integer column, ``2.5`` or ``Decimal("1.005")`` in a ``Numeric(10, 2)``):
-    the database converted them, so the entry reads them from the row."""
+    (``"30"`` in an integer column, ``2.5`` or ``Decimal("1.005")`` in a ``Numeric(10, 2)``,
+    a datetime with microseconds in a MariaDB ``DATETIME``, ``times``): the database converted
+    them, so the entry reads them from the row."""
+    found = _held_in_other_forms(plan, after, written)
+    for key, form, naive in times:
+        value = after.get(key)
+        if (
+            isinstance(value, _TEMPORAL)
+            and (written is None or key in written)
+            and not kept_as_held(value, form, naive_column=naive)
+        ):
+            found = found or {}
+            found[key] = value
+    return found
+
+
+def _held_in_other_forms(
+    plan: Plan, after: Values, written: Mapping[str, Any] | None
+) -> dict[str, Any] | None:
+    """:func:`_converted` but for temporal columns: values of another type, decimals with
+    more places than their column's scale."""
     found: dict[str, Any] | None = None
     if written is None:  # a new object: its value types are most often ones seen before
         try:
@@ -452,6 +496,7 @@ def _other_types(plan: Plan, after: Values, keys: Iterable[str]) -> dict[str, An
 
 
 _FRACTIONAL = (Decimal, float)
+_TEMPORAL = (dt.datetime, dt.time)
 
 
 def _within(value: Decimal | float, last: Decimal) -> bool:
