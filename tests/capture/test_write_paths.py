@@ -256,6 +256,68 @@ def test_rolled_back_statement_leaves_no_entries(
     assert [e.action_type for e in entries(engine)] == ["create"] * 3
 
 
+# --- statements after pending changes: the autoflush runs first, as SQLAlchemy runs it -----------
+
+
+def test_a_statement_after_a_pending_change_records_the_row_the_autoflush_left(
+    engine: Engine, Session_: sessionmaker[Session], three_customers: list[int]
+) -> None:
+    first = three_customers[0]
+    with Session_.begin() as session:
+        session.get_one(Customer, first).name = "pending"
+        session.execute(sa.delete(Customer).where(Customer.id == first))
+    (update,) = entries(engine, action_type="update")
+    (delete,) = entries(engine, action_type="delete")
+    assert update.after_state is not None and update.after_state["name"] == "pending"
+    assert delete.before_state is not None and delete.before_state["name"] == "pending"
+
+
+def test_a_statement_matching_a_pending_new_object_records_it(
+    engine: Engine, Session_: sessionmaker[Session], three_customers: list[int]
+) -> None:
+    with Session_.begin() as session:
+        session.add(Customer(id=100, name="new", email="new@x", tenant_id="t"))
+        result = session.execute(
+            sa.update(Customer).where(Customer.tenant_id == "t").values(email="all@x")
+        )
+        assert result.rowcount == 4  # type: ignore[attr-defined]
+    updates = entries(engine, action_type="update")
+    assert sorted(int(e.object_id) for e in updates) == sorted([*three_customers, 100])
+    assert {(e.before_state or {}).get("email") for e in updates} == {"0@x", "1@x", "2@x", "new@x"}
+
+
+def test_a_statement_a_pending_change_leaves_without_rows_records_nothing(
+    engine: Engine, Session_: sessionmaker[Session], three_customers: list[int]
+) -> None:
+    with Session_.begin() as session:
+        session.get_one(Customer, three_customers[0]).name = "moved"
+        result = session.execute(
+            sa.update(Customer).where(Customer.name == "c0").values(email="never@x")
+        )
+        assert result.rowcount == 0  # type: ignore[attr-defined]
+    (update,) = entries(engine, action_type="update")  # the flush's, of the name
+    assert update.changed_fields == ["name"]
+
+
+@pytest.mark.parametrize("how", ["execution option", "no_autoflush"])
+def test_a_statement_without_autoflush_leaves_pending_changes_pending(
+    how: str, engine: Engine, Session_: sessionmaker[Session], three_customers: list[int]
+) -> None:
+    statement = sa.update(Customer).where(Customer.tenant_id == "t").values(email="all@x")
+    with Session_.begin() as session:
+        session.add(Customer(id=100, name="new", email="new@x", tenant_id="t"))
+        if how == "no_autoflush":
+            with session.no_autoflush:
+                result = session.execute(statement)
+        else:
+            result = session.execute(statement.execution_options(autoflush=False))
+        assert result.rowcount == 3  # type: ignore[attr-defined]
+    updates = entries(engine, action_type="update")
+    assert sorted(int(e.object_id) for e in updates) == sorted(three_customers)
+    (created,) = [e for e in entries(engine, action_type="create") if e.object_id == "100"]
+    assert created.after_state is not None and created.after_state["email"] == "new@x"
+
+
 def test_bulk_update_by_primary_key(
     engine: Engine, Session_: sessionmaker[Session], three_customers: list[int]
 ) -> None:

@@ -2,7 +2,8 @@
 with ``session.execute``, which bypass the unit of work and so the flush listeners.
 
 ``do_orm_execute`` describes each such statement on a registered model for :mod:`.bulk` and runs
-it in between, unchanged (``synchronize_session`` and all), except that an INSERT also returns
+it in between, unchanged (``synchronize_session`` and all), after the autoflush SQLAlchemy would
+run first (so the rows are read as the statement meets them), except that an INSERT also returns
 the primary keys of its rows, for the entries, and hands the caller only what it asked for. If
 the entries cannot be written, the transaction can no longer commit (:mod:`.refusal`).
 Statements on models that are not registered cost one dictionary lookup.
@@ -44,6 +45,10 @@ def do_orm_execute(orm_execute_state: ORMExecuteState) -> Result[Any] | None:
     rows = family(mapper) if mapper is not None else None
     if rows is None:
         return None
+    if state.execution_options.get("autoflush", True):
+        # what SQLAlchemy flushes before it runs the statement, flushed before the rows are
+        # read: the statement meets the rows as the flush leaves them
+        state.session._autoflush()
     with audited_write():
         if state.is_insert:
             return _insert(state, rows)
