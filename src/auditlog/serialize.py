@@ -360,11 +360,14 @@ def encoder_for(column_type: TypeEngine[Any]) -> Encoder:
 
 
 def _float_column(value: Any) -> Any:
-    """A float column stores an integer as a float (up to 2**53 exactly: single-precision
-    columns round, see the limitations)."""
-    return (
-        _float(float(value)) if type(value) is int and abs(value) <= 2**53 else encode_value(value)
-    )
+    """A float column stores an integer as a float: the nearest one past 2**53, as the database
+    rounds it (single-precision columns round further, see the limitations)."""
+    if type(value) is int:
+        try:
+            return _float(float(value))
+        except OverflowError:  # beyond any float: the database refuses it
+            return value
+    return encode_value(value)
 
 
 def _decimal_column(value: Any) -> Any:

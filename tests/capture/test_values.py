@@ -457,3 +457,33 @@ def test_later_entries_of_an_object_hold_the_stored_time_too(
     assert _recorded(update.before_state) == stored
     assert _recorded(update.after_state) == {**stored, "note": "late"}
     assert _recorded(delete.before_state) == {**stored, "note": "late"}
+
+
+def test_an_integer_past_2_53_in_a_float_column_is_recorded_as_the_float_stored(
+    engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    class Local(DeclarativeBase):
+        pass
+
+    class Gauge(Local):
+        __tablename__ = "gauge"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        value: Mapped[float] = mapped_column(sa.Double())
+
+    Local.metadata.create_all(engine)
+    try:
+        auditlog.register(Gauge)
+        with Session_.begin() as session:
+            session.add_all([Gauge(id=1, value=2**53 + 1), Gauge(id=2, value=-(3**40))])
+        with Session_() as session:
+            stored = {g.id: g.value for g in session.scalars(sa.select(Gauge))}
+        assert stored == {1: float(2**53), 2: float(-(3**40))}
+        # the number the entry holds is the stored float's (PostgreSQL's jsonb writes
+        # -1.2157665459056929e19 as -12157665459056929000: the same decimal)
+        recorded = {
+            int(e.object_id): Decimal(str(e.after_state and e.after_state["value"]))
+            for e in entries(engine)
+        }
+        assert recorded == {key: Decimal(repr(value)) for key, value in stored.items()}
+    finally:
+        Local.metadata.drop_all(engine)
