@@ -188,6 +188,54 @@ def test_an_upsert_that_leaves_the_row_it_conflicts_with_records_nothing(
     assert [(e.action_type, e.object_id) for e in entries(engine)] == [("create", "1")]
 
 
+@pytest.mark.parametrize("target", ["table", "model"])
+def test_an_upsert_that_gives_the_row_it_conflicts_with_its_key_records_the_change_of_key(
+    backend: str, engine: Engine, Session_: sessionmaker[Session], target: str
+) -> None:
+    """Row 1 (code "a") takes the key 99 of the values that conflicted with it: an update of 1
+    that names 99, not a new object 99 beside an untouched 1."""
+    stmt = _insert_over_account_one(backend, Session_, target, "moved")
+    key = Account.__table__.c.id
+    if backend == "mariadb":
+        stmt = stmt.on_duplicate_key_update({key: stmt.inserted.id, "name": stmt.inserted.name})
+    else:
+        code = Account.__table__.c.db_code
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[code], set_={key: stmt.excluded.id, "name": stmt.excluded.name}
+        )
+    with Session_.begin() as session:
+        session.execute(stmt)
+    assert [row[:3] for row in _stored(engine, Account)] == [(99, "a", "moved")]
+    assert [(e.action_type, e.object_id, e.renamed_to) for e in entries(engine)] == [
+        ("create", "1", None),
+        ("update", "1", "99"),
+    ]
+    update = entries(engine, action_type="update")[0]
+    assert update.before_state is not None and update.after_state is not None
+    assert (update.before_state["name"], update.after_state["name"]) == ("first", "moved")
+    assert (update.before_state["ident"], update.after_state["ident"]) == (1, 99)
+
+
+def test_an_upsert_that_moves_the_row_it_conflicts_with_out_of_reach_is_refused(
+    backend: str, engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    """Its key and its conflict values both changed: which row it became is unknown, so the
+    transaction cannot commit."""
+    stmt = _insert_over_account_one(backend, Session_, "table", "moved")
+    key, code = Account.__table__.c.id, Account.__table__.c.db_code
+    if backend == "mariadb":
+        stmt = stmt.on_duplicate_key_update({key: stmt.inserted.id, code: "b"})
+    else:
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[code], set_={key: stmt.excluded.id, code: "b"}
+        )
+    with Session_() as session:
+        with pytest.raises(CaptureError, match="changed the key of the row"):
+            session.execute(stmt)
+        session.rollback()
+    assert [row[:3] for row in _stored(engine, Account)] == [(1, "a", "first")]
+
+
 # --- a database that cannot return the keys it makes ---------------------------------------------
 
 

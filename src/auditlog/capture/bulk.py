@@ -276,8 +276,19 @@ def write_after(
                 change.renamed_to = now
             changes.append(change)
         return write_changes(session, changes)
+    moved = _moved_by_upsert(stmt, before, after) if stmt.upsert else {}
+    for old, now in moved.items():
+        plan, row = before[old]
+        if plan is not None:
+            change = Change(
+                plan, "update", old, family.values(plan, row), family.values(plan, after[now][1])
+            )
+            change.renamed_to = now
+            changes.append(change)
     for pk in _in_order(keys, after):
         plan, row = after[pk]
+        if pk in moved.values():
+            continue
         if pk in before:  # an upsert's update: filed under the key the row keeps
             plan, old = before[pk]
             if plan is None:
@@ -288,6 +299,40 @@ def write_after(
         elif plan is not None:
             changes.append(Change(plan, "create", pk, None, family.values(plan, row)))
     return write_changes(session, changes)
+
+
+def _moved_by_upsert(
+    stmt: BulkStatement, before: FamilyRows, after: FamilyRows
+) -> dict[tuple[Any, ...], tuple[Any, ...]]:
+    """The rows an upsert gave another key (its update sets the key): each conflicting row read
+    before it ran that no longer has its key, with the key of the row that now holds its
+    conflict values. A row that cannot be found so is refused: its change would go unaudited."""
+    gone = [pk for pk in before if pk not in after]
+    if not gone:
+        return {}
+    columns = stmt.family.mapper.columns
+    fresh = [pk for pk in after if pk not in before]
+    moved: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    for old in gone:
+        was = before[old][1]._mapping
+        for group in _conflict_keys(stmt):
+            cells = [columns[key] for key in group]
+            found = [
+                pk
+                for pk in fresh
+                if pk not in moved.values()
+                and all(after[pk][1]._mapping[c] == was[c] for c in cells)
+            ]
+            if len(found) == 1:
+                moved[old] = found[0]
+                break
+        else:
+            raise CaptureError(
+                f"{stmt.label} changed the key of the row {old} it conflicted with, and no row "
+                "holds its conflict values once it ran: the statement is refused so that no "
+                "change goes unaudited"
+            )
+    return moved
 
 
 def _in_order(
