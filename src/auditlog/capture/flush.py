@@ -451,8 +451,8 @@ def _converted(
 def _held_in_other_forms(
     plan: Plan, after: Values, written: Mapping[str, Any] | None
 ) -> dict[str, Any] | None:
-    """:func:`_converted` but for temporal columns: values of another type, decimals with
-    more places than their column's scale."""
+    """What :func:`_converted` finds besides datetimes and times: values of another type than
+    their column stores, decimals with more places than their column's scale."""
     found: dict[str, Any] | None = None
     if written is None:  # a new object: its value types are most often ones seen before
         try:
