@@ -7,10 +7,17 @@ import itertools
 import threading
 
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
 from ulid import ULID
 
+import auditlog
 from auditlog.capture import ids
 from auditlog.capture.ids import new_ulids, ulid_stream
+
+from ..helpers import entries
+from ..models import Customer
 
 AT = dt.datetime(2025, 3, 4, 5, 6, 7, 891_000, tzinfo=dt.timezone.utc)
 
@@ -98,3 +105,22 @@ def test_a_block_that_cannot_fit_its_millisecond_is_refused(
 def test_a_time_before_1970_is_refused() -> None:
     with pytest.raises(ValueError, match="48 bits of milliseconds"):
         new_ulids(dt.datetime(1969, 12, 31, tzinfo=dt.timezone.utc), 1)
+
+
+def test_capture_runs_under_a_frozen_clock_that_gives_float_nanoseconds(
+    monkeypatch: pytest.MonkeyPatch, engine: Engine, Session_: sessionmaker[Session]
+) -> None:
+    """Time-freezing test tools patch the clock; one (hiro) makes ``time.time_ns()`` a float.
+    Ids come from the datetime, so every write path still writes its entries."""
+    import time
+
+    auditlog.register(Customer)
+    monkeypatch.setattr(time, "time_ns", lambda: 1.5778368e18)
+    with Session_.begin() as session:
+        session.add(Customer(id=1, name="frozen"))
+    with Session_.begin() as session:
+        session.execute(sa.update(Customer).where(Customer.id == 1).values(name="thawed"))
+    assert [(e.action_type, e.object_id) for e in entries(engine)] == [
+        ("create", "1"),
+        ("update", "1"),
+    ]

@@ -10,13 +10,12 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
-from ulid import ULID
 
 from ..context import AuditContext, current_context
 from ..registry import MASKED, Plan
 from ..serialize import encode_value, object_id_text
 from . import content_types
-from .ids import ulid_stream
+from .ids import new_ulids, ulid_stream
 from .rows import Values, related_ids
 from .writer import insert_rows
 
@@ -83,7 +82,9 @@ def transaction_id(session: Session) -> bytes:
     held = session.info.get(_TRANSACTION)
     if held is not None and held[0] is root:
         return held[1]  # type: ignore[no-any-return]
-    txid = bytes(ULID().bytes)
+    # stamped from datetime, as entry ids are: a test's frozen clock may give time.time_ns() a
+    # float, which ULID() cannot take
+    txid = new_ulids(dt.datetime.now(dt.timezone.utc), 1)[0]
     session.info[_TRANSACTION] = (root, txid)
     return txid
 
