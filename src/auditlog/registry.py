@@ -103,21 +103,21 @@ class Plan:
     #: the value types of ``form_keys`` seen to be stored as held, new object by new object: a
     #: new object whose values have one of them needs no check one by one
     fine_types: set[tuple[type, ...]] = field(default_factory=set, repr=False)
-    #: recorded ``DateTime`` and ``Time`` columns (attribute key, column type, naive or not)
-    temporal: tuple[tuple[str, TypeEngine[Any], bool], ...] = ()
+    #: recorded ``DateTime`` and ``Time`` columns (attribute key, column type)
+    temporal: tuple[tuple[str, TypeEngine[Any]], ...] = ()
     #: per database (dialect name): the temporal columns that may not keep a value as held,
     #: with how they keep values (:func:`~auditlog.serialize.time_form`)
-    time_forms: dict[str, tuple[tuple[str, TimeForm, bool], ...]] = field(
+    time_forms: dict[str, tuple[tuple[str, TimeForm], ...]] = field(
         default_factory=dict, repr=False
     )
 
-    def time_forms_on(self, dialect: Dialect) -> tuple[tuple[str, TimeForm, bool], ...]:
+    def time_forms_on(self, dialect: Dialect) -> tuple[tuple[str, TimeForm], ...]:
         """The temporal columns that may not keep a value as held on ``dialect``."""
         found = self.time_forms.get(dialect.name)
         if found is None:
             found = self.time_forms[dialect.name] = tuple(
-                (key, form, naive)
-                for key, column_type, naive in self.temporal
+                (key, form)
+                for key, column_type in self.temporal
                 if (form := time_form(column_type, dialect)) is not None
             )
         return found
@@ -336,7 +336,7 @@ def compile_plan(mapper: Mapper[Any], config: ModelConfig) -> Plan:
             if places is not None
         ),
         temporal=tuple(
-            (key, column.type, not getattr(column.type, "timezone", False))
+            (key, column.type)
             for key, column in columns.items()
             if isinstance(column.type, (sa.DateTime, sa.Time))
             and not isinstance(column.type, sa.types.TypeDecorator)

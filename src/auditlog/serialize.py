@@ -259,9 +259,9 @@ def stored_form(column_type: TypeEngine[Any]) -> StoredForm | None:
 
 
 #: How a temporal column keeps a value on one database: the step of microseconds it keeps
-#: (1: all six digits; 1,000,000: whole seconds), and whether it keeps an aware value's offset
-#: (else it stores the wall-clock time and drops the offset).
-TimeForm = tuple[int, bool]
+#: (1: all six digits; 1,000,000: whole seconds), whether it keeps an aware value's offset
+#: (else it stores the wall-clock time and drops the offset), and whether the column is naive.
+TimeForm = tuple[int, bool, bool]
 
 
 def time_form(column_type: TypeEngine[Any], dialect: Dialect) -> TimeForm | None:
@@ -296,19 +296,19 @@ def time_form(column_type: TypeEngine[Any], dialect: Dialect) -> TimeForm | None
     step = 10 ** (6 - min(max(digits, 0), 6))
     if step == 1 and keeps_offset:
         return None
-    return step, keeps_offset
+    return step, keeps_offset, not getattr(column_type, "timezone", False)
 
 
-def kept_as_held(value: Any, form: TimeForm, *, naive_column: bool) -> bool:
+def kept_as_held(value: Any, form: TimeForm) -> bool:
     """Whether a datetime or time ``value`` is stored as held by a column of ``form``: no
     more fractional seconds than it keeps, and no offset it would drop (an aware value in a
     naive column is stored as its wall-clock time, or converted by the database's zone)."""
-    step, keeps_offset = form
+    step, keeps_offset, naive = form
     if step > 1 and value.microsecond % step:
         return False
     if value.tzinfo is None or keeps_offset:
         return True
-    return not naive_column and not value.utcoffset()
+    return not naive and not value.utcoffset()
 
 
 def encoder_for(column_type: TypeEngine[Any]) -> Encoder:

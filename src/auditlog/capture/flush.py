@@ -267,21 +267,15 @@ class _FlushChanges:
         self.reread = reread
         self.gone = gone
         self.plans = {plan for _, _, plan in audited}
-        self._session = session
-        self._time_forms: dict[Plan, tuple[tuple[str, TimeForm, bool], ...]] = {}
+        # per model, its temporal columns that may not keep a value as held, on the database
+        # its rows are written to
+        self._times = {
+            plan: plan.time_forms_on(session.get_bind(mapper=plan.mapper).dialect)
+            for plan in self.plans
+            if plan.temporal
+        }
         self._stale: dict[Plan, list[_Stale]] = {}
         self._iterated = False
-
-    def time_forms(self, plan: Plan) -> tuple[tuple[str, TimeForm, bool], ...]:
-        """The temporal columns of ``plan`` that may not keep a value as held, on the
-        database its rows are written to."""
-        if not plan.temporal:
-            return ()
-        found = self._time_forms.get(plan)
-        if found is None:
-            dialect = self._session.get_bind(mapper=plan.mapper).dialect
-            found = self._time_forms[plan] = plan.time_forms_on(dialect)
-        return found
 
     def __iter__(self) -> Iterator[Change]:
         for state, isdelete, plan in self.audited:
@@ -303,7 +297,7 @@ class _FlushChanges:
                 snapshot,
                 self.reread.get(plan),
                 is_new=state in self.new,
-                times=self.time_forms(plan),
+                times=self._times.get(plan, ()),
             )
             if converted:
                 _as_stored(change.after, converted)
@@ -374,7 +368,7 @@ def _change_of(
     reread: frozenset[str] | None,
     *,
     is_new: bool,
-    times: tuple[tuple[str, TimeForm, bool], ...] = (),
+    times: tuple[tuple[str, TimeForm], ...] = (),
 ) -> tuple[Change, _Stale | None]:
     """The create or update of one object, and what of it must be read back (None when nothing):
     what the database set during the flush, and the ``reread`` values of an update."""
@@ -428,7 +422,7 @@ def _converted(
     plan: Plan,
     after: Values,
     written: Mapping[str, Any] | None,
-    times: tuple[tuple[str, TimeForm, bool], ...] = (),
+    times: tuple[tuple[str, TimeForm], ...] = (),
 ) -> dict[str, Any] | None:
     """The values the flush wrote (every one of a new object; ``written``, the attributes an
     update changed) that the object holds in another form than its column stores them
@@ -436,12 +430,12 @@ def _converted(
     a datetime with microseconds in a MariaDB ``DATETIME``, ``times``): the database converted
     them, so the entry reads them from the row."""
     found = _held_in_other_forms(plan, after, written)
-    for key, form, naive in times:
+    for key, form in times:
         value = after.get(key)
         if (
             isinstance(value, _TEMPORAL)
             and (written is None or key in written)
-            and not kept_as_held(value, form, naive_column=naive)
+            and not kept_as_held(value, form)
         ):
             found = found or {}
             found[key] = value
