@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -310,33 +311,47 @@ def test_decimals_with_more_places_than_the_column_are_recorded_as_rounded(
     assert update.before_state["numeric"] == create.after_state["numeric"]
 
 
+# --- models of this module's own, with the column types these cases need -----------------------
+
+
+class _Local(DeclarativeBase):
+    pass
+
+
+class Price(_Local):
+    """``Numeric(10, 2, asdecimal=False)`` holds floats."""
+
+    __tablename__ = "float_price"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    value: Mapped[float] = mapped_column(sa.Numeric(10, 2, asdecimal=False))
+
+
+class Gauge(_Local):
+    __tablename__ = "gauge"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    value: Mapped[float] = mapped_column(sa.Double())
+
+
+@pytest.fixture
+def local_tables(engine: Engine) -> Iterator[None]:
+    _Local.metadata.create_all(engine)
+    yield
+    _Local.metadata.drop_all(engine)
+
+
+@pytest.mark.usefixtures("local_tables")
 def test_a_float_with_more_places_than_its_numeric_column_is_recorded_as_rounded(
     engine: Engine, Session_: sessionmaker[Session]
 ) -> None:
-    """``Numeric(10, 2, asdecimal=False)`` holds floats; 2.675 has three places."""
-
-    class Local(DeclarativeBase):
-        pass
-
-    class Price(Local):
-        __tablename__ = "float_price"
-        id: Mapped[int] = mapped_column(primary_key=True)
-        value: Mapped[float] = mapped_column(sa.Numeric(10, 2, asdecimal=False))
-
-    Local.metadata.create_all(engine)
-    try:
-        auditlog.register(Price)
-        with Session_.begin() as session:
-            session.add_all([Price(id=1, value=2.675), Price(id=2, value=2.5)])
-        with Session_() as session:
-            stored = {p.id: p.value for p in session.scalars(sa.select(Price))}
-        recorded = {
-            int(e.object_id): e.after_state and e.after_state["value"] for e in entries(engine)
-        }
-        assert recorded == stored
-        assert stored[2] == 2.5
-    finally:
-        Local.metadata.drop_all(engine)
+    """2.675 has three places."""
+    auditlog.register(Price)
+    with Session_.begin() as session:
+        session.add_all([Price(id=1, value=2.675), Price(id=2, value=2.5)])
+    with Session_() as session:
+        stored = {p.id: p.value for p in session.scalars(sa.select(Price))}
+    recorded = {int(e.object_id): e.after_state and e.after_state["value"] for e in entries(engine)}
+    assert recorded == stored
+    assert stored[2] == 2.5
 
 
 # --- datetimes and times the column keeps otherwise than held -----------------------------------
@@ -344,11 +359,7 @@ def test_a_float_with_more_places_than_its_numeric_column_is_recorded_as_rounded
 _PLUS_TWO = dt.timezone(dt.timedelta(hours=2))
 
 
-class _Times(DeclarativeBase):
-    pass
-
-
-class Shift(_Times):
+class Shift(_Local):
     """Columns that keep fewer fractional seconds than Python holds, or drop an offset:
     MariaDB's plain ``DATETIME`` and ``TIME`` keep whole seconds, PostgreSQL's ``TIMESTAMP(0)``
     rounds to them, SQLite and MariaDB store an aware value's wall-clock time."""
@@ -380,11 +391,8 @@ def _instant(value: Any) -> Any:
 
 
 @pytest.fixture
-def shifts(engine: Engine) -> Any:
-    _Times.metadata.create_all(engine)
+def shifts(local_tables: None) -> None:
     auditlog.register(Shift)
-    yield
-    _Times.metadata.drop_all(engine)
 
 
 def _shift_as_stored(Session_: sessionmaker[Session]) -> dict[str, Any]:
@@ -459,31 +467,20 @@ def test_later_entries_of_an_object_hold_the_stored_time_too(
     assert _recorded(delete.before_state) == {**stored, "note": "late"}
 
 
+@pytest.mark.usefixtures("local_tables")
 def test_an_integer_past_2_53_in_a_float_column_is_recorded_as_the_float_stored(
     engine: Engine, Session_: sessionmaker[Session]
 ) -> None:
-    class Local(DeclarativeBase):
-        pass
-
-    class Gauge(Local):
-        __tablename__ = "gauge"
-        id: Mapped[int] = mapped_column(primary_key=True)
-        value: Mapped[float] = mapped_column(sa.Double())
-
-    Local.metadata.create_all(engine)
-    try:
-        auditlog.register(Gauge)
-        with Session_.begin() as session:
-            session.add_all([Gauge(id=1, value=2**53 + 1), Gauge(id=2, value=-(3**40))])
-        with Session_() as session:
-            stored = {g.id: g.value for g in session.scalars(sa.select(Gauge))}
-        assert stored == {1: float(2**53), 2: float(-(3**40))}
-        # the number the entry holds is the stored float's (PostgreSQL's jsonb writes
-        # -1.2157665459056929e19 as -12157665459056929000: the same decimal)
-        recorded = {
-            int(e.object_id): Decimal(str(e.after_state and e.after_state["value"]))
-            for e in entries(engine)
-        }
-        assert recorded == {key: Decimal(repr(value)) for key, value in stored.items()}
-    finally:
-        Local.metadata.drop_all(engine)
+    auditlog.register(Gauge)
+    with Session_.begin() as session:
+        session.add_all([Gauge(id=1, value=2**53 + 1), Gauge(id=2, value=-(3**40))])
+    with Session_() as session:
+        stored = {g.id: g.value for g in session.scalars(sa.select(Gauge))}
+    assert stored == {1: float(2**53), 2: float(-(3**40))}
+    # the number the entry holds is the stored float's (PostgreSQL's jsonb writes
+    # -1.2157665459056929e19 as -12157665459056929000: the same decimal)
+    recorded = {
+        int(e.object_id): Decimal(str(e.after_state and e.after_state["value"]))
+        for e in entries(engine)
+    }
+    assert recorded == {key: Decimal(repr(value)) for key, value in stored.items()}
